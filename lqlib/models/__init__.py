@@ -1,0 +1,62 @@
+"""Face-recognition backbones and their registry.
+
+``build_backbone(name, **kw)``: names ``ir_<attention>_<depth>`` with attention in
+cbam | esca | eca | se | none and depth in tiny | 18 | 34 | 50 | 100 (e.g. ``ir_cbam_100``, the
+paper's network), ``irx_cbam_<depth>`` for the grouped (ResNeXt, 32 groups) variant, and
+``mobilefacenet`` once its module registers itself. Extra keyword arguments go to the class
+(``embedding_size``, ``attention_kw={"kernel_size": 3, "maps": "pre"}``, ``dropout``, ...).
+
+All backbones share one interface: ``model(x)`` → embedding; ``model(x, return_attention=True)``
+→ ``(embedding, [AttentionMaps per block])``; ``return_features=True`` adds per-stage features.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+from torch import nn
+
+from .attention import ATTENTIONS, AttentionMaps, build_attention
+from .iresnet import DEPTHS, TINY_WIDTHS, IResNet
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None):
+    """Register ``factory`` under ``name`` (usable as a decorator)."""
+    def deco(f):
+        if name in BACKBONES:
+            raise KeyError(f"backbone {name!r} already registered")
+        BACKBONES[name] = f
+        return f
+    return deco(factory) if factory is not None else deco
+
+
+def _ir(depth, attention, groups=1, **kw):
+    if depth == "tiny":
+        kw.setdefault("widths", TINY_WIDTHS)
+    return IResNet(DEPTHS[depth], groups=kw.pop("groups", groups), attention=attention, **kw)
+
+
+for _att in ATTENTIONS:
+    for _d in DEPTHS:
+        register_backbone(f"ir_{_att}_{_d}", partial(_ir, _d, _att))
+for _d in (50, 100):
+    register_backbone(f"irx_cbam_{_d}", partial(_ir, _d, "cbam", 32))
+
+try:  # MobileFaceNet registers itself on import
+    from . import mobilefacenet as _mobilefacenet  # noqa: F401
+except ImportError:  # pragma: no cover - module not written yet
+    pass
+
+
+def build_backbone(name: str, **kw) -> nn.Module:
+    try:
+        factory = BACKBONES[name]
+    except KeyError:
+        raise ValueError(f"unknown backbone {name!r}; choose from {sorted(BACKBONES)}") from None
+    return factory(**kw)
+
+
+__all__ = ["AttentionMaps", "ATTENTIONS", "BACKBONES", "IResNet", "build_attention", "build_backbone",
+           "register_backbone"]

@@ -1,0 +1,84 @@
+"""Where things live: the repository root, the face-data directory and the output folders.
+
+Notebooks run from ``notebooks/`` under nbval and from wherever papermill was started, so every
+path in lqlib is resolved from the repository root, never from the current working directory.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_DATA = "LQLIB_DATA"
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Raised when no face-data directory can be found."""
+
+
+def repo_root() -> Path:
+    """The repository root: the first parent of this package holding ``pyproject.toml``.
+
+    Falls back to the current directory for a non-editable install.
+    """
+    here = Path(__file__).resolve().parent
+    for p in (here, *here.parents):
+        if (p / "pyproject.toml").is_file() and (p / "lqlib").is_dir():
+            return p
+    return Path.cwd()
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """Absolute path: absolute inputs are kept, relative ones are taken from the repo root."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else repo_root() / p
+
+
+def default_data_dir() -> Path:
+    """``../shared/data`` beside the repository (the workbench's shared face data)."""
+    return repo_root().parent / "shared" / "data"
+
+
+def data_dir(path: str | os.PathLike | None = None, *, must_exist: bool = True) -> Path:
+    """Resolve the face-data directory.
+
+    Order: the ``path`` argument, then ``$LQLIB_DATA``, then ``../shared/data`` beside the repo.
+    Raises :class:`DataNotFoundError` naming every place that was tried.
+    """
+    tried = []
+    candidates = []
+    if path not in (None, ""):
+        candidates.append(("argument", resolve(path)))
+    env = os.environ.get(ENV_DATA)
+    if env:
+        candidates.append((f"${ENV_DATA}", resolve(env)))
+    candidates.append(("default", default_data_dir()))
+    for origin, cand in candidates:
+        if cand.is_dir():
+            return cand
+        tried.append(f"{origin}: {cand}")
+        if origin == "argument":
+            break  # an explicit path that does not exist is an error, not a hint
+    if not must_exist:
+        return candidates[0][1]
+    raise DataNotFoundError(
+        "No face-data directory found. Pass a data directory (data_dir=... / --data-dir) or set "
+        f"${ENV_DATA}; the default is ../shared/data beside the repository. Tried: " + "; ".join(tried)
+    )
+
+
+def runs_dir() -> Path:
+    return repo_root() / "runs"
+
+
+def results_dir() -> Path:
+    return repo_root() / "results"
+
+
+def figures_dir() -> Path:
+    return repo_root() / "figures"
+
+
+def cache_dir() -> Path:
+    """Downloaded/converted artefacts (never committed); ``$LQLIB_CACHE`` overrides."""
+    env = os.environ.get("LQLIB_CACHE")
+    return Path(env).expanduser() if env else repo_root() / "cache"
