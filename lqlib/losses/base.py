@@ -1,0 +1,82 @@
+"""What every distillation term sees, and the registry of terms.
+
+A KD term is an ``nn.Module`` (it may own learnable connectors) registered by name. Its
+``forward(student, teacher, labels, progress)`` receives two :class:`ModelOutputs` — the student
+on its (low-quality) input and the frozen teacher on the high-resolution input — and returns a
+scalar. Class attributes declare what it needs so the training loop only computes that:
+
+* ``needs`` — a subset of {"logits", "attention", "features", "embedding"};
+* ``includes_ce`` — the term already contains the hard-label cross-entropy (plain logit KD's
+  λ·CE), so the composer does not add the base CE a second time;
+* ``needs_labels`` — False for label-free terms.
+
+Terms are built by ``build_kd_term(name, student=..., teacher=..., **params)``; a term that needs
+shapes (connectors) reads them from the two models in ``from_models``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Optional
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ModelOutputs:
+    """One model's outputs for a batch (fields the step did not need stay empty)."""
+
+    embedding: torch.Tensor
+    logits: Optional[torch.Tensor] = None        # margin-head logits (margin on the target class)
+    plain_logits: Optional[torch.Tensor] = None  # s·cosθ, no margin
+    attention: list = field(default_factory=list)  # [AttentionMaps] per block
+    features: list = field(default_factory=list)   # [stage feature maps]
+
+
+@dataclass
+class Progress:
+    """Where training is, for terms with schedules (e.g. DKD's warm-up)."""
+
+    epoch: int = 0           # 0-based epoch
+    step: int = 0            # global step
+    epoch_fraction: float = 0.0  # epoch + fraction of the current epoch, as a float
+
+    @property
+    def epochs_done(self) -> float:
+        return self.epoch_fraction
+
+
+class KDTerm(nn.Module):
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset] = frozenset()
+    includes_ce: ClassVar[bool] = False
+    needs_labels: ClassVar[bool] = True
+
+    @classmethod
+    def from_models(cls, student: nn.Module | None = None, teacher: nn.Module | None = None, **params) -> "KDTerm":
+        return cls(**params)
+
+    def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels: Optional[torch.Tensor],
+                progress: Progress) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+KD_TERMS: dict[str, type[KDTerm]] = {}
+
+
+def register_kd(name: str):
+    def deco(cls: type[KDTerm]) -> type[KDTerm]:
+        if name in KD_TERMS:
+            raise KeyError(f"KD term {name!r} already registered")
+        cls.name = name
+        KD_TERMS[name] = cls
+        return cls
+    return deco
+
+
+def build_kd_term(name: str, student: nn.Module | None = None, teacher: nn.Module | None = None, **params) -> KDTerm:
+    try:
+        cls = KD_TERMS[name]
+    except KeyError:
+        raise ValueError(f"unknown KD term {name!r}; choose from {sorted(KD_TERMS)}") from None
+    return cls.from_models(student, teacher, **params)
