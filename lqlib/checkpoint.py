@@ -1,0 +1,62 @@
+"""Training checkpoints: atomic save, safe load (``weights_only=True``) and rebuilding trained models.
+
+A checkpoint is a plain dict of tensors, numbers, strings and state dicts:
+``model``, ``head``, ``kd`` (learnable KD connectors), ``optimizer``, ``scheduler``, ``epoch`` (epochs
+fully done), ``batch_in_epoch`` (batches done in the current epoch, for mid-epoch interrupts),
+``step``, ``rng`` (torch CPU, device generator, CUDA), ``epoch_sums`` (partial-epoch metric sums),
+``config`` (the TrainConfig as a dict) and ``num_classes``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .io import torch_save
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class CheckpointError(RuntimeError):
+    pass
+
+
+def checkpoint_path(run_or_file: str | Path) -> Path:
+    p = Path(run_or_file)
+    return p / CHECKPOINT if p.is_dir() else p
+
+
+def save_checkpoint(state: dict, run_dir: str | Path) -> Path:
+    return torch_save(state, Path(run_dir) / CHECKPOINT)
+
+
+def load_checkpoint(run_or_file: str | Path, map_location="cpu") -> dict:
+    path = checkpoint_path(run_or_file)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path} (train the model first, or check the run directory)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+
+
+def load_trained(run_or_file: str | Path, map_location="cpu", eval_mode: bool = True):
+    """Rebuild ``(backbone, head, config_dict)`` from a run directory or checkpoint file."""
+    from .heads import build_head
+    from .models import build_backbone
+
+    ck = load_checkpoint(run_or_file, map_location)
+    cfg = ck["config"]
+    backbone = build_backbone(ck["backbone_name"], **ck.get("backbone_kw", {}))
+    backbone.load_state_dict(ck["model"])
+    head = build_head(ck["head_name"], backbone.embedding_size, ck["num_classes"], **cfg.get("head_kw", {}))
+    head.load_state_dict(ck["head"])
+    if eval_mode:
+        backbone.eval()
+        head.eval()
+    return backbone, head, cfg
+
+
+def load_backbone(run_or_file: str | Path, map_location="cpu"):
+    """The trained backbone of a run, in eval mode."""
+    return load_trained(run_or_file, map_location)[0]
