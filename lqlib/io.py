@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kw) -> Iterator[Any]:
     """Open a temp file next to ``path``; on clean exit rename it to ``path``, else delete it."""
@@ -20,6 +24,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kw) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
         with os.fdopen(fd, mode, **open_kw) as f:
             yield f
             f.flush()

@@ -44,10 +44,12 @@ class LossComposer(nn.Module):
 
     @property
     def needs_labels(self) -> bool:
-        return all(t.needs_labels for t in self.terms.values())
+        """Labels are fed to the step when the base CE or any term uses them."""
+        return not self.terms or any(t.needs_labels for t in self.terms.values())
 
     @property
     def uses_ce(self) -> bool:
+        """Base CE: whenever labels are used and no term already contains the CE."""
         return self.ce_weight > 0 and self.needs_labels and not any(t.includes_ce for t in self.terms.values())
 
     @property
