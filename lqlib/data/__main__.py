@@ -1,0 +1,44 @@
+"""Command line: ``python -m lqlib.data prepare --data-dir DIR --out DIR [--quality Q] [--max-mb 55] [--force]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..paths import ENV_DATA, DataNotFoundError
+from .datasets import ImageDecodeError
+from .prepare import DEFAULT_OUT, QUALITIES, prepare
+from .protocols import ProtocolError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lqlib.data", description="lqlib face-data tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="pack the lfw-half protocol into train.rec/.idx, lfw_half.bin, lfw.bin")
+    p.add_argument("--data-dir", default=None,
+                   help=f"face-data directory (default: ${ENV_DATA}, then ../shared/data beside the repository)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT} under the repository)")
+    p.add_argument("--quality", type=int, default=None,
+                   help=f"JPEG quality (default: the highest of {list(QUALITIES)} that fits --max-mb)")
+    p.add_argument("--max-mb", type=float, default=55.0,
+                   help="size limit in MB (10^6 bytes) for train.rec + train.idx + lfw_half.bin (default 55)")
+    p.add_argument("--force", action="store_true", help="rebuild even if the packs are up to date")
+    p.add_argument("--threads", type=int, default=None, help="encoding threads (default: min(4, CPU count))")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        print(f"error: --quality must be in 1..100, got {args.quality}", file=sys.stderr)
+        return 2
+    try:
+        prepare(args.data_dir, args.out, quality=args.quality, max_mb=args.max_mb, force=args.force,
+                threads=args.threads)
+    except (DataNotFoundError, FileNotFoundError, ProtocolError, ImageDecodeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""InsightFace .bin verification sets: loading, writing, and refusing bad or malicious files."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from lqlib.data import BinFormatError, ImageDecodeError, load_bin, load_pairs, read_bin, write_bin
+from test_data_synth import IGNORE_CODEC_DEPRECATION, jpeg_bytes, smooth_images
+
+pytestmark = IGNORE_CODEC_DEPRECATION
+
+
+def _dump(path, obj, protocol=pickle.HIGHEST_PROTOCOL):
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=protocol)
+    return path
+
+
+@pytest.mark.parametrize("protocol", [2, 4])
+def test_plain_pickle_bin_loads(tmp_path, protocol):
+    images = smooth_images(6)
+    issame = [True, False, True]
+    path = _dump(tmp_path / "set.bin", (jpeg_bytes(images), issame), protocol)
+    loaded, flags = load_bin(path)
+    assert loaded.dtype == torch.uint8 and loaded.shape == (6, 3, 24, 24)
+    assert flags.dtype == torch.bool and flags.tolist() == issame
+    assert (loaded.float() - images.float()).abs().mean() < 4  # RGB order kept, JPEG error small
+
+
+def test_numpy_issame_and_bytearray_entries(tmp_path):
+    images = smooth_images(4)
+    entries = [bytearray(b) for b in jpeg_bytes(images)]
+    path = _dump(tmp_path / "np.bin", (entries, np.array([True, False])), protocol=2)
+    loaded, flags = load_bin(path)
+    assert loaded.shape[0] == 4 and flags.tolist() == [True, False]
+    path = _dump(tmp_path / "np_scalars.bin", (jpeg_bytes(images), [np.bool_(True), np.bool_(False)]))
+    assert load_bin(path)[1].tolist() == [True, False]
+
+
+def test_raw_array_bin_and_bgr(tmp_path):
+    images = smooth_images(2)
+    raw_bgr = [img.flip(0).permute(1, 2, 0).numpy() for img in images]  # HWC BGR, as OpenCV stores
+    path = _dump(tmp_path / "raw.bin", (raw_bgr, [True]))
+    assert torch.equal(load_bin(path, bgr=True)[0], images)
+    assert torch.equal(load_bin(path)[0], images.flip(1))
+
+
+def test_write_bin_round_trip(tmp_path):
+    images = smooth_images(4)
+    write_bin(tmp_path / "a.bin", images, [True, False], quality=95)
+    loaded, flags = load_bin(tmp_path / "a.bin")
+    assert loaded.shape == images.shape and flags.tolist() == [True, False]
+    assert (loaded.float() - images.float()).abs().mean() < 4
+    # encoded bytes pass through; a repeated bytes object is stored once
+    enc = jpeg_bytes(images[:2])
+    write_bin(tmp_path / "b.bin", [enc[0], enc[1], enc[0], enc[1]], torch.tensor([True, False]))
+    entries, _ = read_bin(tmp_path / "b.bin")
+    assert entries == [enc[0], enc[1], enc[0], enc[1]]
+    assert (tmp_path / "b.bin").stat().st_size < sum(map(len, enc)) + 200
+    with pytest.raises(ValueError, match="2N images"):
+        write_bin(tmp_path / "c.bin", images[:3], [True])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]  # no temp files left
+
+
+def test_load_pairs_from_bin(tmp_path):
+    write_bin(tmp_path / "p.bin", smooth_images(40), [i % 2 == 0 for i in range(20)])
+    ps = load_pairs(tmp_path / "p.bin")
+    assert len(ps) == 20 and ps.name == "p" and ps.num_folds == 10
+    assert ps.folds.tolist() == [i // 2 for i in range(20)]
+    assert ps.first.shape == (20, 3, 24, 24)
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_malicious_pickle_is_refused(tmp_path, nested):
+    marker = tmp_path / "pwned"
+    evil = _Evil(marker)
+    path = _dump(tmp_path / "evil.bin", ([evil, b"x"], [True]) if nested else evil, protocol=2)
+    with pytest.raises(BinFormatError, match="refusing to load global"):
+        load_bin(path)
+    assert not marker.exists()
+
+
+def test_codecs_encode_restricted_to_latin1(tmp_path):
+    # a hand-made protocol-2 stream calling _codecs.encode('x', 'rot13')
+    payload = b"\x80\x02c_codecs\nencode\nq\x00X\x01\x00\x00\x00xX\x05\x00\x00\x00rot13\x86R."
+    path = tmp_path / "rot.bin"
+    path.write_bytes(payload)
+    with pytest.raises(BinFormatError, match="not allowed"):
+        read_bin(path)
+
+
+@pytest.mark.parametrize("case", ["truncated", "not_pickle", "empty", "odd", "mismatch", "wrong_type"])
+def test_malformed_bins(tmp_path, case):
+    good = pickle.dumps((jpeg_bytes(smooth_images(4)), [True, False]))
+    content = {
+        "truncated": good[: len(good) // 2],
+        "not_pickle": b"this is not a pickle at all",
+        "empty": b"",
+        "odd": pickle.dumps((jpeg_bytes(smooth_images(3)), [True])),
+        "mismatch": pickle.dumps((jpeg_bytes(smooth_images(4)), [True])),
+        "wrong_type": pickle.dumps({"images": []}),
+    }[case]
+    path = tmp_path / f"{case}.bin"
+    path.write_bytes(content)
+    with pytest.raises(BinFormatError) as err:
+        load_bin(path)
+    assert str(path) in str(err.value)
+
+
+def test_corrupt_jpeg_names_index_and_file(tmp_path):
+    enc = jpeg_bytes(smooth_images(4))
+    enc[2] = enc[2][:20] + b"\x00" * 50
+    path = _dump(tmp_path / "bad.bin", (enc, [True, False]))
+    with pytest.raises(ImageDecodeError) as err:
+        load_bin(path)
+    assert "image 2" in str(err.value) and str(path) in str(err.value)
