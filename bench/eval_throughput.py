@@ -1,0 +1,148 @@
+"""Throughput of :func:`lqlib.eval.evaluate` (degrade → embed with flips → k-fold verification).
+
+    python bench/eval_throughput.py --backbone ir_cbam_18 --pairs lfw-10fold --scales 1 2 4 8 \\
+        [--device cpu|cuda] [--limit 150] [--out bench/results]
+
+``--pairs`` is a protocol name (``lfw-10fold``, ``lfw-half``, via ``lqlib.data.load_pairs``) or a
+``.bin`` path; if the protocol cannot be loaded it falls back to ``--bin`` (default
+``data/packs/lfw.bin``). Weights are random (a timing run: accuracies are meaningless). ``--limit N``
+times the first N pairs only and extrapolates the total to the full set (linear in images).
+
+Writes ``<out>/eval_throughput_<backbone>_<device>_<stamp>.json`` and appends a row to
+``<out>/eval_throughput.md`` (atomic writes via :mod:`lqlib.io`).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lqlib import io, paths
+from lqlib.eval import evaluate, get_protocol, to_markdown
+from lqlib.models import build_backbone
+
+MD_HEADER = ("| date | backbone | device | torch | threads | pairs timed | scales | mode | protocol | batch | "
+             "forwards | images/s | forwards/s | seconds | est. full set (s) |\n"
+             "|---|---|---|---|---:|---:|---|---|---|---:|---:|---:|---:|---:|---:|\n")
+
+
+def load(pairs: str, fallback_bin: str):
+    """(PairSet-like, source string, load seconds)."""
+    t0 = time.perf_counter()
+    try:
+        from lqlib.data import load_pairs
+
+        src = str(paths.resolve(pairs)) if pairs.endswith(".bin") else pairs
+        ps = load_pairs(src)
+        return ps, pairs, time.perf_counter() - t0
+    except Exception as e:  # noqa: BLE001 - any failure → the .bin fallback, said out loud
+        print(f"[bench] could not load {pairs!r} ({type(e).__name__}: {e}); falling back to {fallback_bin}",
+              file=sys.stderr)
+    from lqlib.data import load_pairs
+
+    ps = load_pairs(str(paths.resolve(fallback_bin)))
+    return ps, fallback_bin, time.perf_counter() - t0
+
+
+def subset(ps, limit: int | None):
+    """``limit`` pairs spread evenly over the set (same and different pairs of every fold), official folds."""
+    import numpy as np
+    from types import SimpleNamespace
+
+    n = len(ps.issame)
+    if not limit or limit >= n:
+        return ps
+    idx = torch.as_tensor(np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64)))
+    img = torch.stack([2 * idx, 2 * idx + 1], 1).reshape(-1)
+    folds = None if getattr(ps, "folds", None) is None else torch.as_tensor(ps.folds)[idx]
+    return SimpleNamespace(images=ps.images[img], issame=torch.as_tensor(ps.issame)[idx], folds=folds,
+                           name=f"{ps.name}[{len(idx)} of {n}]")
+
+
+def _clean(v):
+    return None if isinstance(v, float) and v != v else v
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backbone", default="ir_cbam_18")
+    ap.add_argument("--pairs", default="lfw-10fold", help="protocol name or .bin path")
+    ap.add_argument("--bin", default="data/packs/lfw.bin", help="fallback .bin when --pairs cannot be loaded")
+    ap.add_argument("--scales", type=float, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--mode", default="both")
+    ap.add_argument("--protocol", default="insightface")
+    ap.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--limit", type=int, default=None, help="time only the first N pairs, extrapolate")
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="bench/results")
+    a = ap.parse_args(argv)
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    scales = [int(s) if float(s).is_integer() else s for s in a.scales]
+    full, source, load_s = load(a.pairs, a.bin)
+    n_full = len(full.issame)
+    ps = subset(full, a.limit)
+    n = len(ps.issame)
+    print(f"[bench] {source}: {n_full} pairs loaded in {load_s:.1f}s; timing {n} pairs on {device} "
+          f"(torch {torch.__version__}, {torch.get_num_threads()} threads)", flush=True)
+
+    torch.manual_seed(a.seed)
+    model = build_backbone(a.backbone).to(device)
+    forwards = [0]
+    model.register_forward_pre_hook(lambda m, args: forwards.__setitem__(0, forwards[0] + args[0].shape[0]))
+    if device.type == "cuda":  # warm-up (cuDNN autotune, lazy init) outside the timed run
+        evaluate(model, (ps.images[:64], ps.issame[:32]), scales=scales[:1], device=device, nfolds=2)
+        torch.cuda.synchronize()
+        forwards[0] = 0
+    t0 = time.perf_counter()
+    df = evaluate(model, ps, scales=scales, mode=a.mode, protocol=a.protocol, seed=a.seed,
+                  batch_size=a.batch_size, device=device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    total = time.perf_counter() - t0
+    n_img = 2 * n  # distinct pair images per scale; their flips are part of the cost
+    images_embedded = forwards[0] // (2 if get_protocol(a.protocol).uses_flip else 1)  # flips cost a forward
+    est_full = total * n_full / n
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    result = {
+        "backbone": a.backbone, "pairs": source, "dataset": str(full.name), "pairs_total": n_full,
+        "pairs_timed": n, "images_per_scale": n_img, "scales": scales, "mode": a.mode,
+        "protocol": a.protocol, "batch_size": a.batch_size, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+        or platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "load_seconds": load_s,
+        "total_seconds": total, "forward_images": forwards[0], "images_embedded": images_embedded,
+        "images_per_s": images_embedded / total, "forwards_per_s": forwards[0] / total,
+        "estimated_full_seconds": est_full, "extrapolated": n < n_full, "stamp": stamp,
+        "note": "random weights: accuracies are meaningless; time = degrade + embed (orig + flip) + verify",
+        "rows": [{k: _clean(v) for k, v in r.items()} for r in df.to_dict(orient="records")],
+    }
+    out = paths.resolve(a.out)
+    jpath = out / f"eval_throughput_{a.backbone}_{device.type}_{stamp}.json"
+    io.write_json(jpath, result)
+    md = out / "eval_throughput.md"
+    old = md.read_text(encoding="utf-8") if md.is_file() else "# evaluate() throughput\n\n" + MD_HEADER
+    row = (f"| {stamp} | {a.backbone} | {result['device_name'] if device.type == 'cuda' else 'cpu'} | "
+           f"{torch.__version__} | {torch.get_num_threads()} | {n} of {n_full} | {' '.join(map(str, scales))} | "
+           f"{a.mode} | {a.protocol} | {a.batch_size} | {forwards[0]} | {result['images_per_s']:.1f} | "
+           f"{result['forwards_per_s']:.1f} | {total:.1f} | {est_full:.0f}{' (extrapolated)' if n < n_full else ''} |\n")
+    io.write_text(md, old + row)
+    print(to_markdown(df.drop(columns=["preset", "seed"]).set_index("scale"), floatfmt=".3f"))
+    print(f"[bench] {forwards[0]} forward images in {total:.1f}s: {result['images_per_s']:.1f} images/s "
+          f"({result['forwards_per_s']:.1f} forwards/s incl. flips); full set ≈ {est_full:.0f}s"
+          f"{' (extrapolated)' if n < n_full else ''}\n[bench] wrote {jpath} and {md}", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
