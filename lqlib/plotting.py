@@ -1,0 +1,316 @@
+"""House style, figure saving and the result plots of the workbench.
+
+* :func:`set_style` — seaborn ``whitegrid`` / ``paper`` context, colour-blind palette, TrueType
+  (Type 42) fonts in PDF/PS so figures drop into LaTeX papers and stay editable.
+* :func:`save_figure` — write a figure to ``figures/`` (or any folder) as PDF and PNG, each file
+  atomically through :func:`lqlib.io.atomic_write`, fonts embedded as Type 42.
+* Result plots, all taking *tidy* DataFrames (one row per method × seed × scale [× mode]):
+
+  - :func:`accuracy_vs_scale` — verification accuracy (%) against the degradation scale
+    (×1 ×2 ×4 ×8 on a log2 axis), mean ± standard deviation over seeds, one line per method;
+  - :func:`method_comparison` — bar chart of the methods at one scale (the paper's Figs 8–9);
+  - :func:`training_curves` — loss terms, accuracy and learning rate per epoch of one run;
+  - :func:`attention_similarity_curve` — per-block cosine similarity of teacher (HR) and
+    student (LR) attention maps, one line per KD mode.
+
+Plots that draw into one Axes follow seaborn's convention: they take ``ax=None`` and return the
+Axes; multi-panel plots return the Figure.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from .evaluation.tables import scale_label
+from .io import atomic_write
+from .paths import figures_dir
+
+#: rcParams that make PDF/PS output embed TrueType (Type 42) fonts instead of Type 3 bitmaps.
+FONT_RC = {"pdf.fonttype": 42, "ps.fonttype": 42}
+#: accuracy columns looked for, in order, when ``y`` is not given.
+ACC_COLUMNS = ("acc", "acc_mean")
+
+
+def set_style(context: str = "paper", font_scale: float = 1.0) -> None:
+    """Apply the house style: seaborn whitegrid, ``paper`` context, colour-blind palette, Type 42 fonts."""
+    sns.set_theme(style="whitegrid", context=context, palette="colorblind", font_scale=font_scale)
+    matplotlib.rcParams.update(FONT_RC)
+
+
+def save_figure(fig, name: str, directory: str | os.PathLike | None = None,
+                formats: Sequence[str] = ("pdf", "png"), dpi: int = 150, **savefig_kw) -> list[Path]:
+    """Save ``fig`` as ``<directory>/<name>.<fmt>`` for every format; return the written paths.
+
+    ``directory`` defaults to :func:`lqlib.paths.figures_dir`. Each file is written to a temporary
+    file and renamed into place (:func:`lqlib.io.atomic_write`), with the format passed to
+    ``savefig`` explicitly (the temporary name has no useful extension). PDF/PS fonts are embedded
+    as TrueType (``pdf.fonttype = ps.fonttype = 42``) whatever the global rcParams say.
+    ``fig`` may also be an Axes (its figure is saved).
+    """
+    fig = getattr(fig, "figure", fig)  # accept an Axes
+    if isinstance(formats, str):
+        formats = (formats,)
+    out_dir = Path(directory) if directory is not None else figures_dir()
+    supported = fig.canvas.get_supported_filetypes()
+    for fmt in formats:
+        if fmt not in supported:
+            raise ValueError(f"unsupported figure format {fmt!r}; choose from {sorted(supported)}")
+    stem = Path(name)
+    if stem.suffix.lstrip(".") in formats:  # "fig8.pdf" → "fig8"
+        stem = stem.with_suffix("")
+    savefig_kw.setdefault("bbox_inches", "tight")
+    paths = []
+    with matplotlib.rc_context(FONT_RC):
+        for fmt in formats:
+            path = out_dir / f"{stem}.{fmt}"
+            with atomic_write(path, "wb") as f:
+                fig.savefig(f, format=fmt, dpi=dpi, **savefig_kw)
+            paths.append(path)
+    return paths
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+def _new_axes(ax=None, figsize=(4.0, 3.0)):
+    if ax is not None:
+        return ax
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def _scale_value(s) -> float:
+    """``2``, ``2.0``, ``"2"``, ``"x2"`` and ``"×2"`` are all scale 2."""
+    return float(str(s).strip().lstrip("x×X"))
+
+
+def _std_column(df: pd.DataFrame, y: str) -> str | None:
+    """The spread column of an already-aggregated ``y``: ``<y>_seeds_std`` (the spread over seeds, from
+    :func:`lqlib.evaluation.aggregate_seeds`) first, else ``acc_std`` for ``acc_mean`` (over folds)."""
+    for c in (f"{y}_seeds_std", f"{y.removesuffix('_mean')}_std"):
+        if c != y and c in df.columns:
+            return c
+    return None
+
+
+def _accuracy_frame(df: pd.DataFrame, y: str | None, percent: bool | None) -> tuple[pd.DataFrame, str]:
+    """Copy of ``df`` with numeric ``scale`` and the accuracy (and its spread) in percent; returns (frame, y)."""
+    if y is None:
+        y = next((c for c in ACC_COLUMNS if c in df.columns), None)
+        if y is None:
+            raise ValueError(f"no accuracy column: pass y= or provide one of {ACC_COLUMNS}; got {list(df.columns)}")
+    elif y not in df.columns:
+        raise ValueError(f"column {y!r} not in the DataFrame ({list(df.columns)})")
+    out = df.copy()
+    if "scale" in out.columns:
+        out["scale"] = out["scale"].map(_scale_value)
+    vals = pd.to_numeric(out[y], errors="coerce")
+    if percent is None:  # fractions in [0, 1] become percent
+        percent = bool(vals.dropna().le(1.0).all())
+    out[y] = vals * 100.0 if percent else vals
+    std_col = _std_column(out, y)
+    if percent and std_col is not None:
+        out[std_col] = pd.to_numeric(out[std_col], errors="coerce") * 100.0
+    return out, y
+
+
+def _summary(df: pd.DataFrame, y: str, keys: Sequence[str]) -> tuple[pd.DataFrame, bool]:
+    """Per-group ``mean`` and ``sd`` of ``y``; True when the sd was given (pre-aggregated rows).
+
+    Per-seed frames (several rows per group) get the sample standard deviation over their rows;
+    pre-aggregated frames (one row per group) the spread column of :func:`_std_column`, if any.
+    """
+    grouped = df.groupby(list(keys), sort=False)
+    std_col = _std_column(df, y)
+    if std_col is not None and not df.duplicated(list(keys)).any():
+        return pd.DataFrame({"mean": grouped[y].first(), "sd": grouped[std_col].first()}), True
+    return pd.DataFrame({"mean": grouped[y].mean(), "sd": grouped[y].std().fillna(0.0)}), False
+
+
+def _palette(values: pd.Series) -> dict:
+    """Colour-blind house palette keyed by the values in order of appearance."""
+    order = list(dict.fromkeys(values))
+    return dict(zip(order, sns.color_palette("colorblind", n_colors=len(order))))
+
+
+def _filter(df: pd.DataFrame, **eq) -> pd.DataFrame:
+    for col, val in eq.items():
+        if val is not None:
+            if col not in df.columns:
+                raise ValueError(f"cannot filter on {col!r}: no such column")
+            df = df[df[col] == val]
+    if df.empty:
+        raise ValueError(f"no rows left after filtering on {eq}")
+    return df
+
+
+# ------------------------------------------------------------------------------------- the plots
+
+def accuracy_vs_scale(df: pd.DataFrame, hue: str = "method", *, y: str | None = None, style: str | None = None,
+                      mode: str | None = None, percent: bool | None = None, ax=None, title: str | None = None,
+                      **line_kw):
+    """Accuracy (%) against degradation scale, mean ± sd over seeds, one line per ``hue`` value.
+
+    Args:
+        df: tidy frame with columns ``scale`` and ``acc`` or ``acc_mean`` (one row per seed, e.g.
+            concatenated :func:`lqlib.evaluation.evaluate` frames with ``method`` and ``seed`` added;
+            or one row per group with a spread column, ``acc_mean_seeds_std`` from
+            :func:`lqlib.evaluation.aggregate_seeds` or ``acc_std``), plus ``hue`` (default
+            ``method``) and optionally ``mode`` (``both`` / ``cross``).
+        y: accuracy column (default: ``acc``, else ``acc_mean``). Fractions are shown as percent.
+        style: column for the line style; defaults to ``mode`` when that column has several values
+            and no ``mode`` filter is given.
+        mode: keep only rows with this ``mode``.
+        percent: force (True) or forbid (False) the ×100 conversion; None detects fractions.
+
+    The x axis is log2(scale), labelled ×1 ×2 ×4 ×8 (any scales present are used). Returns the Axes.
+    """
+    data, y = _accuracy_frame(df, y, percent)
+    data = _filter(data, mode=mode)
+    if style is None and mode is None and "mode" in data.columns and data["mode"].nunique() > 1:
+        style = "mode"
+    data["log2_scale"] = np.log2(data["scale"].astype(float))
+    ax = _new_axes(ax)
+    summary, given_sd = _summary(data, y, [c for c in (hue, style, "log2_scale") if c])
+    palette = _palette(data[hue])
+    line_kw.setdefault("marker", "o")
+    sns.lineplot(data=data, x="log2_scale", y=y, hue=hue, hue_order=list(palette), palette=palette, style=style,
+                 errorbar=None if given_sd else "sd", err_style="bars", err_kws={"capsize": 3}, ax=ax, **line_kw)
+    if given_sd:  # pre-aggregated rows: draw the given sd in each line's colour
+        for key, g in summary.reset_index().groupby(hue, sort=False):
+            ax.errorbar(g["log2_scale"], g["mean"], yerr=g["sd"], fmt="none", capsize=3, color=palette[key])
+    scales = sorted(data["scale"].unique())
+    ax.set_xticks(np.log2(scales), [scale_label(s) for s in scales])
+    ax.set_xlabel("degradation scale")
+    ax.set_ylabel("accuracy (%)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str = "method", hue: str | None = None,
+                      mode: str | None = None, order: Sequence[str] | None = None, percent: bool | None = None,
+                      ylim: tuple[float, float] | None = None, annotate: bool = True, ax=None,
+                      title: str | None = None):
+    """Bar chart of the methods at one degradation ``scale`` with sd error bars (paper's Figs 8–9).
+
+    Same frame as :func:`accuracy_vs_scale`. ``ylim`` defaults to a window around the bars (the
+    accuracies of face-verification methods differ by a few points, which a zero baseline hides);
+    ``annotate`` writes each bar's mean inside its top. Returns the Axes.
+    """
+    data, y = _accuracy_frame(df, y, percent)
+    data = data[np.isclose(data["scale"].astype(float), _scale_value(scale))]
+    if data.empty:
+        present = sorted(df["scale"].map(_scale_value).unique())
+        raise ValueError(f"no rows at scale {scale!r}; scales present: {present}")
+    data = _filter(data, mode=mode)
+    if order is None:
+        order = list(dict.fromkeys(data[x]))
+    summary, given_sd = _summary(data, y, [c for c in (x, hue) if c])
+    ax = _new_axes(ax, figsize=(max(3.0, 0.6 * len(order) + 1.5), 3.0))
+    colour = {} if hue else {"color": sns.color_palette("colorblind")[0]}
+    sns.barplot(data=data, x=x, y=y, hue=hue, order=order, errorbar=None if given_sd else "sd", capsize=0.2,
+                ax=ax, **colour)
+    if given_sd and not hue:  # pre-aggregated rows: draw the given sd
+        g = summary.loc[order]
+        ax.errorbar(np.arange(len(order)), g["mean"], yerr=g["sd"], fmt="none", capsize=4, color="0.2")
+    if annotate:
+        for cont in ax.containers:
+            if isinstance(cont, matplotlib.container.BarContainer):
+                ax.bar_label(cont, fmt="%.1f", label_type="edge", padding=-14, fontsize="small", color="white")
+    if ylim is None:
+        lo = float((summary["mean"] - summary["sd"]).min())
+        hi = float((summary["mean"] + summary["sd"]).max())
+        ylim = (max(0.0, 5.0 * math.floor((lo - 2.0) / 5.0)), min(100.0, hi + 2.0))
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("")
+    ax.set_ylabel(f"accuracy (%) at {scale_label(_scale_value(scale))}")
+    ax.tick_params(axis="x", rotation=30 if len(order) > 4 else 0)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoch", logy: bool = False,
+                    title: str | None = None):
+    """Loss terms, accuracy and learning rate per epoch from a run's ``metrics.csv``.
+
+    ``metrics`` is the path of the CSV or its DataFrame (columns ``epoch, step, loss,
+    loss_<term>..., lr`` and maybe ``val_acc`` / other ``*acc*`` columns). Rows are averaged per
+    ``x`` (losses; accuracy columns logged on a few rows only are averaged over the rows that have
+    them; the learning rate is the last value). Panels: losses, accuracy (if any), lr (if any).
+    Returns the Figure.
+    """
+    df = pd.read_csv(metrics) if isinstance(metrics, (str, os.PathLike)) else metrics.copy()
+    if x not in df.columns:
+        if "step" not in df.columns:
+            raise ValueError(f"metrics need an {x!r} or 'step' column; got {list(df.columns)}")
+        x = "step"
+    loss_cols = [c for c in df.columns if c == "loss" or c.startswith("loss_")]
+    acc_cols = [c for c in df.columns if "acc" in c and pd.api.types.is_numeric_dtype(df[c])]
+    panels = [("loss", loss_cols)] + ([("accuracy", acc_cols)] if acc_cols else []) \
+        + ([("learning rate", ["lr"])] if "lr" in df.columns else [])
+    if not loss_cols:
+        raise ValueError(f"no loss columns (loss, loss_<term>) in {list(df.columns)}")
+    grouped = df.groupby(x)
+    per_x = grouped[loss_cols + acc_cols].mean()
+    if "lr" in df.columns:
+        per_x["lr"] = grouped["lr"].last()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), layout="constrained", squeeze=False)
+    for ax, (label, cols) in zip(axes[0], panels):
+        for c in cols:
+            s = per_x[c].dropna()
+            ax.plot(s.index, s.values, marker="o" if len(s) < 30 else None, ms=3,
+                    lw=2.0 if c == "loss" else 1.2, label=c.removeprefix("loss_") if c != "loss" else "total")
+        ax.set_xlabel(x)
+        ax.set_ylabel(label)
+        if label == "loss" and logy:
+            ax.set_yscale("log")
+        if label == "learning rate":
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+        if len(cols) > 1:
+            ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def attention_similarity_curve(data: pd.DataFrame | Mapping[str, Sequence[float]], hue: str = "mode", *,
+                               block_stage: Sequence[int] | None = None, ax=None, title: str | None = None):
+    """Per-block cosine similarity of teacher (HR) and student (LR) attention maps, one line per KD mode.
+
+    ``data``: a tidy frame with columns ``block``, ``similarity`` and ``hue`` (default ``mode``;
+    rows from several seeds give a mean ± sd band), or a mapping ``{mode: per-block similarities}``
+    such as ``{"hr→lr": lqlib.viz.block_similarity(teacher, student, hr, lr)}``. ``block_stage``
+    (``model.block_stage``, or a ``stage`` column) draws the stage boundaries. Returns the Axes.
+    """
+    if isinstance(data, Mapping):
+        data = pd.DataFrame([{hue: k, "block": i, "similarity": float(v)}
+                             for k, vals in data.items() for i, v in enumerate(np.asarray(vals).ravel())])
+    missing = {"block", "similarity", hue} - set(data.columns)
+    if missing:
+        raise ValueError(f"attention similarity frame lacks columns {sorted(missing)}")
+    ax = _new_axes(ax, figsize=(5.0, 3.0))
+    sns.lineplot(data=data, x="block", y="similarity", hue=hue, errorbar="sd", marker="o", ms=4, ax=ax)
+    if block_stage is None and "stage" in data.columns:
+        block_stage = data.drop_duplicates("block").sort_values("block")["stage"].tolist()
+    if block_stage is not None:
+        for i in range(1, len(block_stage)):
+            if block_stage[i] != block_stage[i - 1]:
+                ax.axvline(i - 0.5, color="0.6", ls=":", lw=1)
+    ax.set_xlabel("block")
+    ax.set_ylabel("cosine similarity (teacher HR vs student LR)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+__all__ = ["set_style", "save_figure", "accuracy_vs_scale", "method_comparison", "training_curves",
+           "attention_similarity_curve", "FONT_RC"]

@@ -1,0 +1,189 @@
+"""The degradation explorer: how attention and similarity change as a face loses resolution.
+
+The logic is a plain class, :class:`DegradationExplorer`, testable without a browser:
+``render(scale, blur_sigma, mode)`` degrades the face(s) with :func:`lqlib.degrade.degrade`, runs
+the student on the degraded copy and returns an :class:`ExplorerState` (degraded image, teacher
+maps on HR, student maps on LR, similarities, figure). Renders are cached per control setting.
+
+:meth:`DegradationExplorer.build_widget` wraps it in ipywidgets (thin wiring only)::
+
+    explorer = DegradationExplorer(teacher, student, faces[:2])
+    explorer.build_widget()          # last expression of a JupyterLab cell shows it
+
+Controls: a continuous scale slider (×1–×16, step 0.25, renders when released), buttons for the
+paper's ×2/×4/×8 (and ×1), a blur σ slider (0 = no blur … 3) and the interpolation mode. After
+``build_widget()`` the controls are attributes (``scale_slider``, ``blur_slider``,
+``mode_dropdown``, ``preset_buttons``, ``output``, ``readout``) and ``state`` is the shown render.
+"""
+from __future__ import annotations
+
+import base64
+import io
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from torch import nn
+
+from .degrade import MODES, degrade
+from .evaluation.tables import scale_label
+from .viz import as_batch, common_stages, draw_attention, embed_with_maps
+
+#: the paper's evaluation scales, offered as buttons (×1 = the HR face).
+PRESET_SCALES = (1, 2, 4, 8)
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(F.cosine_similarity(a.float(), b.float(), dim=-1))
+
+
+@dataclass
+class ExplorerState:
+    """One render of the explorer.
+
+    ``degraded``: uint8 (N, 3, H, W) faces after degradation; ``teacher_maps`` / ``student_maps``:
+    (S, N, H, W) spatial attention per stage (teacher on HR, student on the degraded faces), for the
+    stages both models have (``DegradationExplorer.stages``);
+    ``face_similarities``: per face cos(teacher(HR), student(degraded)); ``similarity``: their mean;
+    ``pair_similarity``: for a pair, cos(student(degraded A), student(degraded B)) (both probes at
+    the chosen quality), and ``teacher_pair_similarity`` the teacher's HR score of the same pair.
+    """
+
+    scale: float
+    blur_sigma: float
+    mode: str
+    degraded: torch.Tensor
+    teacher_maps: np.ndarray
+    student_maps: np.ndarray
+    face_similarities: tuple[float, ...]
+    similarity: float
+    pair_similarity: float | None
+    teacher_pair_similarity: float | None
+    figure: Figure = field(repr=False)
+
+    def summary(self) -> str:
+        """One line: the setting and the similarities."""
+        s = (f"{scale_label(self.scale)} {self.mode}, blur σ={self.blur_sigma:g}: "
+             f"cos(teacher HR, student LR) = {self.similarity:.3f}")
+        if self.pair_similarity is not None:
+            s += (f" · student pair score = {self.pair_similarity:.3f}"
+                  f" (teacher HR pair: {self.teacher_pair_similarity:.3f})")
+        return s
+
+    @cached_property
+    def png(self) -> bytes:
+        """The figure as PNG bytes (rendered once)."""
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
+
+
+class DegradationExplorer:
+    """Teacher on the HR face(s) vs student on a degraded copy, for any scale / blur / mode.
+
+    Args:
+        teacher, student: backbones with spatial attention (moved to ``device``; may be the same
+            model, which makes the similarity exactly 1 at ×1).
+        images_uint8: one face (3, H, W) / (1, 3, H, W) or a pair (2, 3, H, W), uint8 RGB.
+        preset: :func:`lqlib.degrade.degrade` preset supplying the blur kernel size.
+        cache_size: how many renders (figure included) are kept.
+    """
+
+    def __init__(self, teacher: nn.Module, student: nn.Module, images_uint8, device: str | torch.device = "cpu",
+                 preset: str = "paper", cache_size: int = 16):
+        self.hr = as_batch(images_uint8).to(torch.uint8)
+        if self.hr.shape[0] not in (1, 2):
+            raise ValueError(f"give one face or a pair of faces, got {self.hr.shape[0]}")
+        self.device = torch.device(device)
+        self.teacher = teacher.to(self.device)
+        self.student = student.to(self.device)
+        self.preset = preset
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple, ExplorerState] = OrderedDict()
+        self.stages, t_rows, self._student_rows = common_stages(self.teacher, self.student)
+        # the teacher only ever sees the HR faces: one forward pass for the explorer's lifetime
+        self._teacher_emb, t_maps = embed_with_maps(self.teacher, self.hr)
+        self._teacher_maps = t_maps[t_rows]
+        self.state: ExplorerState | None = None
+
+    @property
+    def is_pair(self) -> bool:
+        return self.hr.shape[0] == 2
+
+    def render(self, scale: float = 1.0, blur_sigma: float = 1.0, mode: str = "bicubic") -> ExplorerState:
+        """Degrade (``blur_sigma`` ≤ 0: no blur), run the student, build the figure (cached per setting)."""
+        key = (float(scale), max(0.0, float(blur_sigma)), str(mode))
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        scale, sigma, mode = key
+        lq = degrade(self.hr, scale, preset=self.preset, mode=mode, blur_sigma=sigma if sigma > 0 else None)
+        s_emb, s_maps = embed_with_maps(self.student, lq)
+        s_maps = s_maps[self._student_rows]
+        per_face = tuple(_cos(t, s) for t, s in zip(self._teacher_emb, s_emb))
+        state = ExplorerState(
+            scale=scale, blur_sigma=sigma, mode=mode, degraded=lq, teacher_maps=self._teacher_maps,
+            student_maps=s_maps, face_similarities=per_face, similarity=float(np.mean(per_face)),
+            pair_similarity=_cos(s_emb[0], s_emb[1]) if self.is_pair else None,
+            teacher_pair_similarity=_cos(self._teacher_emb[0], self._teacher_emb[1]) if self.is_pair else None,
+            figure=draw_attention(self.hr, lq, self._teacher_maps, s_maps, self.stages, pyplot=False),
+        )
+        state.figure.suptitle(state.summary(), fontsize="small")
+        self._cache[key] = state
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return state
+
+    # ------------------------------------------------------------------------- ipywidgets wiring
+
+    def build_widget(self):
+        """The explorer as an ``ipywidgets.VBox`` (controls, readout, figure)."""
+        import ipywidgets as w
+
+        self.scale_slider = w.FloatSlider(value=1.0, min=1.0, max=16.0, step=0.25, description="scale ×",
+                                          continuous_update=False, readout_format=".2f")
+        self.preset_buttons = {s: w.Button(description=f"HR {scale_label(s)}" if s == 1 else scale_label(s),
+                                           layout=w.Layout(width="70px"))
+                               for s in PRESET_SCALES}
+        self.blur_slider = w.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.1, description="blur σ",
+                                         continuous_update=False, readout_format=".1f")
+        self.mode_dropdown = w.Dropdown(options=list(MODES), value="bicubic", description="mode")
+        self.readout = w.HTML()
+        self.output = w.Output()
+        for s, button in self.preset_buttons.items():
+            button.on_click(lambda _b, s=s: setattr(self.scale_slider, "value", float(s)))
+        for control in (self.scale_slider, self.blur_slider, self.mode_dropdown):
+            control.observe(self._update, names="value")
+        self.state = None  # a fresh Output: draw even if the setting was rendered before
+        self._update()
+        return w.VBox([
+            w.HBox([self.scale_slider, *self.preset_buttons.values()]),
+            w.HBox([self.blur_slider, self.mode_dropdown]),
+            self.readout,
+            self.output,
+        ])
+
+    @property
+    def slider(self):
+        """Alias of ``scale_slider``."""
+        return self.scale_slider
+
+    def _update(self, _change=None) -> None:
+        state = self.render(self.scale_slider.value, self.blur_slider.value, self.mode_dropdown.value)
+        if state is self.state:
+            return
+        self.state = state
+        self.readout.value = f"<code>{state.summary()}</code>"
+        # one assignment of the output list: no flicker, and no kernel needed (works in tests)
+        self.output.outputs = ({
+            "output_type": "display_data",
+            "data": {"image/png": base64.b64encode(state.png).decode("ascii"), "text/plain": state.summary()},
+            "metadata": {},
+        },)
+
+
+__all__ = ["DegradationExplorer", "ExplorerState", "PRESET_SCALES"]

@@ -1,0 +1,107 @@
+"""lqlib.widgets: the degradation explorer, driven without a browser."""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import base64  # noqa: E402
+
+import ipywidgets  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from lqlib.data.synthetic import SyntheticFaces  # noqa: E402
+from lqlib.models import build_backbone  # noqa: E402
+from lqlib.widgets import DegradationExplorer, ExplorerState  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pair() -> torch.Tensor:
+    """Two smooth synthetic "faces": a random low-frequency colour pattern plus a 4-px texture, 112×112."""
+    ds = SyntheticFaces(num_classes=2, images_per_class=1, size=112, seed=0)
+    return torch.stack([ds[i][0] for i in range(2)])
+
+
+@pytest.fixture(scope="module")
+def explorer(pair) -> DegradationExplorer:
+    # teacher == student (the same weights): a random tiny network need not lose similarity
+    # monotonically with scale, but with identical networks the similarity of the HR face with its
+    # ×1 "degradation" (the identity) is exactly 1, the maximum, so any real degradation must lower it.
+    torch.manual_seed(0)
+    model = build_backbone("ir_cbam_tiny").eval()
+    return DegradationExplorer(model, model, pair)
+
+
+def test_render_is_plain_python(explorer, pair):
+    s1 = explorer.render(scale=1)
+    assert isinstance(s1, ExplorerState)
+    assert torch.equal(s1.degraded, pair) and s1.degraded.dtype == torch.uint8
+    assert s1.similarity == pytest.approx(1.0, abs=1e-5)
+    assert s1.teacher_maps.shape == s1.student_maps.shape == (4, 2, 112, 112)
+    np.testing.assert_allclose(s1.student_maps, s1.teacher_maps, atol=1e-5)
+    assert s1.pair_similarity == pytest.approx(s1.teacher_pair_similarity, abs=1e-5)
+    assert explorer.render(scale=1) is s1, "renders are cached per setting"
+    s8 = explorer.render(scale=8, blur_sigma=0)
+    assert s8 is not s1 and s8.similarity < s1.similarity
+    assert s8.png.startswith(b"\x89PNG")
+
+
+def test_widget_scale_slider(explorer, pair):
+    box = explorer.build_widget()
+    assert isinstance(box, ipywidgets.VBox)
+    assert explorer.slider is explorer.scale_slider
+    assert (explorer.scale_slider.min, explorer.scale_slider.max, explorer.scale_slider.step) == (1.0, 16.0, 0.25)
+    hr_state = explorer.state
+    assert hr_state.scale == 1.0 and hr_state.similarity == pytest.approx(1.0, abs=1e-5)
+    assert len(explorer.output.outputs) == 1
+
+    explorer.scale_slider.value = 8
+    lr_state = explorer.state
+    assert lr_state is not hr_state and lr_state.scale == 8.0
+    assert not torch.equal(lr_state.degraded, hr_state.degraded)  # the shown face changed
+    assert lr_state.similarity < hr_state.similarity             # and the similarity went down
+    png = base64.b64decode(explorer.output.outputs[0]["data"]["image/png"])
+    assert png == lr_state.png                                    # the output shows the new figure
+    assert "×8" in explorer.readout.value
+
+    explorer.scale_slider.value = 1
+    assert explorer.state is hr_state, "going back reuses the cached render"
+
+
+def test_widget_presets_blur_and_mode(explorer):
+    explorer.build_widget()
+    assert len(explorer.output.outputs) == 1, "a rebuilt widget draws its figure at once"
+    assert sorted(explorer.preset_buttons) == [1, 2, 4, 8]
+    explorer.preset_buttons[4].click()
+    assert explorer.scale_slider.value == 4.0 and explorer.state.scale == 4.0
+    bicubic = explorer.state
+
+    assert list(explorer.mode_dropdown.options) == ["bicubic", "bilinear", "nearest"]
+    explorer.mode_dropdown.value = "nearest"
+    nearest = explorer.state
+    assert nearest.mode == "nearest" and nearest.scale == 4.0
+    assert not torch.equal(nearest.degraded, bicubic.degraded)
+
+    explorer.blur_slider.value = 0.0
+    assert explorer.state.blur_sigma == 0.0
+    assert not torch.equal(explorer.state.degraded, nearest.degraded)
+
+    explorer.preset_buttons[2].click()
+    assert explorer.state.scale == 2.0 and explorer.state.mode == "nearest"
+
+
+def test_one_face_and_validation(pair):
+    torch.manual_seed(0)
+    model = build_backbone("ir_cbam_tiny").eval()
+    one = DegradationExplorer(model, model, pair[0])
+    s = one.render(scale=4)
+    assert s.degraded.shape == (1, 3, 112, 112) and s.pair_similarity is None
+    assert "pair" not in s.summary()
+    with pytest.raises(ValueError, match="pair"):
+        DegradationExplorer(model, model, torch.cat([pair, pair]))
