@@ -179,7 +179,7 @@ def build_dataset(cfg: TrainConfig) -> tuple[Dataset, int]:
             ds = D.FolderDataset(p)
         else:
             proto = D.get_protocol(cfg.data, cfg.data_dir)
-            ds = D.FolderDataset.from_samples(proto.train)
+            ds = D.FolderDataset.from_samples([(s.path, s.label) for s in proto.train])
         n_cls = int(ds.num_classes)
     if cfg.max_images is not None and cfg.max_images < len(ds):
         ds, n_cls = _subset(ds, cfg.max_images)
@@ -353,7 +353,7 @@ class Trainer:
             dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
         cuda = self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if (cfg.amp == "bf16" or (cfg.amp == "auto" and cuda)) else None
-        self.channels_last = _auto(cfg.channels_last, cuda)
+        self.channels_last = _auto(cfg.channels_last, True)  # faster on CUDA and (oneDNN) on CPU
         self.run_dir = cfg.run_dir
         self.method = get_method(cfg.method) if cfg.role == "student" else get_method("none")
         self._teacher_arg = teacher

@@ -286,25 +286,54 @@ class PairSet:
         return self.images[1::2]
 
 
+def balanced_subset(issame, folds, max_pairs: int) -> list[int]:
+    """Indices of a fold-balanced subset of about ``max_pairs`` pairs: from each fold its first
+    same-person and first different-person pairs in equal numbers, so the subset keeps the fold
+    structure and the same/different balance (LFW lists all same pairs of a fold first)."""
+    issame = [bool(v) for v in issame]
+    folds = [int(f) for f in folds]
+    if not max_pairs or max_pairs >= len(issame):
+        return list(range(len(issame)))
+    fold_ids = sorted(set(folds))
+    per = max(max_pairs // len(fold_ids), 2)
+    keep = []
+    for f in fold_ids:
+        idx = [i for i, v in enumerate(folds) if v == f]
+        keep += [i for i in idx if issame[i]][: per // 2] + [i for i in idx if not issame[i]][: per - per // 2]
+    return sorted(keep)
+
+
 def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
-               num_folds: int = 10, bgr: bool = False, threads: int | None = None) -> PairSet:
+               num_folds: int = 10, bgr: bool = False, threads: int | None = None, max_pairs: int = 0) -> PairSet:
     """A :class:`PairSet` from a ``.bin`` file (``num_folds`` contiguous folds) or a protocol name.
 
     For a protocol (``"lfw-half"``, ``"lfw-10fold"``) the referenced JPEGs are decoded from the data
-    directory (nothing is cached); folds are the official ones.
+    directory (nothing is cached); folds are the official ones. ``max_pairs`` keeps a fold-balanced
+    subset (:func:`balanced_subset`; for a protocol only its images are decoded).
     """
     if isinstance(source, os.PathLike) or str(source).endswith(".bin") or os.path.isfile(str(source)):
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f".bin verification set not found: {path}")
         images, issame = load_bin(path, bgr=bgr)
-        return PairSet(images, issame, contiguous_folds(len(issame), num_folds), path.stem)
+        folds = contiguous_folds(len(issame), num_folds)
+        name = path.stem
+        if max_pairs and max_pairs < len(issame):
+            keep = torch.tensor(balanced_subset(issame.tolist(), folds.tolist(), max_pairs))
+            images = images.view(-1, 2, *images.shape[1:])[keep].flatten(0, 1)
+            issame, folds, name = issame[keep], folds[keep], f"{name}[{len(keep)}]"
+        return PairSet(images, issame, folds, name)
     if source not in PROTOCOLS:
         raise KeyError(f"{source!r} is neither a .bin file nor a protocol; known protocols: {', '.join(PROTOCOLS)}")
     proto = get_protocol(str(source), data_dir)
-    unique = sorted({q for p in proto.pairs for q in (p.path1, p.path2)})
+    pairs = proto.pairs
+    name = proto.name
+    if max_pairs and max_pairs < len(pairs):
+        pairs = [pairs[i] for i in balanced_subset([p.issame for p in pairs], [p.fold for p in pairs], max_pairs)]
+        name = f"{name}[{len(pairs)}]"
+    unique = sorted({q for p in pairs for q in (p.path1, p.path2)})
     decoded = dict(zip(unique, parallel_map(lambda p: read_image_rgb(p, bgr=bgr), unique, threads)))
-    images = stack_images([decoded[q] for p in proto.pairs for q in (p.path1, p.path2)], what=proto.name)
-    issame = torch.tensor([p.issame for p in proto.pairs], dtype=torch.bool)
-    folds = torch.tensor([p.fold for p in proto.pairs], dtype=torch.int64)
-    return PairSet(images, issame, folds, proto.name)
+    images = stack_images([decoded[q] for p in pairs for q in (p.path1, p.path2)], what=name)
+    issame = torch.tensor([p.issame for p in pairs], dtype=torch.bool)
+    folds = torch.tensor([p.fold for p in pairs], dtype=torch.int64)
+    return PairSet(images, issame, folds, name)

@@ -17,12 +17,15 @@ class SyntheticFaces(Dataset):
         if num_classes < 1 or images_per_class < 1:
             raise ValueError("num_classes and images_per_class must be >= 1")
         self.num_classes, self.images_per_class, self.size, self.seed = num_classes, images_per_class, size, seed
-        g = torch.Generator().manual_seed(seed)
-        low = torch.rand(num_classes, 3, 6, 6, generator=g)
-        self._proto = F.interpolate(low, size=(size, size), mode="bicubic", align_corners=False)
-        tex = torch.rand(num_classes, 1, size // 4, size // 4, generator=g) - 0.5
-        self._proto = self._proto + 0.35 * F.interpolate(tex, size=(size, size), mode="nearest")
         self.labels = torch.arange(num_classes).repeat_interleave(images_per_class)
+
+    def prototype(self, label: int) -> torch.Tensor:
+        """The identity's pattern (3, size, size) in [0, 1]-ish, a pure function of (seed, label)."""
+        g = torch.Generator().manual_seed(self.seed * 7_368_787 + label)
+        s = self.size
+        low = F.interpolate(torch.rand(1, 3, 6, 6, generator=g), size=(s, s), mode="bicubic", align_corners=False)
+        tex = F.interpolate(torch.rand(1, 1, s // 4, s // 4, generator=g) - 0.5, size=(s, s), mode="nearest")
+        return (low + 0.35 * tex)[0]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -37,7 +40,7 @@ class SyntheticFaces(Dataset):
         label = int(self.labels[i])
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + i)
         dy, dx = (torch.randint(-3, 4, (2,), generator=g)).tolist()
-        img = torch.roll(self._proto[label], shifts=(dy, dx), dims=(1, 2))
+        img = torch.roll(self.prototype(label), shifts=(dy, dx), dims=(1, 2))
         img = img * (0.8 + 0.4 * torch.rand(1, generator=g)) + 0.05 * torch.randn(img.shape, generator=g)
         return (img.clamp(0, 1) * 255).round().to(torch.uint8), label
 

@@ -26,7 +26,8 @@ def _norm_device(d) -> torch.device:
 
 @contextlib.contextmanager
 def prepared_model(model: torch.nn.Module, device=None):
-    """Eval mode on ``device`` (default: the model's), channels_last on CUDA; all restored on exit."""
+    """Eval mode on ``device`` (default: the model's), channels_last (faster on CUDA and, with oneDNN,
+    on CPU too); all restored on exit."""
     orig = _model_device(model)
     dev = _norm_device(device if device is not None else (orig or "cpu"))
     was_training = model.training
@@ -36,11 +37,10 @@ def prepared_model(model: torch.nn.Module, device=None):
     try:
         if moved:
             model.to(dev)
-        if dev.type == "cuda":
-            w4 = next((p for p in model.parameters() if p.dim() == 4), None)
-            if w4 is not None and not w4.is_contiguous(memory_format=torch.channels_last):
-                model.to(memory_format=torch.channels_last)
-                made_cl = True
+        w4 = next((p for p in model.parameters() if p.dim() == 4), None)
+        if w4 is not None and not w4.is_contiguous(memory_format=torch.channels_last):
+            model.to(memory_format=torch.channels_last)
+            made_cl = True
         yield dev
     finally:
         if made_cl:
@@ -62,8 +62,7 @@ def _embed_on(model, images, dev, batch_size, flip):
     with torch.inference_mode(), amp:
         for s in range(0, len(images), batch_size):
             x = normalize(images[s:s + batch_size].to(dev, non_blocking=True))
-            if cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
             outs.append(_forward(model, x).float())
             if flip:
                 outs_f.append(_forward(model, hflip(x)).float())

@@ -1,0 +1,255 @@
+"""Run the numbered notebooks headlessly with papermill, from a preset.
+
+    python -m lqlib.run --preset smoke               # CPU, tiny backbone, a few hundred faces
+    python -m lqlib.run --preset gpu --out runs/gpu  # the real study on one GPU
+    python -m lqlib.run --preset smoke --prepare-only --out runs/ci   # parameterised copies, not run (nbval)
+
+A preset (``lqlib/presets/<name>.yaml`` or a path) holds ``parameters`` shared by every notebook
+that declares them, and a ``notebooks`` list, each item with its own ``parameters`` and an optional
+``grid`` (every combination becomes one run of that notebook: e.g. one student per KD mode and
+seed). Parameter names are checked against each notebook's ``parameters`` cell before anything
+runs: an unknown name is an error (papermill itself only warns).
+
+Executed copies go to ``<out>/notebooks/`` (numbered so that their order is the execution order),
+and ``<out>/status.json`` records finished steps: a re-run skips them (``--force`` re-runs), and the
+training inside a notebook resumes from its checkpoint. The run stops at the first failing notebook
+and prints the path of its executed copy.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import itertools
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from . import paths
+from .io import write_json
+
+PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+class PresetError(ValueError):
+    pass
+
+
+def notebooks_dir() -> Path:
+    return paths.repo_root() / "notebooks"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str) -> dict:
+    import yaml
+
+    p = Path(name_or_path)
+    if p.suffix not in (".yaml", ".yml"):
+        p = PRESET_DIR / f"{name_or_path}.yaml"
+    elif not p.is_absolute():
+        p = paths.resolve(p)
+    if not p.is_file():
+        raise PresetError(f"no preset {name_or_path!r}; available: {list_presets()} (or give a .yaml path)")
+    with open(p) as f:
+        preset = yaml.safe_load(f) or {}
+    if not isinstance(preset.get("notebooks"), list) or not preset["notebooks"]:
+        raise PresetError(f"{p}: a preset needs a non-empty 'notebooks' list")
+    preset.setdefault("name", p.stem)
+    preset.setdefault("parameters", {})
+    return preset
+
+
+def parameters_cell(nb_path: Path) -> dict[str, Any]:
+    """Names and literal defaults of a notebook's one ``parameters``-tagged cell."""
+    nb = json.loads(nb_path.read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise PresetError(f"{nb_path.name}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    src = "".join(cells[0]["source"])
+    out = {}
+    for node in ast.parse(src).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            target, value = node.target.id, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            target, value = node.targets[0].id, node.value
+        else:
+            raise PresetError(f"{nb_path.name}: the parameters cell may only hold NAME: type = literal lines")
+        try:
+            out[target] = ast.literal_eval(value)
+        except ValueError:
+            raise PresetError(f"{nb_path.name}: parameter {target} is not a literal") from None
+    return out
+
+
+@dataclass
+class Step:
+    index: int
+    notebook: str
+    parameters: dict
+    grid_values: dict
+
+    @property
+    def key(self) -> str:
+        """Executed-copy name: the (numbered) notebook stem plus its grid values."""
+        tag = "".join(f"__{k}-{_slug(v)}" for k, v in self.grid_values.items())
+        return f"{Path(self.notebook).stem}{tag}"
+
+    @property
+    def label(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.grid_values.items())
+        return f"{Path(self.notebook).stem} {extra}".strip()
+
+
+def _expand(v):
+    """Expand $VARS in string parameters (presets name user data folders through the environment)."""
+    import os
+
+    if isinstance(v, str):
+        out = os.path.expandvars(v)
+        if "$" in out:
+            raise PresetError(f"parameter value {v!r} names an environment variable that is not set")
+        return out
+    if isinstance(v, list):
+        return [_expand(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _expand(x) for k, x in v.items()}
+    return v
+
+
+def _slug(v) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "_", str(v)).strip("_") or "x"
+
+
+def plan(preset: dict, run_name: str) -> list[Step]:
+    """Expand the preset into notebook runs, checking every parameter name."""
+    shared = dict(preset.get("parameters") or {})
+    steps, used_shared = [], set()
+    nb_dir = notebooks_dir()
+    for item in preset["notebooks"]:
+        if isinstance(item, str):
+            item = {"notebook": item}
+        name = item["notebook"]
+        nb_path = nb_dir / (name if name.endswith(".ipynb") else f"{name}.ipynb")
+        if not nb_path.is_file():
+            raise PresetError(f"notebook {nb_path} does not exist")
+        declared = parameters_cell(nb_path)
+        own = dict(item.get("parameters") or {})
+        grid = dict(item.get("grid") or {})
+        unknown = sorted((set(own) | set(grid)) - set(declared))
+        if unknown:
+            raise PresetError(f"{nb_path.name}: unknown parameter(s) {unknown}; the notebook declares {sorted(declared)}")
+        base = {k: v for k, v in shared.items() if k in declared}
+        used_shared |= set(base)
+        if "RUN_NAME" in declared:
+            base["RUN_NAME"] = run_name
+        base.update(own)
+        keys = list(grid)
+        for values in itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys)):
+            gv = dict(zip(keys, values))
+            steps.append(Step(len(steps), nb_path.name, {**base, **gv}, gv))
+    keys = [s.key for s in steps]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise PresetError(f"the preset runs {dupes} more than once with the same parameters")
+    unused = sorted(set(shared) - used_shared)
+    if unused:
+        raise PresetError(f"shared parameter(s) {unused} are declared by no notebook")
+    return steps
+
+
+def _status_path(out: Path) -> Path:
+    return out / "status.json"
+
+
+def _load_status(out: Path) -> dict:
+    p = _status_path(out)
+    return json.loads(p.read_text()) if p.is_file() else {}
+
+
+def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = False, force: bool = False,
+        only: Optional[list[str]] = None, log=print) -> list[Path]:
+    """Execute (or, with ``prepare_only``, just parameterise) the preset's notebooks in order."""
+    import papermill as pm
+
+    preset = load_preset(preset_name)
+    out_dir = paths.resolve(out) if out else paths.runs_dir() / preset["name"]
+    run_name = out_dir.name
+    steps = plan(preset, run_name)
+    if only:
+        steps = [s for s in steps if any(o in s.key for o in only)]
+    nb_out = out_dir / "notebooks"
+    nb_out.mkdir(parents=True, exist_ok=True)
+    status = {} if force else _load_status(out_dir)
+    written = []
+    t_all = time.time()
+    log(f"lqlib.run: preset {preset['name']!r} → {out_dir} ({len(steps)} notebook runs"
+        f"{', prepare only' if prepare_only else ''})")
+    for i, step in enumerate(steps, 1):
+        target = nb_out / f"{step.key}.ipynb"
+        if not prepare_only and status.get(step.key, {}).get("status") == "done" and target.is_file():
+            log(f"[{i}/{len(steps)}] {step.label}: done earlier, skipped")
+            written.append(target)
+            continue
+        t0 = time.time()
+        log(f"[{i}/{len(steps)}] {step.label} ...")
+        try:
+            pm.execute_notebook(str(notebooks_dir() / step.notebook), str(target), parameters=_expand(step.parameters),
+                                kernel_name="python3", prepare_only=prepare_only, cwd=str(notebooks_dir()),
+                                progress_bar=False, log_output=False)
+        except PresetError:
+            raise
+        except Exception as e:
+            log("    FAILED")
+            status[step.key] = {"status": "failed", "output": str(target), "seconds": round(time.time() - t0, 1)}
+            write_json(_status_path(out_dir), status)
+            first = str(e).strip().splitlines()
+            raise RunError(f"{step.label} failed; executed copy: {target}\n" + "\n".join(first[-8:])) from None
+        dt = time.time() - t0
+        log(f"    {'prepared' if prepare_only else 'done'} in {dt:.0f} s")
+        if not prepare_only:
+            status[step.key] = {"status": "done", "output": str(target), "seconds": round(dt, 1),
+                                "parameters": step.parameters}
+            write_json(_status_path(out_dir), status)
+        written.append(target)
+    if not prepare_only:
+        total = sum(v.get("seconds", 0) for v in status.values())
+        log(f"lqlib.run: all {len(steps)} notebook runs done in {time.time() - t_all:.0f} s "
+            f"(notebook time recorded: {total:.0f} s); executed copies in {nb_out}")
+    return written
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lqlib.run", description="Run lqlib's notebooks with papermill.")
+    ap.add_argument("--preset", default="smoke", help=f"preset name ({', '.join(list_presets())}) or YAML path")
+    ap.add_argument("--out", help="run directory (default runs/<preset>)")
+    ap.add_argument("--prepare-only", action="store_true", help="write parameterised notebooks without running them")
+    ap.add_argument("--force", action="store_true", help="re-run notebooks already marked done")
+    ap.add_argument("--only", nargs="*", help="run only steps whose key contains one of these strings")
+    ap.add_argument("--list", action="store_true", help="print the plan and exit")
+    args = ap.parse_args(argv)
+    try:
+        if args.list:
+            preset = load_preset(args.preset)
+            out_dir = paths.resolve(args.out) if args.out else paths.runs_dir() / preset["name"]
+            for s in plan(preset, out_dir.name):
+                print(f"{s.key}: {json.dumps(s.parameters)}")
+            return 0
+        run(args.preset, args.out, prepare_only=args.prepare_only, force=args.force, only=args.only)
+    except (PresetError, RunError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

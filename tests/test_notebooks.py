@@ -1,0 +1,66 @@
+"""House rules of the committed notebooks, and the runner's checks of presets against them."""
+import json
+
+import pytest
+
+from lqlib.paths import repo_root
+from lqlib.run import PresetError, list_presets, load_preset, parameters_cell, plan
+
+NB_DIR = repo_root() / "notebooks"
+NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
+EXPECTED = ["00_data_prep", "01_teacher_training", "02_kd_ablation", "03_evaluation", "04_attention_maps",
+            "05_degradation_explorer"]
+
+
+def test_the_numbered_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_rules(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "stored outputs"
+    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    params = parameters_cell(path)  # literals only, NAME: type = value
+    assert params and all(name.isupper() for name in params)
+    src = "".join(tagged[0]["source"])
+    assert all(":" in line.split("=")[0] for line in src.splitlines() if "=" in line), "annotate every parameter"
+    assert "RUN_NAME" in params
+    assert nb["cells"][0]["cell_type"] == "markdown"  # narrative first
+
+
+@pytest.mark.parametrize("preset", list_presets())
+def test_every_preset_matches_the_notebooks(preset):
+    steps = plan(load_preset(preset), "x")
+    assert steps
+    for s in steps:
+        declared = parameters_cell(NB_DIR / s.notebook)
+        assert set(s.parameters) <= set(declared)
+        for k, v in s.parameters.items():  # same literal type as the notebook's default
+            d = declared[k]
+            assert isinstance(v, type(d)) or (isinstance(d, float) and isinstance(v, int)), (s.key, k, v, d)
+
+
+def test_unknown_parameter_is_refused(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("notebooks:\n  - notebook: 03_evaluation\n    parameters: {MAX_PAIR: 10}\n")
+    with pytest.raises(PresetError, match="MAX_PAIR"):
+        plan(load_preset(str(bad)), "x")
+    shared = tmp_path / "shared.yaml"
+    shared.write_text("parameters: {NOPE: 1}\nnotebooks:\n  - notebook: 03_evaluation\n")
+    with pytest.raises(PresetError, match="NOPE"):
+        plan(load_preset(str(shared)), "x")
+    with pytest.raises(PresetError, match="no preset"):
+        load_preset("does-not-exist")
+
+
+def test_grid_expands_to_one_run_per_value():
+    steps = plan(load_preset("smoke"), "smoke")
+    kd = [s for s in steps if s.notebook == "02_kd_ablation.ipynb"]
+    assert [s.parameters["KD_MODE"] for s in kd] == ["none", "logit", "attention", "logit+attention"]
+    assert all(s.parameters["RUN_NAME"] == "smoke" for s in steps)
+    # sorted file names (nbval's order) run the numbered notebooks in the plan's order
+    assert [s.notebook for s in sorted(steps, key=lambda s: s.key)] == [s.notebook for s in steps]
