@@ -49,6 +49,13 @@ METHODS: dict[str, Method] = {
                    description="HKDD: DKD (weight 1) + hierarchical feature KD (weight 1)"),
     "angular": Method({"angular": 1.0}, {"angular": {"stages": True}},
                       description="angular KD (ShrinkTeaNet): Σ_stages (1 − cos) + (1 − cos) of embeddings"),
+    # --- cross-architecture methods (external teachers, lqlib.teachers): embeddings only, no teacher logits ---
+    "angular_emb": Method({"angular": 1.0}, {"angular": {"stages": False}},
+                          description="embedding-level angular KD: 1 − cos(e_T, h(e_S)), h a linear connector "
+                                      "when the sizes differ"),
+    "relational": Method({"relational": 10.0}, {"relational": {"kind": "cosine"}},
+                         description="relational KD: mean off-diagonal (G_S − G_T)², G the batch cosine matrix, "
+                                     "weight 10"),
     "ecacface": Method(backbone_attention="esca", head="curricularface",
                        description="ECACFace: ESCA attention blocks + CurricularFace head, no KD term"),
     "labelfree": Method({"labelfree": 1.0}, {"labelfree": {}},

@@ -99,7 +99,7 @@ class TrainConfig:
     scales: Any = field(default_factory=lambda: [2, 4, 8])  # a float or a per-sample list
     degrade_preset: str = "paper"
     # distillation
-    teacher: Optional[str] = None            # teacher run dir / checkpoint
+    teacher: Optional[str] = None            # teacher run dir / checkpoint, or an external teacher (lqlib.teachers name, .onnx, spec .json)
     kd_weights: dict = field(default_factory=dict)
     kd_params: dict = field(default_factory=dict)
     init_head_from_teacher: bool = True
@@ -419,7 +419,10 @@ class Trainer:
         t = self._teacher_arg if self._teacher_arg is not None else self.cfg.teacher
         if t is None:
             raise ValueError(f"method {self.cfg.method!r} needs a teacher: pass teacher= (run dir) or set cfg.teacher")
-        if isinstance(t, (str, os.PathLike)):
+        if isinstance(t, (str, os.PathLike)) and _is_external_teacher(t):
+            from .teachers import build_teacher  # a registered external teacher, an .onnx or a spec .json
+            backbone, head = build_teacher(t if str(t) in _external_teacher_names() else paths.resolve(t)), None
+        elif isinstance(t, (str, os.PathLike)):
             backbone, head, _ = load_trained(paths.resolve(t))
         elif isinstance(t, tuple):
             backbone, head = t
@@ -730,6 +733,16 @@ def train(cfg: TrainConfig | dict, teacher: Any = None, callbacks: Optional[list
     if isinstance(cfg, dict):
         cfg = TrainConfig.from_dict(cfg)
     return Trainer(cfg, teacher, callbacks).fit()
+
+
+def _external_teacher_names() -> set[str]:
+    from .teachers import TEACHERS
+    return set(TEACHERS)
+
+
+def _is_external_teacher(t: str | os.PathLike) -> bool:
+    """``cfg.teacher`` names an external teacher (registered name, ``.onnx``, spec ``.json``), not a run dir."""
+    return str(t) in _external_teacher_names() or Path(str(t)).suffix.lower() in (".onnx", ".json")
 
 
 def train_teacher(cfg: TrainConfig | dict, **kw) -> dict:

@@ -13,7 +13,7 @@ from .logit import LogitKD, kl_teacher_student, logit_kd
 from .attention import AttentionKD, attention_kd, cosine_distance, match_spatial, stage_pairing
 
 # seed methods register themselves in their own modules (one method per file)
-for _mod in ("at", "dkd", "feature", "angular", "labelfree"):
+for _mod in ("at", "dkd", "feature", "angular", "labelfree", "relational"):
     try:
         importlib.import_module(f"{__name__}.{_mod}")
     except ModuleNotFoundError as e:  # pragma: no cover - a method module not written yet
