@@ -32,8 +32,25 @@ DISPLAY = {"teacher": "BasicNet-HR", "none": "BasicNet-LR", "logit": "+logit KD"
 
 
 def display_name(mode: str) -> str:
-    """Table name of a model: the teacher is BasicNet-HR, a student without KD BasicNet-LR."""
+    """Table name of a model: the teacher is BasicNet-HR, a student without KD BasicNet-LR; a student
+    of an external teacher ``<mode>@<teacher>`` reads "<mode> ← <teacher>"."""
+    if "@" in mode:
+        m, t = mode.split("@", 1)
+        return f"{DISPLAY.get(m, m)} ← {t}"
     return DISPLAY.get(mode, mode)
+
+
+def teacher_label(teacher: str) -> str:
+    """Short name of an external teacher (a registered name, or the stem of its .onnx / spec .json)."""
+    p = Path(teacher)
+    if p.suffix.lower() in (".onnx", ".json"):
+        return p.parent.name if p.stem == "spec" else p.stem
+    return str(teacher)
+
+
+def model_key(method: str, teacher: str = "") -> str:
+    """The study's key of a student: its KD method, plus ``@<teacher>`` when the teacher is external."""
+    return f"{method}@{teacher_label(teacher)}" if teacher else method
 
 
 def _slug(mode: str) -> str:
@@ -91,8 +108,10 @@ class Study:
                 summ = d / "summary.json"
                 if summ.is_file() and (d / "checkpoint.pt").is_file():
                     s = json.loads(summ.read_text())
-                    seed = json.loads((d / "config.json").read_text()).get("seed", 0)
-                    out.append((s["method"], int(seed), d))
+                    cfg = json.loads((d / "config.json").read_text())
+                    teacher = cfg.get("teacher") or ""
+                    external = teacher and Path(paths.resolve(teacher)) != self.teacher_dir
+                    out.append((model_key(s["method"], teacher if external else ""), int(cfg.get("seed", 0)), d))
         return out
 
 
@@ -153,18 +172,23 @@ def pair_faces(pairs, n: int = 4, same: bool = True):
 
 # ----------------------------------------------------------------------------------------------- training
 def training_config(study: Study, role: str, *, mode: str = "none", seed: int = 0, overrides: Optional[dict] = None,
-                    **params):
+                    teacher: str = "", **params):
     """A :class:`~lqlib.train.TrainConfig` for the teacher or a student of ``study``.
 
     ``params`` are TrainConfig fields (lower-case); ``overrides`` is a dict applied last (the
-    notebooks' ``TRAIN_OVERRIDES``)."""
+    notebooks' ``TRAIN_OVERRIDES``). ``teacher`` (students only): empty for the study's own HR
+    teacher, else an external teacher (:func:`lqlib.teachers.build_teacher`: a registered name, an
+    ``.onnx`` or a spec ``.json``); the student then lives in ``students/<mode>@<teacher>_s<seed>``."""
     from .train import TrainConfig
 
-    out = study.teacher_dir if role == "teacher" else study.student_dir(mode, seed)
-    d = dict(name=f"{study.name}-{'teacher' if role == 'teacher' else _slug(mode)}-s{seed}", out_dir=str(out),
+    key = model_key(mode, teacher) if role == "student" else mode
+    out = study.teacher_dir if role == "teacher" else study.student_dir(key, seed)
+    d = dict(name=f"{study.name}-{'teacher' if role == 'teacher' else _slug(key)}-s{seed}", out_dir=str(out),
              role=role, method=mode if role == "student" else "none", seed=seed)
     if role == "student":
-        d["teacher"] = str(study.teacher_dir)
+        d["teacher"] = teacher or str(study.teacher_dir)
+        if teacher:
+            d["init_head_from_teacher"] = False  # an external teacher has no head for our identities
     d.update({k: v for k, v in params.items() if v is not None})
     d.update(overrides or {})
     return TrainConfig.from_dict(d)
@@ -223,6 +247,16 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8), 
     if not frames:
         raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
     return pd.concat(frames, ignore_index=True)
+
+
+def external_teachers(names: Sequence[str]) -> dict:
+    """``{"teacher:<label>": frozen model}`` for :func:`evaluate_study`'s ``extra_models`` (each name as
+    :func:`lqlib.teachers.build_teacher` takes it)."""
+    if not names:
+        return {}
+    from .teachers import build_teacher
+
+    return {f"teacher:{teacher_label(n)}": build_teacher(paths.resolve(n) if Path(n).suffix else n) for n in names}
 
 
 def paper_tables(results, eval_mode: str = "both"):

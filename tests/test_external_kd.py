@@ -118,3 +118,31 @@ def test_student_from_onnx_teacher(tmp_path):
     tr.fit()
     assert type(tr.teacher_backbone).__name__ == "ExternalTeacher"
     assert "angular" in tr.last_parts
+
+
+def test_study_keys_students_of_external_teachers(tmp_path, monkeypatch):
+    from lqlib import paths
+    from lqlib import study as S
+
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path / "runs")
+    st = S.Study("ext")
+    teacher = _external_teacher(7)
+    folder = tmp_path / "mbf"
+    folder.mkdir()
+    torch.save(teacher.model.state_dict(), folder / "w.pt")
+    TeacherSpec(**{**teacher.spec.to_dict(), "arch": "mobilefacenet", "arch_kw": {"embedding_size": 48},
+                   "weights": "w.pt"}).save(folder / "spec.json")
+    cfg = S.training_config(st, "student", mode="relational", seed=1, teacher=str(folder / "spec.json"),
+                            **{**BASE, "epochs": 1})
+    assert cfg.init_head_from_teacher is False and cfg.teacher.endswith("spec.json")
+    assert cfg.out_dir == str(st.student_dir("relational@mbf", 1))
+    train_student(cfg)
+    assert [(m, s) for m, s, _ in st.models()] == [("relational@mbf", 1)]
+    assert S.display_name("relational@mbf") == "relational ← mbf"
+    assert S.display_name("none") == "BasicNet-LR"
+    # the study's own teacher keeps the plain key
+    own = S.training_config(st, "student", mode="logit", seed=0, **BASE)
+    assert own.teacher == str(st.teacher_dir) and own.out_dir == str(st.student_dir("logit", 0))
+    ext = S.external_teachers([str(folder / "spec.json")])
+    assert list(ext) == ["teacher:mbf"] and isinstance(ext["teacher:mbf"], ExternalTeacher)
+    assert S.external_teachers([]) == {}
