@@ -8,4 +8,4 @@ out=runs/ci-nbval
 rm -rf "$out/notebooks"
 python -m lqlib.run --preset smoke --prepare-only --out "$out"
 python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
-    --sanitize-with tests/nbval_sanitize.cfg "$out"/notebooks/*.ipynb
+    --nbval-sanitize-with tests/nbval_sanitize.cfg "$out"/notebooks/*.ipynb
