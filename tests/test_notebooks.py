@@ -30,6 +30,11 @@ def test_notebook_rules(path):
     assert all(":" in line.split("=")[0] for line in src.splitlines() if "=" in line), "annotate every parameter"
     assert "RUN_NAME" in params
     assert nb["cells"][0]["cell_type"] == "markdown"  # narrative first
+    # papermill's own parser (`papermill --help-notebook`, JupyterLab's papermill tooling) must read every line
+    import papermill
+
+    seen = papermill.inspect_notebook(str(path))
+    assert sorted(seen) == sorted(params), f"papermill cannot parse: {sorted(set(params) - set(seen))}"
 
 
 @pytest.mark.parametrize("preset", list_presets())
