@@ -15,3 +15,20 @@ torch.set_num_threads(1)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+# Shared by the figure/CAM tests: two synthetic 112×112 faces and a tiny CBAM backbone in eval mode.
+@pytest.fixture(scope="module")
+def faces() -> torch.Tensor:
+    from lqlib.data.synthetic import SyntheticFaces
+
+    ds = SyntheticFaces(num_classes=2, images_per_class=1, size=112, seed=0)
+    return torch.stack([ds[i][0] for i in range(2)])
+
+
+@pytest.fixture(scope="module")
+def tiny() -> torch.nn.Module:
+    from lqlib.models import build_backbone
+
+    torch.manual_seed(0)
+    return build_backbone("ir_cbam_tiny").eval()

@@ -7,22 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from lqlib.cam import FaceCAM, FaceSimilarityTarget, face_gradcam, resolve_target_layer
-from lqlib.data.synthetic import SyntheticFaces
 from lqlib.degrade import degrade
 from lqlib.models import build_backbone
 from lqlib.evaluation import embed as _embed
-
-
-@pytest.fixture(scope="module")
-def faces() -> torch.Tensor:
-    ds = SyntheticFaces(num_classes=2, images_per_class=1, size=112, seed=0)
-    return torch.stack([ds[i][0] for i in range(2)])
-
-
-@pytest.fixture(scope="module")
-def tiny() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return build_backbone("ir_cbam_tiny").eval()
 
 
 def embed(model, images):

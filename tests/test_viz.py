@@ -16,7 +16,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from lqlib import plotting, viz  # noqa: E402
-from lqlib.data.synthetic import SyntheticFaces  # noqa: E402
 from lqlib.degrade import degrade  # noqa: E402
 from lqlib.models import build_backbone  # noqa: E402
 
@@ -25,18 +24,6 @@ from lqlib.models import build_backbone  # noqa: E402
 def _close_figures():
     yield
     plt.close("all")
-
-
-@pytest.fixture(scope="module")
-def faces() -> torch.Tensor:
-    ds = SyntheticFaces(num_classes=2, images_per_class=1, size=112, seed=0)
-    return torch.stack([ds[i][0] for i in range(2)])
-
-
-@pytest.fixture(scope="module")
-def tiny() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return build_backbone("ir_cbam_tiny").eval()
 
 
 def test_spatial_maps_by_stage_shapes(tiny, faces):

@@ -53,6 +53,14 @@ def check_embedding_sizes(s: torch.Tensor, t: torch.Tensor):
                          "build_kd_term(..., student=, teacher=) (or pass the sizes) so a connector is created")
 
 
+def embedding_angle_loss(connector: nn.Module, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Batch mean of 1 − cos(e_T, connector(e_S)); the teacher side is detached."""
+    es = connector(student.float())
+    et = teacher.detach()
+    check_embedding_sizes(es, et)
+    return cosine_distance_rows(et, es)
+
+
 @register_kd("angular")
 class AngularKD(KDTerm):
     """ShrinkTeaNet's angular distillation over stage features (optional) and embeddings."""
@@ -81,10 +89,7 @@ class AngularKD(KDTerm):
         return cls(**params)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels, progress: Progress):
-        es = self.embed_connector(student.embedding.float())
-        et = teacher.embedding.detach()
-        check_embedding_sizes(es, et)
-        loss = cosine_distance_rows(et, es)
+        loss = embedding_angle_loss(self.embed_connector, student.embedding, teacher.embedding)
         if self.use_stages:
             for t, s in paired_stage_features(teacher.features, student.features, self.connectors, self.stages):
                 loss = loss + cosine_distance_rows(t, s)

@@ -23,7 +23,7 @@ replaced image itself (see ``lqlib/augment.py``).
 """
 from __future__ import annotations
 
-from .angular import check_embedding_sizes, cosine_distance_rows, embedding_connector, model_embedding_size
+from .angular import embedding_angle_loss, embedding_connector, model_embedding_size
 from .base import KDTerm, ModelOutputs, Progress, register_kd
 
 
@@ -46,7 +46,4 @@ class LabelFreeKD(KDTerm):
         return cls(**params)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels, progress: Progress):
-        es = self.embed_connector(student.embedding.float())
-        et = teacher.embedding.detach()
-        check_embedding_sizes(es, et)
-        return cosine_distance_rows(et, es)
+        return embedding_angle_loss(self.embed_connector, student.embedding, teacher.embedding)

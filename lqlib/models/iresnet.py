@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .attention import AttentionMaps, build_attention
+from .interface import pack_outputs
 
 DEPTHS: dict[int | str, tuple[int, int, int, int]] = {
     "tiny": (1, 1, 1, 1),
@@ -133,9 +134,4 @@ class IResNet(nn.Module):
             feats.append(x)
         x = self.dropout(self.bn2(x))
         emb = self.features(self.fc(torch.flatten(x, 1)))
-        out = (emb,)
-        if return_attention:
-            out += (maps,)
-        if return_features:
-            out += (feats,)
-        return out[0] if len(out) == 1 else out
+        return pack_outputs(emb, maps, feats, return_attention, return_features)

@@ -49,6 +49,7 @@ from torch import nn
 
 from . import register_backbone
 from .attention import AttentionMaps, build_attention
+from .interface import pack_outputs
 
 # (expansion t, output channels c, repeats n, first stride s): Table 1 of the paper.
 BOTTLENECKS: tuple[tuple[int, int, int, int], ...] = (
@@ -206,12 +207,7 @@ class MobileFaceNet(nn.Module):
         emb = self.features(self.fc(self.dropout(self.hidden(x))))
         if self.attention_type == "none":
             maps = []
-        out = (emb,)
-        if return_attention:
-            out += (maps,)
-        if return_features:
-            out += (feats,)
-        return out[0] if len(out) == 1 else out
+        return pack_outputs(emb, maps, feats, return_attention, return_features)
 
 
 #: Switches that reproduce sirius-ai's MobileFaceNet_TF graph (192-d embedding in the human-models port).

@@ -18,6 +18,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
+from ..models.interface import pack_outputs
 from .spec import TeacherSpec
 
 
@@ -82,12 +83,7 @@ class ExternalTeacher(nn.Module):
                 feats = rest.pop(0)
         else:
             emb = self.model(y)
-        result = (emb,)
-        if return_attention:
-            result += (maps,)
-        if return_features:
-            result += (feats,)
-        return result[0] if len(result) == 1 else result
+        return pack_outputs(emb, maps, feats, return_attention, return_features)
 
     def extra_repr(self) -> str:
         s = self.spec
