@@ -370,7 +370,7 @@ class Trainer:
         backbone = build_backbone(bb_name, **bb_kw)
         head = build_head(self.head_name, backbone.embedding_size, self.num_classes, **cfg.head_kw)
         self.teacher_backbone = self.teacher_head = None
-        if cfg.role == "student" and (self.method.kd or (cfg.init_head_from_teacher and self._teacher_arg or cfg.teacher)):
+        if cfg.role == "student" and (self.method.kd or self._head_teacher_available()):
             self._load_teacher()
             if cfg.init_head_from_teacher and self.teacher_head is not None:
                 if self.teacher_head.weight.shape == head.weight.shape:
@@ -414,6 +414,24 @@ class Trainer:
             raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set ({len(self.dataset)} images)")
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(cfg, s / self.steps_per_epoch))
+
+    def _head_teacher_available(self) -> bool:
+        """A KD-free student (BasicNet-LR) uses a teacher only to initialise its margin head: when
+        ``init_head_from_teacher`` is on and a teacher is given. A teacher run that does not exist
+        (yet) is then skipped with a notice — the head starts random — instead of failing."""
+        if not self.cfg.init_head_from_teacher:
+            return False
+        t = self._teacher_arg if self._teacher_arg is not None else self.cfg.teacher
+        if t is None:
+            return False
+        if isinstance(t, (str, os.PathLike)) and not _is_external_teacher(t):
+            from .checkpoint import checkpoint_path
+
+            if not checkpoint_path(paths.resolve(t)).is_file():
+                print(f"note: no teacher checkpoint at {paths.resolve(t)}; method {self.cfg.method!r} needs none, "
+                      "so the student's margin head starts random (init_head_from_teacher skipped)", file=sys.stderr)
+                return False
+        return True
 
     def _load_teacher(self):
         t = self._teacher_arg if self._teacher_arg is not None else self.cfg.teacher

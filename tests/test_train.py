@@ -144,3 +144,14 @@ def test_ddp_world_size_one_gloo(tmp_path, teacher_dir, monkeypatch):
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_basicnet_lr_without_a_trained_teacher(tmp_path, capsys):
+    # method none needs a teacher only for the head initialisation: a missing teacher run is skipped with a notice
+    cfg = _cfg(tmp_path, "lr", method="none", epochs=1, teacher=str(tmp_path / "no-teacher"))
+    tr = Trainer(cfg)
+    tr.fit()
+    assert tr.teacher_backbone is None and "margin head starts random" in capsys.readouterr().err
+    # a KD method still refuses to run without its teacher
+    with pytest.raises(Exception, match="no checkpoint"):
+        Trainer(_cfg(tmp_path, "kd", method="logit", epochs=1, teacher=str(tmp_path / "no-teacher"))).fit()
