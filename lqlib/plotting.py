@@ -86,6 +86,18 @@ def _new_axes(ax=None, figsize=(4.0, 3.0)):
     return ax
 
 
+def _legend_outside_if_long(ax, labels, max_chars: int = 20):
+    """Long method names (e.g. "angular_emb+relational ← vladmandic-mobilefacenet") would cover the
+    lines: move the legend right of the axes and widen the figure by the legend's width."""
+    longest = max((len(str(lab)) for lab in labels), default=0)
+    if longest <= max_chars or ax.get_legend() is None:
+        return
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False, fontsize="small")
+    fig = ax.figure
+    w, h = fig.get_size_inches()
+    fig.set_size_inches(w + 0.065 * longest + 0.4, h)
+
+
 def _scale_value(s) -> float:
     """``2``, ``2.0``, ``"2"``, ``"x2"`` and ``"×2"`` are all scale 2."""
     return float(str(s).strip().lstrip("x×X"))
@@ -188,6 +200,7 @@ def accuracy_vs_scale(df: pd.DataFrame, hue: str = "method", *, y: str | None = 
             ax.errorbar(g["log2_scale"], g["mean"], yerr=g["sd"], fmt="none", capsize=3, color=palette[key])
     scales = sorted(data["scale"].unique())
     ax.set_xticks(np.log2(scales), [scale_label(s) for s in scales])
+    _legend_outside_if_long(ax, palette)
     ax.set_xlabel("degradation scale")
     ax.set_ylabel("accuracy (%)")
     if title:

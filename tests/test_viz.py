@@ -156,3 +156,15 @@ def test_method_comparison_and_curves(tmp_path):
     ax = plotting.attention_similarity_curve({"hr-lr": [0.9, 0.8, 0.7, 0.6], "none": [0.8, 0.6, 0.5, 0.3]},
                                              block_stage=(0, 1, 2, 3))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["hr-lr", "none"]
+
+
+def test_accuracy_vs_scale_long_names_put_the_legend_outside(tmp_path):
+    df = _results().replace({"method": {"hr-lr": "angular_emb+relational ← vladmandic-mobilefacenet"}})
+    ax = plotting.accuracy_vs_scale(df)
+    fig = ax.figure
+    assert fig.get_size_inches()[0] > 4.0  # widened for the legend
+    plotting.save_figure(fig, "long", directory=tmp_path, formats=("png",))
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1  # right of the axes, not over the lines
+    short = plotting.accuracy_vs_scale(_results())
+    assert tuple(short.figure.get_size_inches()) == (4.0, 3.0)
