@@ -452,7 +452,8 @@ class Trainer:
     def _try_compile(self):
         try:
             self.step_module.backbone = torch.compile(self.step_module.backbone)
-            if self.teacher_backbone is not None:
+            # a parameter-free teacher (onnxruntime session) is not PyTorch code: nothing to compile
+            if self.teacher_backbone is not None and any(True for _ in self.teacher_backbone.parameters()):
                 self.teacher_backbone = torch.compile(self.teacher_backbone)
             self._compiled = True
         except Exception as e:  # pragma: no cover - depends on the platform
