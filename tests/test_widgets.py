@@ -16,26 +16,22 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from lqlib.data.synthetic import SyntheticFaces  # noqa: E402
 from lqlib.models import build_backbone  # noqa: E402
 from lqlib.widgets import DegradationExplorer, ExplorerState  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def pair() -> torch.Tensor:
-    """Two smooth synthetic "faces": a random low-frequency colour pattern plus a 4-px texture, 112×112."""
-    ds = SyntheticFaces(num_classes=2, images_per_class=1, size=112, seed=0)
-    return torch.stack([ds[i][0] for i in range(2)])
+def pair(faces) -> torch.Tensor:
+    """Two smooth synthetic "faces" (conftest): a low-frequency colour pattern plus a 4-px texture, 112×112."""
+    return faces
 
 
 @pytest.fixture(scope="module")
-def explorer(pair) -> DegradationExplorer:
+def explorer(tiny, pair) -> DegradationExplorer:
     # teacher == student (the same weights): a random tiny network need not lose similarity
     # monotonically with scale, but with identical networks the similarity of the HR face with its
     # ×1 "degradation" (the identity) is exactly 1, the maximum, so any real degradation must lower it.
-    torch.manual_seed(0)
-    model = build_backbone("ir_cbam_tiny").eval()
-    return DegradationExplorer(model, model, pair)
+    return DegradationExplorer(tiny, tiny, pair)
 
 
 def test_render_is_plain_python(explorer, pair):
