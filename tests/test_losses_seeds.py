@@ -193,17 +193,23 @@ def test_angular_golden():
     assert emb_only(out(e2), out(e1), None, P_DONE).item() == pytest.approx(1.0)
 
 
-def test_angular_cross_architecture_embedding_sizes():
-    s = build_backbone("ir_cbam_tiny", embedding_size=128, **SMALL)
-    t = build_backbone("ir_cbam_18", **SMALL).eval()
-    term = build_kd_term("angular", student=s, teacher=t)
-    assert tuple(term.embed_connector.weight.shape) == (512, 128)
+def _term_loss_backward(term, s, t):
+    """The term on a 2-image batch (teacher without grad), backpropagated; returns the loss."""
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         te, tf = t(x, return_features=True)
     se, sf = s(x, return_features=True)
     loss = term(out(se, sf), out(te, tf), None, P_DONE)
     loss.backward()
+    return loss
+
+
+def test_angular_cross_architecture_embedding_sizes():
+    s = build_backbone("ir_cbam_tiny", embedding_size=128, **SMALL)
+    t = build_backbone("ir_cbam_18", **SMALL).eval()
+    term = build_kd_term("angular", student=s, teacher=t)
+    assert tuple(term.embed_connector.weight.shape) == (512, 128)
+    loss = _term_loss_backward(term, s, t)
     assert 0 < loss.item() < 5 * 2
     assert term.embed_connector.weight.grad is not None and torch.isfinite(term.embed_connector.weight.grad).all()
     assert all(p.grad is not None for p in term.connectors.parameters())
@@ -211,19 +217,10 @@ def test_angular_cross_architecture_embedding_sizes():
 
 @pytest.mark.parametrize("name", ["at", "hierfeat", "angular", "labelfree"])
 def test_mobilefacenet_student_of_ir18_teacher(name):
-    from lqlib.models import BACKBONES
-
-    if "mobilefacenet" not in BACKBONES:
-        pytest.skip("mobilefacenet not registered")
     s = build_backbone("mobilefacenet", embedding_size=128, **SMALL)
     t = build_backbone("ir_cbam_18", **SMALL).eval()
     term = build_kd_term(name, student=s, teacher=t)
-    x = torch.randn(2, 3, 32, 32)
-    with torch.no_grad():
-        te, tf = t(x, return_features=True)
-    se, sf = s(x, return_features=True)
-    loss = term(out(se, sf), out(te, tf), None, P_DONE)
-    loss.backward()
+    loss = _term_loss_backward(term, s, t)
     assert torch.isfinite(loss) and loss.item() > 0
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in term.parameters())
 

@@ -21,6 +21,8 @@ from typing import ClassVar, Optional
 import torch
 from torch import nn
 
+from ..registry import registrar
+
 
 @dataclass
 class ModelOutputs:
@@ -65,13 +67,8 @@ KD_TERMS: dict[str, type[KDTerm]] = {}
 
 
 def register_kd(name: str):
-    def deco(cls: type[KDTerm]) -> type[KDTerm]:
-        if name in KD_TERMS:
-            raise KeyError(f"KD term {name!r} already registered")
-        cls.name = name
-        KD_TERMS[name] = cls
-        return cls
-    return deco
+    """Class decorator: register a KD term under ``name`` (and set its ``name``)."""
+    return registrar(KD_TERMS, "KD term", name, on_register=lambda n, cls: setattr(cls, "name", n))
 
 
 def build_kd_term(name: str, student: nn.Module | None = None, teacher: nn.Module | None = None, **params) -> KDTerm:

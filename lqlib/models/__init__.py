@@ -16,6 +16,7 @@ from typing import Callable
 
 from torch import nn
 
+from ..registry import registrar
 from .attention import ATTENTIONS, AttentionMaps, build_attention
 from .iresnet import DEPTHS, TINY_WIDTHS, IResNet
 
@@ -24,12 +25,7 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 
 def register_backbone(name: str, factory: Callable[..., nn.Module] | None = None):
     """Register ``factory`` under ``name`` (usable as a decorator)."""
-    def deco(f):
-        if name in BACKBONES:
-            raise KeyError(f"backbone {name!r} already registered")
-        BACKBONES[name] = f
-        return f
-    return deco(factory) if factory is not None else deco
+    return registrar(BACKBONES, "backbone", name, factory)
 
 
 def _ir(depth, attention, groups=1, **kw):

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from ..registry import registrar
 from .external import ExternalTeacher, from_state_dict
 from .spec import TeacherSpec
 
@@ -25,12 +26,7 @@ TEACHERS: dict[str, Callable[..., ExternalTeacher]] = {}
 
 def register_teacher(name: str, factory: Callable[..., ExternalTeacher] | None = None):
     """Register a zero-argument-capable teacher factory under ``name`` (usable as a decorator)."""
-    def deco(f):
-        if name in TEACHERS:
-            raise KeyError(f"teacher {name!r} already registered")
-        TEACHERS[name] = f
-        return f
-    return deco(factory) if factory is not None else deco
+    return registrar(TEACHERS, "teacher", name, factory)
 
 
 def from_onnx(path, spec: TeacherSpec | None = None, **kw) -> ExternalTeacher:
