@@ -1,19 +1,28 @@
 """The one degradation function: low-quality copies of aligned faces.
 
 ``degrade`` takes a batch (uint8 or float, CPU or GPU, NCHW RGB), downsamples it by ``scale``
-with antialiasing, optionally blurs it with a Gaussian, and upsamples it back to the input size,
-so a low-quality face can be fed to the same network as its high-resolution original.
+(antialiased for bicubic/bilinear), blurs it with a Gaussian and upsamples it back to the input size,
+so a low-quality face can be fed to the same network as its high-resolution original. The blur sits
+where the preset says: at the low resolution (between down- and up-sampling, ``blur_at="low"``) or
+on the upsampled image (``blur_at="high"``).
 
 Presets:
 
-* ``paper`` — bicubic down, 5×5 Gaussian blur with σ=1, bicubic up (the KD-for-LQ-FR paper and
-  the lfw-half calibration runs).
-* ``askd`` — A-SKD ("Teaching where to look", Shin et al. 2022) compatibility: nearest-neighbour
-  down and up, 5×5 Gaussian blur with σ drawn uniformly from [0.1, 2.0] per image (torchvision
-  ``GaussianBlur(5, sigma=(0.1, 2.0))`` semantics, same σ on both axes).
+* ``paper`` — bicubic down, 5×5 Gaussian blur with σ=1 at the low resolution, bicubic up (the
+  KD-for-LQ-FR paper and the lfw-half calibration runs).
+* ``askd`` — A-SKD ("Teaching where to look", Shin et al. 2022) as in its code
+  (``dataset/casia_webface.py``, ``utility/noise.py``): nearest-neighbour down, nearest-neighbour up
+  to the input size, then a fixed anisotropic 5×5 Gaussian with σx = 0.1, σy = 2.0 (reflect padding)
+  at the input size.
 * ``clean`` — bicubic down/up with no blur.
 
+``interpolation`` (bicubic | bilinear | nearest) is the resampling; ``blur_sigma`` a float σ, a
+``(low, high)`` range drawn per image, or None; ``blur_sigma_y`` an optional second σ for the
+vertical axis (anisotropic blur, σx = ``blur_sigma``).
+
 Scale 1 is the identity (no resampling and no blur), so ``×1`` rows of a table are the originals.
+A scale that leaves fewer pixels than the blur needs is a ``ValueError`` naming the largest valid
+scale.
 """
 from __future__ import annotations
 
@@ -25,20 +34,23 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
-MODES = ("bicubic", "bilinear", "nearest")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+BLUR_POSITIONS = ("low", "high")
 
 
 @dataclass(frozen=True)
 class DegradeConfig:
-    mode: str = "bicubic"
+    interpolation: str = "bicubic"
     blur_sigma: float | tuple[float, float] | None = 1.0
     blur_kernel: int = 5
+    blur_at: str = "low"
+    blur_sigma_y: float | None = None
 
 
 PRESETS: dict[str, DegradeConfig] = {
-    "paper": DegradeConfig("bicubic", 1.0, 5),
-    "askd": DegradeConfig("nearest", (0.1, 2.0), 5),
-    "clean": DegradeConfig("bicubic", None, 5),
+    "paper": DegradeConfig("bicubic", 1.0, 5, "low"),
+    "askd": DegradeConfig("nearest", 0.1, 5, "high", blur_sigma_y=2.0),
+    "clean": DegradeConfig("bicubic", None, 5, "low"),
 }
 
 
@@ -59,11 +71,22 @@ def _check_scale(s) -> float:
     return f
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int], mode: str, down: bool) -> torch.Tensor:
-    if mode == "nearest":
+def _low_size(h: int, w: int, s: float, cfg: DegradeConfig) -> tuple[int, int]:
+    """The low-resolution size for scale ``s``; raises when it is too small for the pipeline."""
+    small = (round(h / s), round(w / s))
+    need = cfg.blur_kernel // 2 + 1 if (cfg.blur_sigma is not None and cfg.blur_at == "low") else 1
+    if min(small) < need:
+        largest = math.floor(min(h, w) / need * 100) / 100
+        raise ValueError(f"scale {s:g} leaves {small[0]}×{small[1]} pixels of a {h}×{w} image, fewer than the "
+                         f"{need}×{need} this degradation needs; the largest valid scale is {largest:g}")
+    return small
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], interpolation: str, down: bool) -> torch.Tensor:
+    if interpolation == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
     # antialias only matters (and is only supported) when shrinking
-    return F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=down)
+    return F.interpolate(x, size=size, mode=interpolation, align_corners=False, antialias=down)
 
 
 def _gaussian_kernels(sigmas: torch.Tensor, k: int) -> torch.Tensor:
@@ -75,7 +98,8 @@ def _gaussian_kernels(sigmas: torch.Tensor, k: int) -> torch.Tensor:
     return g[:, :, None] * g[:, None, :]
 
 
-def _blur(x: torch.Tensor, sigma, k: int, generator: torch.Generator | None) -> torch.Tensor:
+def _blur(x: torch.Tensor, cfg: DegradeConfig, generator: torch.Generator | None) -> torch.Tensor:
+    sigma, k = cfg.blur_sigma, cfg.blur_kernel
     if sigma is None:
         return x
     if k < 1 or k % 2 == 0:
@@ -83,7 +107,8 @@ def _blur(x: torch.Tensor, sigma, k: int, generator: torch.Generator | None) -> 
     if isinstance(sigma, (int, float)):
         if sigma <= 0:
             return x
-        return TF.gaussian_blur(x, kernel_size=[k, k], sigma=[float(sigma), float(sigma)])
+        sy = float(sigma) if cfg.blur_sigma_y is None else float(cfg.blur_sigma_y)
+        return TF.gaussian_blur(x, kernel_size=[k, k], sigma=[float(sigma), sy])
     lo, hi = (float(v) for v in sigma)
     if not (0 < lo <= hi):
         raise ValueError(f"blur_sigma range must satisfy 0 < low <= high, got {sigma}")
@@ -99,11 +124,24 @@ def _blur(x: torch.Tensor, sigma, k: int, generator: torch.Generator | None) -> 
     return F.conv2d(y, weight, groups=b * c).reshape(b, c, h, w)
 
 
+def degradation_steps(part: torch.Tensor, small: tuple[int, int], cfg: DegradeConfig,
+                      generator: torch.Generator | None) -> torch.Tensor:
+    """down → blur → up (``blur_at="low"``) or down → up → blur (``"high"``) for one scale's images."""
+    h, w = part.shape[-2:]
+    part = _resize(part, small, cfg.interpolation, down=True)
+    if cfg.blur_at == "low":
+        part = _blur(part, cfg, generator)
+    part = _resize(part, (h, w), cfg.interpolation, down=False)
+    if cfg.blur_at == "high":
+        part = _blur(part, cfg, generator)
+    return part
+
+
 def degrade(
     images: torch.Tensor,
     scale: float | Sequence[float],
     *,
-    mode: str | None = None,
+    interpolation: str | None = None,
     blur_sigma: float | tuple[float, float] | None | str = "preset",
     blur_kernel: int | None = None,
     preset: str = "paper",
@@ -116,22 +154,22 @@ def degrade(
             device (float outputs are clamped to the input's value range).
         scale: a float ≥ 1 (1 = identity) applied to every image, or a sequence of floats from
             which each image draws its own scale (mixed-resolution training).
-        mode: interpolation for down- and up-sampling: ``bicubic``, ``bilinear`` or ``nearest``.
+        interpolation: resampling for down- and up-sampling: ``bicubic``, ``bilinear`` or ``nearest``.
         blur_sigma: Gaussian σ (a float, a (low, high) range sampled per image, or None for no
-            blur); applied at the low resolution, between down- and up-sampling.
+            blur), applied where the preset's ``blur_at`` says.
         blur_kernel: odd Gaussian kernel size.
-        preset: defaults for the three options above (``paper``, ``askd``, ``clean``).
+        preset: defaults for the options above (``paper``, ``askd``, ``clean``).
         generator: makes the per-image random choices (scale, σ) reproducible.
     """
     cfg = get_preset(preset)
     cfg = replace(
         cfg,
-        mode=cfg.mode if mode is None else mode,
+        interpolation=cfg.interpolation if interpolation is None else interpolation,
         blur_sigma=cfg.blur_sigma if isinstance(blur_sigma, str) and blur_sigma == "preset" else blur_sigma,
         blur_kernel=cfg.blur_kernel if blur_kernel is None else int(blur_kernel),
     )
-    if cfg.mode not in MODES:
-        raise ValueError(f"unknown interpolation mode {cfg.mode!r}; choose from {MODES}")
+    if cfg.interpolation not in INTERPOLATIONS:
+        raise ValueError(f"unknown interpolation {cfg.interpolation!r}; choose from {INTERPOLATIONS}")
     if not isinstance(images, torch.Tensor):
         raise TypeError("images must be a torch.Tensor (NCHW or CHW)")
     squeeze = images.dim() == 3
@@ -139,11 +177,14 @@ def degrade(
     if x.dim() != 4:
         raise ValueError(f"images must be NCHW or CHW, got shape {tuple(images.shape)}")
     b = x.shape[0]
+    h, w = x.shape[-2:]
 
     if isinstance(scale, (list, tuple)) or (isinstance(scale, torch.Tensor) and scale.dim() > 0):
         choices = [_check_scale(s) for s in (scale.tolist() if isinstance(scale, torch.Tensor) else scale)]
         if not choices:
             raise ValueError("scale list is empty")
+        for s in set(choices) - {1.0}:
+            _low_size(h, w, s, cfg)
         idx = torch.randint(len(choices), (b,), generator=generator,
                             device=generator.device if generator is not None else "cpu")
         per_image = [choices[i] for i in idx.tolist()]
@@ -157,16 +198,11 @@ def degrade(
     xf = x.float() if in_dtype == torch.uint8 else x
     lo_val, hi_val = (0.0, 255.0) if in_dtype == torch.uint8 else (float(xf.min()), float(xf.max()))
     out = xf.clone()
-    h, w = x.shape[-2:]
     for s in sorted(set(per_image)):
         if s == 1.0:
             continue
         sel = torch.tensor([i for i, v in enumerate(per_image) if v == s], device=x.device)
-        part = xf.index_select(0, sel)
-        small = (max(1, round(h / s)), max(1, round(w / s)))
-        part = _resize(part, small, cfg.mode, down=True)
-        part = _blur(part, cfg.blur_sigma, cfg.blur_kernel, generator)
-        part = _resize(part, (h, w), cfg.mode, down=False)
+        part = degradation_steps(xf.index_select(0, sel), _low_size(h, w, s, cfg), cfg, generator)
         out.index_copy_(0, sel, part)
     out = out.clamp(lo_val, hi_val)
     if in_dtype == torch.uint8:

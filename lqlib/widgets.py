@@ -1,7 +1,7 @@
 """The degradation explorer: how attention and similarity change as a face loses resolution.
 
 The logic is a plain class, :class:`DegradationExplorer`, testable without a browser:
-``render(scale, blur_sigma, mode)`` degrades the face(s) with :func:`lqlib.degrade.degrade`, runs
+``render(scale, blur_sigma, interpolation)`` degrades the face(s) with :func:`lqlib.degrade.degrade`, runs
 the student on the degraded copy and returns an :class:`ExplorerState` (degraded image, teacher
 maps on HR, student maps on LR, similarities, figure). Renders are cached per control setting.
 
@@ -11,9 +11,9 @@ maps on HR, student maps on LR, similarities, figure). Renders are cached per co
     explorer.build_widget()          # last expression of a JupyterLab cell shows it
 
 Controls: a continuous scale slider (×1–×16, step 0.25, renders when released), buttons for the
-paper's ×2/×4/×8 (and ×1), a blur σ slider (0 = no blur … 3) and the interpolation mode. After
+paper's ×2/×4/×8 (and ×1), a blur σ slider (0 = no blur … 3) and the interpolation. After
 ``build_widget()`` the controls are attributes (``scale_slider``, ``blur_slider``,
-``mode_dropdown``, ``preset_buttons``, ``output``, ``readout``) and ``state`` is the shown render.
+``interpolation_dropdown``, ``preset_buttons``, ``output``, ``readout``) and ``state`` is the shown render.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from .degrade import MODES, degrade
+from .degrade import INTERPOLATIONS, degrade
 from .evaluation.tables import scale_label
 from .viz import as_batch, common_stages, draw_attention, embed_with_maps
 
@@ -55,7 +55,7 @@ class ExplorerState:
 
     scale: float
     blur_sigma: float
-    mode: str
+    interpolation: str
     degraded: torch.Tensor
     teacher_maps: np.ndarray
     student_maps: np.ndarray
@@ -67,7 +67,7 @@ class ExplorerState:
 
     def summary(self) -> str:
         """One line: the setting and the similarities."""
-        s = (f"{scale_label(self.scale)} {self.mode}, blur σ={self.blur_sigma:g}: "
+        s = (f"{scale_label(self.scale)} {self.interpolation}, blur σ={self.blur_sigma:g}: "
              f"cos(teacher HR, student LR) = {self.similarity:.3f}")
         if self.pair_similarity is not None:
             s += (f" · student pair score = {self.pair_similarity:.3f}"
@@ -83,7 +83,7 @@ class ExplorerState:
 
 
 class DegradationExplorer:
-    """Teacher on the HR face(s) vs student on a degraded copy, for any scale / blur / mode.
+    """Teacher on the HR face(s) vs student on a degraded copy, for any scale / blur / interpolation.
 
     Args:
         teacher, student: backbones with spatial attention (moved to ``device``; may be the same
@@ -114,19 +114,19 @@ class DegradationExplorer:
     def is_pair(self) -> bool:
         return self.hr.shape[0] == 2
 
-    def render(self, scale: float = 1.0, blur_sigma: float = 1.0, mode: str = "bicubic") -> ExplorerState:
+    def render(self, scale: float = 1.0, blur_sigma: float = 1.0, interpolation: str = "bicubic") -> ExplorerState:
         """Degrade (``blur_sigma`` ≤ 0: no blur), run the student, build the figure (cached per setting)."""
-        key = (float(scale), max(0.0, float(blur_sigma)), str(mode))
+        key = (float(scale), max(0.0, float(blur_sigma)), str(interpolation))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        scale, sigma, mode = key
-        lq = degrade(self.hr, scale, preset=self.preset, mode=mode, blur_sigma=sigma if sigma > 0 else None)
+        scale, sigma, interpolation = key
+        lq = degrade(self.hr, scale, preset=self.preset, interpolation=interpolation, blur_sigma=sigma if sigma > 0 else None)
         s_emb, s_maps = embed_with_maps(self.student, lq)
         s_maps = s_maps[self._student_rows]
         per_face = tuple(_cos(t, s) for t, s in zip(self._teacher_emb, s_emb))
         state = ExplorerState(
-            scale=scale, blur_sigma=sigma, mode=mode, degraded=lq, teacher_maps=self._teacher_maps,
+            scale=scale, blur_sigma=sigma, interpolation=interpolation, degraded=lq, teacher_maps=self._teacher_maps,
             student_maps=s_maps, face_similarities=per_face, similarity=float(np.mean(per_face)),
             pair_similarity=_cos(s_emb[0], s_emb[1]) if self.is_pair else None,
             teacher_pair_similarity=_cos(self._teacher_emb[0], self._teacher_emb[1]) if self.is_pair else None,
@@ -151,18 +151,19 @@ class DegradationExplorer:
                                for s in PRESET_SCALES}
         self.blur_slider = w.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.1, description="blur σ",
                                          continuous_update=False, readout_format=".1f")
-        self.mode_dropdown = w.Dropdown(options=list(MODES), value="bicubic", description="mode")
+        self.interpolation_dropdown = w.Dropdown(options=list(INTERPOLATIONS), value="bicubic",
+                                                description="interpolation")
         self.readout = w.HTML()
         self.output = w.Output()
         for s, button in self.preset_buttons.items():
             button.on_click(lambda _b, s=s: setattr(self.scale_slider, "value", float(s)))
-        for control in (self.scale_slider, self.blur_slider, self.mode_dropdown):
+        for control in (self.scale_slider, self.blur_slider, self.interpolation_dropdown):
             control.observe(self._update, names="value")
         self.state = None  # a fresh Output: draw even if the setting was rendered before
         self._update()
         return w.VBox([
             w.HBox([self.scale_slider, *self.preset_buttons.values()]),
-            w.HBox([self.blur_slider, self.mode_dropdown]),
+            w.HBox([self.blur_slider, self.interpolation_dropdown]),
             self.readout,
             self.output,
         ])
@@ -173,7 +174,7 @@ class DegradationExplorer:
         return self.scale_slider
 
     def _update(self, _change=None) -> None:
-        state = self.render(self.scale_slider.value, self.blur_slider.value, self.mode_dropdown.value)
+        state = self.render(self.scale_slider.value, self.blur_slider.value, self.interpolation_dropdown.value)
         if state is self.state:
             return
         self.state = state

@@ -40,9 +40,9 @@ def test_shape_dtype_range_preserved(dtype):
 
 def test_generator_determinism_for_random_choices():
     x = _faces(8)
-    a = degrade(x, [2, 4, 8], preset="askd", generator=torch.Generator().manual_seed(3))
-    b = degrade(x, [2, 4, 8], preset="askd", generator=torch.Generator().manual_seed(3))
-    c = degrade(x, [2, 4, 8], preset="askd", generator=torch.Generator().manual_seed(4))
+    a = degrade(x, [2, 4, 8], blur_sigma=(0.1, 2.0), generator=torch.Generator().manual_seed(3))
+    b = degrade(x, [2, 4, 8], blur_sigma=(0.1, 2.0), generator=torch.Generator().manual_seed(3))
+    c = degrade(x, [2, 4, 8], blur_sigma=(0.1, 2.0), generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
 
@@ -63,19 +63,19 @@ def test_bad_scale_raises(bad):
 
 
 def test_bad_options_raise():
-    with pytest.raises(ValueError, match="mode"):
-        degrade(_faces(1), 2, mode="lanczos")
+    with pytest.raises(ValueError, match="interpolation"):
+        degrade(_faces(1), 2, interpolation="lanczos")
     with pytest.raises(ValueError, match="preset"):
         degrade(_faces(1), 2, preset="nope")
     with pytest.raises(ValueError, match="blur_kernel"):
         degrade(_faces(1), 2, blur_kernel=4)
 
 
-def test_presets_and_modes_differ():
+def test_presets_and_interpolations_differ():
     x = _faces(2)
     assert set(PRESETS) >= {"paper", "askd"}
-    near = degrade(x, 4, mode="nearest", blur_sigma=None)
-    bic = degrade(x, 4, mode="bicubic", blur_sigma=None)
+    near = degrade(x, 4, interpolation="nearest", blur_sigma=None)
+    bic = degrade(x, 4, interpolation="bicubic", blur_sigma=None)
     assert not torch.equal(near, bic)
     # blur strength: a larger sigma removes more energy
     assert (high_frequency_energy(degrade(x, 2, blur_sigma=2.0)) < high_frequency_energy(degrade(x, 2, blur_sigma=None))).all()
@@ -84,3 +84,54 @@ def test_presets_and_modes_differ():
 def test_non_integer_scale():
     y = degrade(_faces(1), 3.5)
     assert y.shape == (1, 3, 112, 112)
+
+
+def _by_hand(x, size, interpolation, blur, blur_first):
+    """Reference pipeline written out with torch/torchvision calls (floats, no rounding)."""
+    import torch.nn.functional as F
+    import torchvision.transforms.v2.functional as TF
+
+    kw = {} if interpolation == "nearest" else {"align_corners": False}
+    y = F.interpolate(x, size=size, mode=interpolation, antialias=interpolation != "nearest", **kw)
+    if blur_first:
+        y = TF.gaussian_blur(y, kernel_size=[5, 5], sigma=list(blur))
+    y = F.interpolate(y, size=x.shape[-2:], mode=interpolation, **kw)
+    if not blur_first:
+        y = TF.gaussian_blur(y, kernel_size=[5, 5], sigma=list(blur))
+    return y
+
+
+def test_paper_order_is_down_blur_up():
+    """The paper's degradation blurs at the LOW resolution: down → blur → up. Moving the blur after
+    the upsampling changes the result a lot (a 5×5 σ=1 blur at 14 px spans ~half the face)."""
+    x = _faces(2).float()
+    got = degrade(x, 8)
+    right = _by_hand(x, (14, 14), "bicubic", (1.0, 1.0), blur_first=True).clamp(0, 255)
+    wrong = _by_hand(x, (14, 14), "bicubic", (1.0, 1.0), blur_first=False).clamp(0, 255)
+    assert torch.allclose(got, right, atol=1e-3)
+    assert (got - wrong).abs().mean() > 5 * (got - right).abs().mean() + 1.0
+
+
+def test_askd_preset_matches_its_code():
+    """A-SKD's data code: nearest ↓, nearest ↑ to 112, then a fixed 5×5 Gaussian σx=0.1, σy=2.0
+    (reflect padding) at 112 px — anisotropic and deterministic (no random σ)."""
+    x = _faces(2).float()
+    got = degrade(x, 4, preset="askd")
+    want = _by_hand(x, (28, 28), "nearest", (0.1, 2.0), blur_first=False).clamp(0, 255)
+    assert torch.allclose(got, want, atol=1e-3)
+    assert torch.equal(got, degrade(x, 4, preset="askd", generator=torch.Generator().manual_seed(9)))
+    # anisotropic: σy = 2 smooths along y, σx = 0.1 leaves x alone — stripes that vary along x
+    # (constant columns) pass untouched, stripes that vary along y are smoothed
+    bars = ((torch.arange(112) // 4) % 2 * 255.0).expand(1, 3, 112, 112)
+    assert torch.allclose(degrade(bars, 4, preset="askd"), bars, atol=1e-3)
+    rows = bars.transpose(-1, -2)
+    assert (degrade(rows, 4, preset="askd") - rows).abs().mean() > 20
+
+
+def test_scale_that_leaves_too_few_pixels_names_the_largest_valid_scale():
+    with pytest.raises(ValueError, match=r"largest valid scale is 37\.33"):
+        degrade(_faces(1), 1e6)
+    with pytest.raises(ValueError, match="largest valid scale"):
+        degrade(_faces(2), [2, 64])
+    assert degrade(_faces(1), 37).shape == (1, 3, 112, 112)
+    assert degrade(_faces(1), 100, blur_sigma=None).shape == (1, 3, 112, 112)  # no blur: 1 px is enough

@@ -70,7 +70,7 @@ def test_widget_scale_slider(explorer, pair):
     assert explorer.state is hr_state, "going back reuses the cached render"
 
 
-def test_widget_presets_blur_and_mode(explorer):
+def test_widget_presets_blur_and_interpolation(explorer):
     explorer.build_widget()
     assert len(explorer.output.outputs) == 1, "a rebuilt widget draws its figure at once"
     assert sorted(explorer.preset_buttons) == [1, 2, 4, 8]
@@ -78,10 +78,10 @@ def test_widget_presets_blur_and_mode(explorer):
     assert explorer.scale_slider.value == 4.0 and explorer.state.scale == 4.0
     bicubic = explorer.state
 
-    assert list(explorer.mode_dropdown.options) == ["bicubic", "bilinear", "nearest"]
-    explorer.mode_dropdown.value = "nearest"
+    assert list(explorer.interpolation_dropdown.options) == ["bicubic", "bilinear", "nearest"]
+    explorer.interpolation_dropdown.value = "nearest"
     nearest = explorer.state
-    assert nearest.mode == "nearest" and nearest.scale == 4.0
+    assert nearest.interpolation == "nearest" and nearest.scale == 4.0
     assert not torch.equal(nearest.degraded, bicubic.degraded)
 
     explorer.blur_slider.value = 0.0
@@ -89,7 +89,7 @@ def test_widget_presets_blur_and_mode(explorer):
     assert not torch.equal(explorer.state.degraded, nearest.degraded)
 
     explorer.preset_buttons[2].click()
-    assert explorer.state.scale == 2.0 and explorer.state.mode == "nearest"
+    assert explorer.state.scale == 2.0 and explorer.state.interpolation == "nearest"
 
 
 def test_one_face_and_validation(pair):
