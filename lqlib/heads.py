@@ -12,6 +12,8 @@ cross-entropy and for logit KD (margin applied to the target class when labels a
   logit whose cosine exceeds the target's margin cosine (a hard negative) becomes s·cos·(t + cos),
   with t an exponential moving average of the mean target cosine:
   t ← 0.01·mean(cos θ_y) + 0.99·t (t starts at 0).
+
+Heads compute in fp32 even inside a bf16 autocast region (:func:`lqlib.precision.full_precision`).
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .precision import full_precision
 
 
 class MarginHead(nn.Module):
@@ -45,6 +49,11 @@ class MarginHead(nn.Module):
         return cos  # non-target logits (CurricularFace changes them)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor | None = None, return_plain: bool = False):
+        # cosines and margins in fp32 whatever autocast says (see lqlib.precision)
+        with full_precision(embeddings.device.type):
+            return self._logits(embeddings.float(), labels, return_plain)
+
+    def _logits(self, embeddings: torch.Tensor, labels: torch.Tensor | None, return_plain: bool):
         cos = self.cosine(embeddings)
         plain = cos * self.s
         if labels is None:

@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lqlib.heads import build_head
 
@@ -59,3 +60,29 @@ def test_curricularface_t_updates_and_hard_negative_modulation():
 def test_unknown_head():
     with pytest.raises(ValueError, match="unknown head"):
         build_head("sphereface", 2, 2)
+
+
+@pytest.mark.parametrize("name", ["arcface", "cosface", "curricularface"])
+def test_head_is_fp32_under_bf16_autocast(name):
+    """Cosines and margins stay fp32 inside a bf16 autocast region: a near-1 cosine (0.9998) would
+    round to 1.0 in bf16 and move the ArcFace target logit at s=64 by whole units."""
+    torch.manual_seed(0)
+    head = build_head(name, 16, 5, s=64.0, m=0.5).eval()
+    w = F.normalize(head.weight.detach(), dim=1)
+    emb = w[[0, 1, 2]] + 0.01 * torch.randn(3, 16)   # close to their class centres: cos ≈ 0.9998
+    labels = torch.tensor([0, 1, 2])
+    ref, ref_plain = head(emb, labels, return_plain=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, plain = head(emb, labels, return_plain=True)
+    assert out.dtype == torch.float32 and plain.dtype == torch.float32
+    assert torch.allclose(out, ref, atol=1e-4) and torch.allclose(plain, ref_plain, atol=1e-4)
+
+
+def test_relational_gram_is_fp32_under_autocast():
+    from lqlib.losses.relational import similarity_matrix
+
+    x = torch.randn(6, 32)
+    ref = similarity_matrix(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = similarity_matrix(x)
+    assert got.dtype == torch.float32 and torch.allclose(got, ref, atol=1e-6)

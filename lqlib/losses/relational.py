@@ -22,20 +22,22 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from ..precision import full_precision
 from .base import KDTerm, ModelOutputs, Progress, register_kd
 
 KINDS = ("cosine", "sp")
 
 
 def similarity_matrix(x: torch.Tensor, kind: str = "cosine") -> torch.Tensor:
-    """B×B similarity of the rows of ``x`` (any trailing shape), float32."""
-    q = x.flatten(1).float()
-    if kind == "cosine":
-        q = F.normalize(q, dim=1, eps=1e-8)
-        return q @ q.t()
-    if kind == "sp":
+    """B×B similarity of the rows of ``x`` (any trailing shape), float32 even under autocast."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    with full_precision(x.device.type):
+        q = x.flatten(1).float()
+        if kind == "cosine":
+            q = F.normalize(q, dim=1, eps=1e-8)
+            return q @ q.t()
         return F.normalize(q @ q.t(), dim=1, eps=1e-8)
-    raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
 
 
 def relational_kd(student: torch.Tensor, teacher: torch.Tensor, kind: str = "cosine") -> torch.Tensor:

@@ -1,0 +1,59 @@
+"""Numerics policy: where bf16 autocast is used, and the fp32 islands inside it.
+
+Training and evaluation run the backbones under bf16 autocast where the hardware does bf16 well
+(CUDA; CPUs with AVX-512 BF16 or AMX), fp32 elsewhere (:func:`autocast_dtype`). Some computations
+must stay fp32 whatever the surrounding autocast says — the margin head's cosines and margins (a bf16
+cosine of 0.99979 rounds to 1.0, and a target logit at s = 64 moves by up to ~2.5), the relational
+Gram matrix, the losses. :func:`full_precision` opens such an island: autocast off, inputs cast to
+float32 by the caller.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import torch
+
+
+@contextlib.contextmanager
+def full_precision(device_type: str):
+    """Disable autocast for ``device_type`` ("cpu" / "cuda") inside the block."""
+    with torch.autocast(device_type=device_type, enabled=False):
+        yield
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of this machine (``/proc/cpuinfo``; empty where unreadable)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16), so bf16 autocast pays off."""
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+def autocast_dtype(device_type: str, amp: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for a device: ``amp="auto"`` → bf16 on CUDA and on bf16-capable CPUs,
+    None (fp32) otherwise; ``"bf16"`` forces bf16; ``"off"`` → None."""
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp != "auto":
+        raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {amp!r}")
+    if device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16()):
+        return torch.bfloat16
+    return None
+
+
+def autocast(device_type: str, dtype: torch.dtype | None):
+    """``torch.autocast(device_type, dtype)`` or a no-op context when ``dtype`` is None."""
+    return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
