@@ -126,3 +126,49 @@ def test_corrupt_jpeg_names_index_and_file(tmp_path):
     with pytest.raises(ImageDecodeError) as err:
         load_bin(path)
     assert "image 2" in str(err.value) and str(path) in str(err.value)
+
+
+def _lfw_layout(n_folds: int):
+    """issame of an LFW-layout set: per fold of 600, 300 same pairs then 300 different ones."""
+    return ([True] * 300 + [False] * 300) * n_folds
+
+
+def test_lfw_layout_bin_gets_its_real_folds(tmp_path):
+    """A plain 3,000-pair .bin in LFW order (lfw_half.bin) is 5 folds of 600 — 300 same / 300 different
+    each — not 10 contiguous one-class folds."""
+    from lqlib.data.binfile import bin_folds
+
+    flags = _lfw_layout(5)
+    write_bin(tmp_path / "half.bin", [b"x"] * (2 * len(flags)), flags)  # contents never decoded here
+    folds = bin_folds(tmp_path / "half.bin", len(flags))
+    assert folds.tolist() == [i // 600 for i in range(3000)]
+    same = torch.tensor(flags)
+    for k in range(5):
+        assert int(same[folds == k].sum()) == 300 and int((~same[folds == k]).sum()) == 300
+    assert bin_folds(tmp_path / "x.bin", 6000).max() == 9  # InsightFace lfw/agedb/cplfw: 10 folds of 600
+
+
+def test_folds_sidecar_round_trip_and_mismatch(tmp_path):
+    from lqlib.data.binfile import bin_folds, folds_sidecar
+
+    write_bin(tmp_path / "s.bin", smooth_images(8), [True, False, True, False], folds=[0, 0, 1, 1])
+    assert folds_sidecar(tmp_path / "s.bin").name == "s.folds.json"
+    assert load_pairs(tmp_path / "s.bin").folds.tolist() == [0, 0, 1, 1]
+    with pytest.raises(BinFormatError, match="s.folds.json"):
+        bin_folds(tmp_path / "s.bin", 5)
+    with pytest.raises(ValueError, match="fold ids"):
+        write_bin(tmp_path / "t.bin", smooth_images(4), [True, False], folds=[0])
+
+
+def test_single_class_fold_raises():
+    """Every evaluation checks that each fold holds both classes."""
+    import numpy as np
+
+    from lqlib.evaluation import verify_scores
+
+    y = np.array(_lfw_layout(5))
+    scores = np.where(y, 1.0, 0.0) + np.random.default_rng(0).normal(0, 0.5, len(y))
+    res = verify_scores(scores, y, np.arange(3000) // 600)
+    assert len(res.fold_acc) == 5
+    with pytest.raises(ValueError, match="fold 0 holds only same-person pairs"):
+        verify_scores(scores, y, np.arange(3000) * 10 // 3000)  # the old 10 contiguous folds

@@ -29,7 +29,8 @@ def _quiet(msg):
 def test_prepare_outputs_and_manifest(tmp_path, data_dir):
     out = tmp_path / "packs"
     m = prepare(data_dir, out, max_mb=1.0, log=_quiet)
-    assert sorted(p.name for p in out.iterdir()) == ["lfw.bin", "lfw_half.bin", "manifest.json", "train.idx", "train.rec"]
+    assert sorted(p.name for p in out.iterdir()) == ["lfw.bin", "lfw.folds.json", "lfw_half.bin", "lfw_half.folds.json",
+                                                     "manifest.json", "train.idx", "train.rec"]
     assert m["quality"] == prep.QUALITIES[0]  # everything fits 1 MB: highest quality
     assert m["train"]["identities"] == EXPECTED_TRAIN_IDENTITIES and m["train"]["images"] == EXPECTED_TRAIN_IMAGES
     assert m["eval"]["lfw_half"]["pairs"] == 4 and m["eval"]["lfw"]["pairs"] == 8
@@ -45,7 +46,7 @@ def test_prepare_outputs_and_manifest(tmp_path, data_dir):
     assert ds[0][0].shape == (3, 24, 24)
     images, issame = load_bin(out / "lfw_half.bin")
     assert images.shape == (8, 3, 24, 24) and issame.tolist() == [True, True, False, False]
-    full = load_pairs(out / "lfw.bin", num_folds=2)
+    full = load_pairs(out / "lfw.bin")  # the packs record their folds (sidecar), not 10 contiguous splits
     assert len(full) == 8 and full.folds.tolist() == [0] * 4 + [1] * 4
     reference = load_pairs("lfw-10fold", data_dir)
     assert (full.images.float() - reference.images.float()).abs().mean() < 4  # same pairs, same order, RGB

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import json
 import os
 import pickle
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..io import atomic_write
+from ..io import atomic_write, write_json
 from .datasets import ImageDecodeError, as_encoded, bgr_to_rgb, decode_rgb, encode_jpeg, parallel_map, stack_images
 
 
@@ -154,13 +155,41 @@ def load_bin(path: str | os.PathLike, *, bgr: bool = False, threads: int | None 
     return images, torch.tensor(issame, dtype=torch.bool)
 
 
+LFW_FOLD_PAIRS = 600  # LFW View 2 / InsightFace verification sets: folds of 300 same + 300 different pairs
+
+
+def folds_sidecar(path: str | os.PathLike) -> Path:
+    """``x.bin`` → ``x.folds.json``: the per-pair fold ids of a ``.bin`` (written by :func:`write_bin`)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.folds.json")
+
+
+def bin_folds(path: str | os.PathLike, n: int) -> torch.Tensor:
+    """The verification folds of the ``n`` pairs of ``path``: from its ``.folds.json`` sidecar when
+    present, else the LFW layout — ``n / 600`` contiguous folds of 600 pairs (InsightFace's lfw.bin,
+    agedb_30.bin, cplfw.bin: 10 folds) — and, for other sizes, 10 contiguous near-equal folds
+    (InsightFace's ``KFold(10)``). The evaluation checks that every fold holds both classes."""
+    side = folds_sidecar(path)
+    if side.is_file():
+        try:
+            folds = json.loads(side.read_text())["folds"]
+        except (ValueError, KeyError, TypeError) as e:
+            raise BinFormatError(f"{side}: not a folds sidecar ({{\"folds\": [fold id per pair]}}): {e}") from None
+        if len(folds) != n:
+            raise BinFormatError(f"{side} lists {len(folds)} folds for the {n} pairs of {path}")
+        return torch.tensor(folds, dtype=torch.int64)
+    k = n // LFW_FOLD_PAIRS if n % LFW_FOLD_PAIRS == 0 and n >= 2 * LFW_FOLD_PAIRS else 10
+    return torch.arange(n, dtype=torch.int64) * k // max(n, 1)
+
+
 def write_bin(path: str | os.PathLike, images: torch.Tensor | Sequence, issame: Sequence[bool] | torch.Tensor,
-              quality: int = 90) -> Path:
+              quality: int = 90, folds: Sequence[int] | torch.Tensor | None = None) -> Path:
     """Write an InsightFace ``.bin``: ``images`` is a ``uint8`` RGB ``[2N, 3, H, W]`` tensor (JPEG-encoded
     at ``quality``) or a sequence of ``2N`` items each either encoded bytes or a ``[3, H, W]`` tensor.
 
     Identical ``bytes`` objects repeated in ``images`` are stored once (pickle memoises them), which
     keeps sets where an image occurs in several pairs small; readers see ordinary ``2N`` entries.
+    ``folds`` (one fold id per pair) are recorded in the ``.folds.json`` sidecar (:func:`bin_folds`).
     """
     path = Path(path)
     if isinstance(images, torch.Tensor):
@@ -170,6 +199,11 @@ def write_bin(path: str | os.PathLike, images: torch.Tensor | Sequence, issame: 
     flags = [bool(s) for s in (issame.tolist() if isinstance(issame, torch.Tensor) else issame)]
     if len(encoded) != 2 * len(flags):
         raise ValueError(f"write_bin: {len(encoded)} images but {len(flags)} issame flags (need 2N images for N pairs)")
+    fold_ids = None if folds is None else [int(v) for v in (folds.tolist() if isinstance(folds, torch.Tensor) else folds)]
+    if fold_ids is not None and len(fold_ids) != len(flags):
+        raise ValueError(f"write_bin: {len(fold_ids)} fold ids for {len(flags)} pairs")
     with atomic_write(path, "wb") as f:
         pickle.dump((encoded, flags), f, protocol=4)
+    if fold_ids is not None:
+        write_json(folds_sidecar(path), {"pairs": len(flags), "folds": fold_ids})
     return path

@@ -94,7 +94,7 @@ def _write_packs(out: Path, half: ProtocolSplit, full: ProtocolSplit, encoded: d
     for name, proto in ((HALF_BIN, half), (FULL_BIN, full)):
         # the same bytes object for repeated images: pickle stores each image once
         write_bin(out / name, [encoded[q] for p in proto.pairs for q in (p.path1, p.path2)],
-                  [p.issame for p in proto.pairs])
+                  [p.issame for p in proto.pairs], folds=[p.fold for p in proto.pairs])
     return {name: (out / name).stat().st_size for name in (TRAIN_REC, TRAIN_IDX, HALF_BIN, FULL_BIN)}
 
 

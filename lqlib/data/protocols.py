@@ -25,7 +25,7 @@ from typing import Callable
 import torch
 
 from .. import paths
-from .binfile import load_bin
+from .binfile import bin_folds, load_bin
 from .datasets import parallel_map, read_image_rgb, stack_images
 from .folders import scan_identity_folders
 
@@ -304,8 +304,11 @@ def balanced_subset(issame, folds, max_pairs: int) -> list[int]:
 
 
 def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
-               num_folds: int = 10, bgr: bool = False, threads: int | None = None, max_pairs: int = 0) -> PairSet:
-    """A :class:`PairSet` from a ``.bin`` file (``num_folds`` contiguous folds) or a protocol name.
+               bgr: bool = False, threads: int | None = None, max_pairs: int = 0) -> PairSet:
+    """A :class:`PairSet` from a ``.bin`` file or a protocol name.
+
+    A ``.bin``'s folds come from its ``.folds.json`` sidecar (written by lqlib's prepare step), else
+    from the LFW layout (:func:`lqlib.data.binfile.bin_folds`: 600 pairs per fold).
 
     For a protocol (``"lfw-half"``, ``"lfw-10fold"``) the referenced JPEGs are decoded from the data
     directory (nothing is cached); folds are the official ones. ``max_pairs`` keeps a fold-balanced
@@ -316,7 +319,7 @@ def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = N
         if not path.is_file():
             raise FileNotFoundError(f".bin verification set not found: {path}")
         images, issame = load_bin(path, bgr=bgr)
-        folds = contiguous_folds(len(issame), num_folds)
+        folds = bin_folds(path, len(issame))
         name = path.stem
         if max_pairs and max_pairs < len(issame):
             keep = torch.tensor(balanced_subset(issame.tolist(), folds.tolist(), max_pairs))
