@@ -2,8 +2,13 @@
 config) → which KD terms, with which weights and parameters, and any backbone/head change it implies.
 
 ``"none"`` is BasicNet-LR (a student trained on low-quality faces with ArcFace only); the paper's
-BasicNet-HR is the teacher itself evaluated on low-quality faces. Modes can be combined with "+"
-(``"logit+attention"``); a combined mode merges the terms of its parts.
+BasicNet-HR is the teacher itself evaluated on low-quality faces. Methods can be combined with "+"
+(``"logit+attention"``); a combined method merges the terms of its parts.
+
+Every method keeps the ArcFace CE at weight 1 (the paper's Eq. 12: L = L_ArcFace + L_logit + L_att)
+unless its name says otherwise: ``logit_hinton`` replaces the CE by λ·CE + (1−λ)·T²·KL, and the
+label-free methods use no labels at all. :func:`effective_ce_weight` computes the total hard-label
+CE weight of a method from its terms; :func:`methods_table` lists it for every method.
 """
 from __future__ import annotations
 
@@ -18,12 +23,16 @@ class Method:
     backbone_kw: dict = field(default_factory=dict)  # e.g. A-SKD's pre-sigmoid maps
     head: str | None = None                         # margin head override
     description: str = ""
+    face_content_replacement: float = 0.0           # probability per image, applied to the HR batch
 
 
 METHODS: dict[str, Method] = {
     "none": Method(description="BasicNet-LR: ArcFace on low-quality faces, no distillation"),
     "logit": Method({"logit": 1.0}, {"logit": {"T": 4.0, "lam": 0.5}},
-                    description="logit KD on the ArcFace logits: λ·CE + (1−λ)·T²·KL, T=4, λ=0.5"),
+                    description="logit KD on the ArcFace logits, added to the ArcFace CE (Eq. 12): "
+                                "λ·CE + (1−λ)·T²·KL, T=4, λ=0.5"),
+    "logit_hinton": Method({"logit": 1.0}, {"logit": {"T": 4.0, "lam": 0.5, "replace_ce": True}},
+                           description="Hinton's form: λ·CE + (1−λ)·T²·KL REPLACES the ArcFace CE (CE weight λ)"),
     "attention": Method({"attention": 5.0}, {"attention": {"reduction": "paper"}},
                         description="attention KD: Σ_blocks (ρ_c+ρ_s)/2 with ρ = 1 − cos, weight 5"),
     # --- seed methods (one module each in lqlib/losses; formulas and sources in their docstrings) ---
@@ -58,8 +67,14 @@ METHODS: dict[str, Method] = {
                                      "weight 10"),
     "ecacface": Method(backbone_attention="esca", head="curricularface",
                        description="ECACFace: ESCA attention blocks + CurricularFace head, no KD term"),
-    "labelfree": Method({"labelfree": 1.0}, {"labelfree": {}},
-                        description="label-free KD (Cheng & Deng 2022): 1 − cos(e_T, e_S), no labels, no CE"),
+    # label-free KD with face-content replacement (seed 003): half of the HR faces of a batch get one
+    # facial region (eyes / nose / mouth) of another face before the teacher/student split. The ratio
+    # 0.5 is our choice (the paper describes the augmentation, not its rate).
+    "labelfree": Method({"labelfree": 1.0}, {"labelfree": {}}, face_content_replacement=0.5,
+                        description="label-free KD (Cheng & Deng 2022): 1 − cos(e_T, e_S), no labels, no CE, "
+                                    "face-content replacement p=0.5"),
+    "labelfree_nofcr": Method({"labelfree": 1.0}, {"labelfree": {}},
+                              description="label-free embedding KD WITHOUT face-content replacement"),
 }
 
 
@@ -73,6 +88,7 @@ def get_method(name: str) -> Method:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)} or join them with '+'")
     kd, params, bkw = {}, {}, {}
     att = head = None
+    fcr = 0.0
     for p in parts:
         m = METHODS[p]
         kd.update(m.kd)
@@ -80,8 +96,45 @@ def get_method(name: str) -> Method:
         bkw.update(m.backbone_kw)
         att = m.backbone_attention or att
         head = m.head or head
-    return Method(kd, params, att, bkw, head, description=" + ".join(parts))
+        fcr = max(fcr, m.face_content_replacement)
+    return Method(kd, params, att, bkw, head, description=" + ".join(parts), face_content_replacement=fcr)
 
 
 def list_methods() -> list[str]:
     return sorted(METHODS)
+
+
+def build_composer(method: Method, student=None, teacher=None, kd_weights: dict | None = None,
+                   kd_params: dict | None = None):
+    """The :class:`~lqlib.losses.LossComposer` of a method: its terms with the method's parameters
+    (overridden by ``kd_params``) and weights (overridden by ``kd_weights``)."""
+    from .losses import LossComposer, build_kd_term
+
+    kd_weights, kd_params = dict(kd_weights or {}), dict(kd_params or {})
+    extra = set(kd_weights) - set(method.kd)
+    if extra:
+        raise ValueError(f"kd_weights names terms the method does not use: {sorted(extra)} (it uses {sorted(method.kd)})")
+    terms, weights = {}, {}
+    for name, w in method.kd.items():
+        params = {**method.params.get(name, {}), **kd_params.get(name, {})}
+        terms[name] = build_kd_term(name, student=student, teacher=teacher, **params)
+        weights[name] = float(kd_weights.get(name, w))
+    return LossComposer(terms, weights)
+
+
+def effective_ce_weight(name: str, kd_weights: dict | None = None, kd_params: dict | None = None) -> float:
+    """Total hard-label CE weight of a method (base ArcFace CE + the CE inside its terms)."""
+    from .models import build_backbone
+
+    tiny = build_backbone("ir_cbam_tiny")  # shapes for connector-owning terms; values do not matter
+    return build_composer(get_method(name), tiny, tiny, kd_weights, kd_params).effective_ce_weight
+
+
+def methods_table() -> str:
+    """Markdown table of every method: its KD terms with weights, effective CE weight, description."""
+    lines = ["| method | KD terms (weight) | CE weight | what |", "|---|---|---:|---|"]
+    for name in METHODS:
+        m = METHODS[name]
+        terms = ", ".join(f"{t} ({w:g})" for t, w in m.kd.items()) or "—"
+        lines.append(f"| `{name}` | {terms} | {effective_ce_weight(name):g} | {m.description} |")
+    return "\n".join(lines) + "\n"

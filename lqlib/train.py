@@ -43,18 +43,22 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from . import paths
-from .checkpoint import load_checkpoint, load_trained, save_checkpoint
+from .checkpoint import checkpoint_path, load_checkpoint, load_trained, save_checkpoint
 from .degrade import degrade, get_preset
 from .heads import build_head
 from .images import normalize
 from .io import write_json, write_text
 from .losses import LossComposer, ModelOutputs, Progress, build_kd_term
-from .methods import get_method
+from .methods import build_composer, get_method
 from .models import build_backbone
 
 
 class NonFiniteLossError(FloatingPointError):
     """A loss term became NaN or inf; the run stopped and kept its last good checkpoint."""
+
+
+class DegenerateTrainingError(RuntimeError):
+    """The training problem cannot teach anything (one class; a cross-entropy of exactly 0)."""
 
 
 class TrainingInterrupted(RuntimeError):
@@ -94,7 +98,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     grad_clip: Optional[float] = None
     hflip: bool = True
-    face_content_replacement: float = 0.0    # probability, applied to the HR batch (label-free KD)
+    face_content_replacement: Optional[float] = None  # probability per HR image; None: the method's (labelfree: 0.5)
     # student input
     scales: Any = field(default_factory=lambda: [2, 4, 8])  # a float or a per-sample list
     degrade_preset: str = "paper"
@@ -102,7 +106,7 @@ class TrainConfig:
     teacher: Optional[str] = None            # teacher run dir / checkpoint, or an external teacher (lqlib.teachers name, .onnx, spec .json)
     kd_weights: dict = field(default_factory=dict)
     kd_params: dict = field(default_factory=dict)
-    init_head_from_teacher: bool = True
+    init_head_from_teacher: bool = False     # ablation switch: copy the teacher's margin head into the student
     # validation (curves only; never used to select anything)
     val_pairs: Optional[str] = None
     val_scales: Any = field(default_factory=lambda: [1, 8])
@@ -142,7 +146,34 @@ class TrainConfig:
             raise ValueError("amp must be 'auto', 'bf16' or 'off'")
         get_preset(self.degrade_preset)
         get_method(self.method)
+        self._check_mappings()
         return self
+
+    def _check_mappings(self):
+        """Dict-valued fields: a dict whose keys the receiving code accepts (one-line errors)."""
+        import inspect
+
+        from .data.synthetic import SyntheticFaces
+        from .heads import HEADS
+
+        def accepted(fn) -> list[str]:
+            kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            return [n for n, p in inspect.signature(fn).parameters.items() if n != "self" and p.kind in kinds]
+
+        head_cls = HEADS.get(get_method(self.method).head or self.head)
+        if head_cls is None:
+            raise ValueError(f"head must be one of {sorted(HEADS)}, got {self.head!r}")
+        checks = {"synthetic": accepted(SyntheticFaces.__init__),
+                  "head_kw": [k for k in accepted(head_cls.__init__) if k not in ("embedding_size", "num_classes")],
+                  "kd_weights": None, "kd_params": None, "backbone_kw": None}
+        for name, keys in checks.items():
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                raise ValueError(f"{name} must be a mapping, got {value!r}")
+            bad = [k for k in value if keys is not None and k not in keys]
+            if bad:
+                hint = " (YAML needs a space after ':', e.g. {num_classes: 40})" if any(":" in str(k) for k in bad) else ""
+                raise ValueError(f"{name}: unknown key(s) {bad}; accepted: {keys}{hint}")
 
     @property
     def run_dir(self) -> Path:
@@ -207,21 +238,29 @@ class _Relabel(Dataset):
         return img, self.mapping[int(lab)]
 
 
-def _subset(ds, n: int):
-    """A deterministic subset of ``n`` images: whole identities, largest first (stable order)."""
+SUBSET_PER_CLASS = 4
+
+
+def _subset(ds, n: int, per_class: int = SUBSET_PER_CLASS):
+    """A deterministic, class-balanced subset of about ``n`` images: ``n // per_class`` identities
+    with at least ``per_class`` images, spread evenly over the label range (not the largest first:
+    one LFW identity alone can hold hundreds of images), ``per_class`` images each (the first ones).
+    """
     labels = _dataset_labels(ds)
     counts = torch.bincount(labels)
-    order = sorted(range(len(counts)), key=lambda c: (-int(counts[c]), c))
-    keep, total = [], 0
-    for c in order:
-        if counts[c] < 2:
-            break
-        keep.append(c)
-        total += int(counts[c])
-        if total >= n:
-            break
-    keep_set = set(keep)
-    idx = [i for i, l in enumerate(labels.tolist()) if l in keep_set][:n]
+    eligible = [c for c in range(len(counts)) if counts[c] >= per_class]
+    want = max(2, n // per_class)
+    if len(eligible) < 2:
+        raise ValueError(f"max_images={n}: the training set has {len(eligible)} identities with >= {per_class} "
+                         "images; a subset needs at least 2 classes")
+    take = min(want, len(eligible))
+    keep = [eligible[i * len(eligible) // take] for i in range(take)]
+    keep_set, seen = set(keep), {}
+    idx = []
+    for i, l in enumerate(labels.tolist()):
+        if l in keep_set and seen.get(l, 0) < per_class:
+            seen[l] = seen.get(l, 0) + 1
+            idx.append(i)
     mapping = {c: k for k, c in enumerate(sorted(keep_set))}
     return _Relabel(ds, torch.tensor(idx), mapping), len(mapping)
 
@@ -250,6 +289,12 @@ class EpochSampler(Sampler):
 
     def __len__(self):
         return self.n // self.world - self.start
+
+
+def step_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """Seed of the generator of flips, face-content replacement and degradation for one epoch on one
+    DDP rank: each rank draws its own stream (rank 0 is the single-process run)."""
+    return seed * 7919 + epoch + 1 + 1_000_003 * rank
 
 
 # --------------------------------------------------------------------------------------------- models
@@ -363,6 +408,9 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         self.dataset, self.num_classes = build_dataset(cfg)
+        if self.num_classes < 2:
+            raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
+                                          f"{self.num_classes} class(es): a classifier needs at least 2")
         bb_name = _with_attention(cfg.backbone, self.method.backbone_attention)
         bb_kw = {**cfg.backbone_kw, **self.method.backbone_kw}
         self.backbone_name, self.backbone_kw = bb_name, bb_kw
@@ -370,26 +418,22 @@ class Trainer:
         backbone = build_backbone(bb_name, **bb_kw)
         head = build_head(self.head_name, backbone.embedding_size, self.num_classes, **cfg.head_kw)
         self.teacher_backbone = self.teacher_head = None
-        if cfg.role == "student" and (self.method.kd or self._head_teacher_available()):
+        if cfg.role == "student" and self._teacher_spec() is not None:
             self._load_teacher()
-            if cfg.init_head_from_teacher and self.teacher_head is not None:
-                if self.teacher_head.weight.shape == head.weight.shape:
-                    head.weight.data.copy_(self.teacher_head.weight.data)
-                else:
-                    raise ValueError(f"cannot initialise the student head from the teacher: teacher head "
-                                     f"{tuple(self.teacher_head.weight.shape)} vs student {tuple(head.weight.shape)} "
-                                     "(train both on the same identities, or set init_head_from_teacher=False)")
-        terms, weights = {}, {}
-        for name, w in self.method.kd.items():
-            params = {**self.method.params.get(name, {}), **cfg.kd_params.get(name, {})}
-            terms[name] = build_kd_term(name, student=backbone, teacher=self.teacher_backbone, **params)
-            weights[name] = float(cfg.kd_weights.get(name, w))
-        extra = set(cfg.kd_weights) - set(terms)
-        if extra:
-            raise ValueError(f"kd_weights names terms the method {cfg.method!r} does not use: {sorted(extra)}")
-        composer = LossComposer(terms, weights)
+        if cfg.init_head_from_teacher:
+            if self.teacher_head is None:
+                raise ValueError("init_head_from_teacher=True needs a teacher run with a margin head "
+                                 f"(teacher={cfg.teacher!r})")
+            if self.teacher_head.weight.shape != head.weight.shape:
+                raise ValueError(f"cannot initialise the student head from the teacher: teacher head "
+                                 f"{tuple(self.teacher_head.weight.shape)} vs student {tuple(head.weight.shape)} "
+                                 "(train both on the same identities, or set init_head_from_teacher=False)")
+            head.weight.data.copy_(self.teacher_head.weight.data)
+        composer = build_composer(self.method, backbone, self.teacher_backbone, cfg.kd_weights, cfg.kd_params)
         if composer.needs_teacher and self.teacher_backbone is None:
             raise ValueError(f"method {cfg.method!r} needs a teacher: set teacher= (a teacher run directory)")
+        self.face_content_replacement = (self.method.face_content_replacement if cfg.face_content_replacement is None
+                                          else float(cfg.face_content_replacement))
         self.step_module = StudentStep(backbone, head, composer).to(self.device)
         if self.channels_last:
             self.step_module = self.step_module.to(memory_format=torch.channels_last)
@@ -415,33 +459,23 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(cfg, s / self.steps_per_epoch))
 
-    def _head_teacher_available(self) -> bool:
-        """A KD-free student (BasicNet-LR) uses a teacher only to initialise its margin head: when
-        ``init_head_from_teacher`` is on and a teacher is given. A teacher run that does not exist
-        (yet) is then skipped with a notice — the head starts random — instead of failing."""
-        if not self.cfg.init_head_from_teacher:
-            return False
-        t = self._teacher_arg if self._teacher_arg is not None else self.cfg.teacher
-        if t is None:
-            return False
-        if isinstance(t, (str, os.PathLike)) and not _is_external_teacher(t):
-            from .checkpoint import checkpoint_path
-
-            if not checkpoint_path(paths.resolve(t)).is_file():
-                print(f"note: no teacher checkpoint at {paths.resolve(t)}; method {self.cfg.method!r} needs none, "
-                      "so the student's margin head starts random (init_head_from_teacher skipped)", file=sys.stderr)
-                return False
-        return True
+    def _teacher_spec(self):
+        return self._teacher_arg if self._teacher_arg is not None else self.cfg.teacher
 
     def _load_teacher(self):
-        t = self._teacher_arg if self._teacher_arg is not None else self.cfg.teacher
-        if t is None:
-            raise ValueError(f"method {self.cfg.method!r} needs a teacher: pass teacher= (run dir) or set cfg.teacher")
+        """Load the frozen teacher. A teacher named in the config must exist and be finished, for
+        every student (a KD-free BasicNet-LR of a study included: it belongs to that teacher's study)."""
+        t = self._teacher_spec()
         if isinstance(t, (str, os.PathLike)) and _is_external_teacher(t):
             from .teachers import build_teacher  # a registered external teacher, an .onnx or a spec .json
             backbone, head = build_teacher(t if str(t) in _external_teacher_names() else paths.resolve(t)), None
         elif isinstance(t, (str, os.PathLike)):
-            backbone, head, _ = load_trained(paths.resolve(t))
+            run = paths.resolve(t)
+            if not is_finished(run):
+                state = "has no checkpoint" if not checkpoint_path(run).is_file() else "has not finished training"
+                raise ValueError(f"teacher run {run} {state}: train the teacher first (01_teacher_training), "
+                                 "then its students")
+            backbone, head, _ = load_trained(run)
         elif isinstance(t, tuple):
             backbone, head = t
         else:  # a bare backbone (external teacher): no head, no logits
@@ -495,7 +529,7 @@ class Trainer:
         ck = load_checkpoint(ck_path, map_location="cpu")
         saved = dict(ck["config"])
         mine = self.cfg.to_dict()
-        diff = {k for k in mine if k not in ("resume", "progress", "num_workers", "epochs", "log_every", "device",
+        diff = {k for k in mine if k not in ("resume", "progress", "num_workers", "log_every", "device",
                                              "compile") and saved.get(k) != mine[k]}
         if diff:
             raise ValueError(f"{ck_path} was written with a different config ({sorted(diff)}); "
@@ -559,7 +593,7 @@ class Trainer:
         last_rate = float("nan")
         with self._signals():
             for epoch in range(start_epoch, cfg.epochs):
-                gen = torch.Generator(device=self.device).manual_seed(cfg.seed * 7919 + epoch + 1)
+                gen = torch.Generator(device=self.device).manual_seed(step_seed(cfg.seed, epoch, self.rank))
                 b0 = start_batch if epoch == start_epoch else 0
                 if ck is not None and epoch == start_epoch and b0 > 0:
                     gen.set_state(ck["rng"]["gen"])
@@ -609,6 +643,10 @@ class Trainer:
                 if bar is not None:
                     bar.close()
                 self._check_finite(first_bad, epoch)
+                if epoch == 0 and "ce" in sums and float(sums["ce"]) == 0.0:
+                    raise DegenerateTrainingError(
+                        f"the cross-entropy is exactly 0 over the first epoch ({self.num_classes} classes, "
+                        f"{len(self.dataset)} images): nothing is being learnt — check the data subset")
                 seconds = time.time() - t0
                 row = {"epoch": epoch + 1, "step": step, "lr": self.optimizer.param_groups[0]["lr"]}
                 row.update({k if k == "loss" else f"loss_{k}": float(v) / done for k, v in sums.items()})
@@ -639,10 +677,10 @@ class Trainer:
         if cfg.hflip:
             flip = torch.rand(hr.shape[0], generator=gen, device=dev) < 0.5
             hr = torch.where(flip[:, None, None, None], hr.flip(-1), hr)
-        if cfg.face_content_replacement > 0:
+        if self.face_content_replacement > 0:
             from .augment import face_content_replacement
 
-            hr = face_content_replacement(hr, generator=gen, p=cfg.face_content_replacement)[0]
+            hr = face_content_replacement(hr, generator=gen, p=self.face_content_replacement)[0]
         x_in = hr if cfg.role == "teacher" else degrade(hr, cfg.scales, preset=cfg.degrade_preset, generator=gen)
         x = normalize(x_in)
         mf = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -676,6 +714,11 @@ class Trainer:
         return total, parts
 
     def _check_finite(self, first_bad: dict, epoch: int):
+        if self.distributed:  # a NaN on any rank stops every rank (they all raise here)
+            keys = list(first_bad)
+            flags = torch.stack([first_bad[k] for k in keys])
+            dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+            first_bad = dict(zip(keys, flags))
         bad = {k: int(v) for k, v in first_bad.items() if int(v) >= 0}
         if not bad:
             return
@@ -805,7 +848,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         cfg = load_config(args.config, **over) if args.config else TrainConfig.from_dict(over)
         summary = train(cfg, teacher=args.teacher)
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as e:
+    except (ValueError, TypeError, FileNotFoundError, NonFiniteLossError, DegenerateTrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except TrainingInterrupted as e:

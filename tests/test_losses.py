@@ -85,11 +85,30 @@ def test_composer_terms_and_ce_handling():
     both = LossComposer({"logit": build_kd_term("logit", T=4, lam=0.5), "attention": build_kd_term("attention")},
                         {"logit": 1.0, "attention": 5.0})
     total, parts = both(st, te, labels, Progress())
-    assert set(parts) == {"logit", "attention"}  # logit KD carries the CE: no double counting
-    assert total.item() == pytest.approx(parts["logit"].item() + 5 * parts["attention"].item(), rel=1e-6)
+    # the paper's Eq. 12: L = L_ArcFace (weight 1) + L_logit + L_att — the logit term does not remove the CE
+    assert set(parts) == {"ce", "logit", "attention"}
+    ce = torch.nn.functional.cross_entropy(logits.detach(), labels).item()
+    assert parts["ce"].item() == pytest.approx(ce, rel=1e-6)
+    assert total.item() == pytest.approx(ce + parts["logit"].item() + 5 * parts["attention"].item(), rel=1e-6)
+    assert both.effective_ce_weight == pytest.approx(1.5)  # 1 (ArcFace) + λ = 0.5 inside L_logit
     total.backward()
     assert logits.grad is not None
+    # Hinton's form, only under its own name: the term replaces the CE (CE weight λ)
+    hinton = LossComposer({"logit": build_kd_term("logit", T=4, lam=0.5, replace_ce=True)})
+    _, parts = hinton(st, te, labels, Progress())
+    assert set(parts) == {"logit"} and hinton.effective_ce_weight == pytest.approx(0.5)
     with pytest.raises(ValueError, match="not used"):
         LossComposer({}, {"logit": 1.0})
     with pytest.raises(ValueError, match="unknown KD term"):
         build_kd_term("nope")
+
+
+def test_every_method_keeps_the_arcface_ce_unless_named_otherwise():
+    from lqlib.methods import METHODS, effective_ce_weight
+
+    weights = {name: effective_ce_weight(name) for name in METHODS}
+    assert weights["none"] == weights["attention"] == weights["logit+attention".split("+")[1]] == 1.0
+    assert weights["logit"] == 1.5 and effective_ce_weight("logit+attention") == 1.5
+    assert weights["logit_hinton"] == 0.5
+    assert weights["labelfree"] == weights["labelfree_nofcr"] == 0.0
+    assert {n for n, w in weights.items() if w < 1} == {"logit_hinton", "labelfree", "labelfree_nofcr"}

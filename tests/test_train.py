@@ -72,11 +72,14 @@ def test_resume_after_sigterm_is_exact(tmp_path, teacher_dir):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_after_epoch_one(tmp_path, teacher_dir):
-    cfg = _cfg(tmp_path, "e1", method="attention", epochs=1)
+def test_resume_after_epoch_one_and_refuse_other_epochs(tmp_path, teacher_dir):
+    cfg = _cfg(tmp_path, "e1", method="attention", epochs=2)
+    stop_after_epoch_one = lambda trainer, epoch, done, step: step == 2 and trainer.request_stop()  # noqa: E731
+    with pytest.raises(TrainingInterrupted):
+        train_student(cfg, teacher=str(teacher_dir), callbacks=[stop_after_epoch_one])
+    with pytest.raises(ValueError, match="epochs"):  # the schedule depends on epochs: no silent change
+        train_student(_cfg(tmp_path, "e1", method="attention", epochs=3), teacher=str(teacher_dir))
     train_student(cfg, teacher=str(teacher_dir))
-    cfg2 = _cfg(tmp_path, "e1", method="attention", epochs=2)
-    train_student(cfg2, teacher=str(teacher_dir))
     ref = _cfg(tmp_path, "e2", method="attention", epochs=2)
     train_student(ref, teacher=str(teacher_dir))
     assert _metrics(tmp_path / "e1") == _metrics(tmp_path / "e2")
@@ -146,12 +149,127 @@ def test_ddp_world_size_one_gloo(tmp_path, teacher_dir, monkeypatch):
             dist.destroy_process_group()
 
 
-def test_basicnet_lr_without_a_trained_teacher(tmp_path, capsys):
-    # method none needs a teacher only for the head initialisation: a missing teacher run is skipped with a notice
-    cfg = _cfg(tmp_path, "lr", method="none", epochs=1, teacher=str(tmp_path / "no-teacher"))
-    tr = Trainer(cfg)
+def test_missing_or_unfinished_teacher_is_an_error_for_every_student(tmp_path, teacher_dir):
+    """A student names its study's teacher: a missing or unfinished teacher run is an error for every
+    method (BasicNet-LR and ECACFace included), never a silent fallback."""
+    for method in ("none", "ecacface", "logit"):
+        with pytest.raises(ValueError, match="no checkpoint"):
+            Trainer(_cfg(tmp_path, f"m-{method}", method=method, epochs=1,
+                         teacher=str(tmp_path / "no-teacher"))).fit()
+    half = _cfg(tmp_path, "half-teacher", role="teacher", epochs=2)
+    with pytest.raises(TrainingInterrupted):
+        train_teacher(half, callbacks=[lambda t, e, d, s: s == 1 and t.request_stop()])
+    with pytest.raises(ValueError, match="not finished"):
+        Trainer(_cfg(tmp_path, "u", method="none", epochs=1, teacher=str(tmp_path / "half-teacher"))).fit()
+    # without any teacher, BasicNet-LR trains (fresh head)
+    tr = Trainer(_cfg(tmp_path, "lr", method="none", epochs=1))
     tr.fit()
-    assert tr.teacher_backbone is None and "margin head starts random" in capsys.readouterr().err
-    # a KD method still refuses to run without its teacher
-    with pytest.raises(Exception, match="no checkpoint"):
-        Trainer(_cfg(tmp_path, "kd", method="logit", epochs=1, teacher=str(tmp_path / "no-teacher"))).fit()
+    assert tr.teacher_backbone is None
+
+
+def test_student_heads_start_fresh_unless_asked(tmp_path, teacher_dir):
+    """Every student's margin head starts random by default (as in the paper and A-SKD's code);
+    copying the teacher's head is an explicit ablation switch."""
+    from lqlib.checkpoint import load_trained
+
+    _, t_head, _ = load_trained(teacher_dir)
+    fresh = Trainer(_cfg(tmp_path, "fresh", method="logit", epochs=1), teacher=str(teacher_dir))
+    fresh._build()
+    assert not torch.equal(fresh.step_module.head.weight, t_head.weight)
+    copied = Trainer(_cfg(tmp_path, "copy", method="logit", epochs=1, init_head_from_teacher=True),
+                     teacher=str(teacher_dir))
+    copied._build()
+    assert torch.equal(copied.step_module.head.weight, t_head.weight)
+
+
+class _Labelled(torch.utils.data.Dataset):
+    """Labels only (images are never decoded by the subset logic)."""
+
+    def __init__(self, labels):
+        self.labels = torch.tensor(labels)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return torch.zeros(3, 8, 8, dtype=torch.uint8), int(self.labels[i])
+
+
+def test_smoke_subset_is_a_balanced_multiclass_problem():
+    """max_images on lfw-half used to keep whole identities, largest first: George W Bush alone filled
+    256 images, a one-class problem whose CE is identically 0."""
+    from lqlib.train import _subset
+
+    labels = [0] * 530 + [i for i in range(1, 80) for _ in range(2 + i % 6)]
+    sub, n_cls = _subset(_Labelled(labels), 256)
+    counts = torch.bincount(sub.labels)
+    assert n_cls >= 32 and len(counts) == n_cls and (counts == 4).all() and len(sub) == 4 * n_cls
+    with pytest.raises(ValueError, match="2 classes"):
+        _subset(_Labelled([0] * 50 + [1]), 32)
+
+
+def test_one_class_training_set_is_refused(tmp_path):
+    from lqlib.train import DegenerateTrainingError
+
+    with pytest.raises(DegenerateTrainingError, match="1 class"):
+        train_teacher(_cfg(tmp_path, "one", synthetic={"num_classes": 1, "images_per_class": 16}))
+
+
+def test_zero_ce_in_the_first_epoch_is_refused(tmp_path, monkeypatch):
+    from lqlib.losses import composer
+    from lqlib.train import DegenerateTrainingError
+
+    monkeypatch.setattr(composer.F, "cross_entropy", lambda logits, labels: (logits * 0).sum())
+    with pytest.raises(DegenerateTrainingError, match="exactly 0"):
+        train_teacher(_cfg(tmp_path, "zero", epochs=1))
+
+
+def test_teacher_sees_hr_and_student_sees_the_degraded_batch(tmp_path, teacher_dir, monkeypatch):
+    """The HR/LR split of a step: the frozen teacher gets the original batch, the student its
+    degraded copy. Degradation is replaced by a constant image, so a swap is unmistakable."""
+    import lqlib.train as T
+    from lqlib.checkpoint import load_trained
+    from lqlib.images import normalize
+
+    monkeypatch.setattr(T, "degrade", lambda hr, *a, **k: torch.zeros_like(hr))
+    seen = {}
+    t_backbone, t_head, _ = load_trained(teacher_dir)
+    t_backbone.register_forward_pre_hook(lambda m, args: seen.setdefault("teacher", args[0].detach().clone()))
+    build = Trainer._build
+
+    def build_and_hook(self):
+        build(self)
+        self.step_module.backbone.register_forward_pre_hook(
+            lambda m, args: seen.setdefault("student", args[0].detach().clone()))
+
+    monkeypatch.setattr(Trainer, "_build", build_and_hook)
+    Trainer(_cfg(tmp_path, "split", method="logit+attention", epochs=1, max_steps_per_epoch=1),
+            teacher=(t_backbone, t_head)).fit()
+    lr_value = normalize(torch.zeros(1, dtype=torch.uint8)).item()
+    assert torch.all(seen["student"] == lr_value)
+    assert seen["teacher"].std() > 0.1 and not torch.all(seen["teacher"] == lr_value)
+
+
+def test_ddp_ranks_draw_their_own_degradations():
+    from lqlib.train import step_seed
+
+    assert len({step_seed(0, 3, r) for r in range(8)}) == 8
+    assert step_seed(0, 3, 0) == step_seed(0, 3)  # single process = rank 0
+
+
+def test_labelfree_uses_face_content_replacement(tmp_path, teacher_dir):
+    on = Trainer(_cfg(tmp_path, "lf", method="labelfree", epochs=1), teacher=str(teacher_dir))
+    on._build()
+    off = Trainer(_cfg(tmp_path, "lf0", method="labelfree_nofcr", epochs=1), teacher=str(teacher_dir))
+    off._build()
+    assert on.face_content_replacement == 0.5 and off.face_content_replacement == 0.0
+
+
+def test_malformed_mapping_option_is_a_one_line_error(capsys):
+    from lqlib.train import main
+
+    assert main(["--set", "synthetic={num_classes:40}", "data=synthetic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "synthetic" in err and "num_classes" in err and "accepted" in err
+    with pytest.raises(ValueError, match="head_kw"):
+        TrainConfig(head_kw={"scale": 3}).validate()

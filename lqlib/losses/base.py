@@ -6,8 +6,11 @@ on its (low-quality) input and the frozen teacher on the high-resolution input �
 scalar. Class attributes declare what it needs so the training loop only computes that:
 
 * ``needs`` — a subset of {"logits", "attention", "features", "embedding"};
-* ``includes_ce`` — the term already contains the hard-label cross-entropy (plain logit KD's
-  λ·CE), so the composer does not add the base CE a second time;
+* ``includes_ce`` — the term *replaces* the base hard-label CE (Hinton's logit KD form), so the
+  composer leaves the base CE out (no term does this by default: the paper's Eq. 12 keeps the
+  ArcFace CE at weight 1 for every method);
+* ``ce_weight`` — the weight of the hard-label CE contained *inside* the term (logit KD's λ), for
+  reporting the effective CE weight of a method;
 * ``needs_labels`` — False for label-free terms.
 
 Terms are built by ``build_kd_term(name, student=..., teacher=..., **params)``; a term that needs
@@ -51,8 +54,9 @@ class Progress:
 class KDTerm(nn.Module):
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset] = frozenset()
-    includes_ce: ClassVar[bool] = False
+    includes_ce: bool = False
     needs_labels: ClassVar[bool] = True
+    ce_weight: float = 0.0
 
     @classmethod
     def from_models(cls, student: nn.Module | None = None, teacher: nn.Module | None = None, **params) -> "KDTerm":

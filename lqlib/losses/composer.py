@@ -1,8 +1,10 @@
 """Compose the student's loss: hard-label CE on the margin logits plus weighted KD terms.
 
 ``LossComposer(terms, weights)`` returns ``(total, parts)`` where ``parts`` maps every term name
-(and ``"ce"`` when the base CE is used) to its unweighted value, for logging. The base CE is left
-out when a term already contains it (plain logit KD's λ·CE) or when training is label-free.
+(and ``"ce"`` when the base CE is used) to its unweighted value, for logging. The base CE (weight
+1, the paper's Eq. 12) is left out only when a term explicitly replaces it (``logit_hinton``) or when
+training is label-free. :attr:`LossComposer.effective_ce_weight` is the total weight of the hard-label
+CE (base CE plus the CE inside terms such as logit KD's λ·CE).
 """
 from __future__ import annotations
 
@@ -51,6 +53,12 @@ class LossComposer(nn.Module):
     def uses_ce(self) -> bool:
         """Base CE: whenever labels are used and no term already contains the CE."""
         return self.ce_weight > 0 and self.needs_labels and not any(t.includes_ce for t in self.terms.values())
+
+    @property
+    def effective_ce_weight(self) -> float:
+        """Total weight of the hard-label CE in the loss: base CE + Σ_term weight·(CE inside the term)."""
+        inside = sum(self.weights[n] * float(getattr(t, "ce_weight", 0.0)) for n, t in self.terms.items())
+        return (self.ce_weight if self.uses_ce else 0.0) + inside
 
     @property
     def part_names(self) -> list[str]:
