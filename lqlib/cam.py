@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from pytorch_grad_cam import EigenGradCAM, GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from torch import nn
 
-from .images import normalize
-from .viz import as_batch, last_block_per_stage, model_stages
+from .images import as_batch, normalize
+from .models.interface import block_paths, stage_block_path
 
 #: gradient-based pytorch-grad-cam methods usable with :class:`FaceSimilarityTarget`.
-METHODS = {
+CAM_METHODS = {
     "gradcam": GradCAM,
     "gradcam++": GradCAMPlusPlus,
     "hirescam": HiResCAM,
@@ -67,15 +67,6 @@ class FaceSimilarityTarget:
         return F.cosine_similarity(model_output, ref, dim=-1)
 
 
-def block_paths(model: nn.Module) -> list[str]:
-    """Module path of every attention block, in forward order (aligned with ``model.block_stage``)."""
-    if isinstance(getattr(model, "stages", None), nn.ModuleList):  # IResNet: stages.<s>.<k>
-        return [f"stages.{s}.{k}" for s, stage in enumerate(model.stages) for k in range(len(stage))]
-    if isinstance(getattr(model, "blocks", None), nn.ModuleList):  # MobileFaceNet: blocks.<i>
-        return [f"blocks.{i}" for i in range(len(model.blocks))]
-    raise ValueError(f"cannot find the blocks of {type(model).__name__}; pass the target layer as a module path")
-
-
 def resolve_target_layer(model: nn.Module, stage: int | str = -1) -> str:
     """Module path of the CAM target.
 
@@ -86,11 +77,7 @@ def resolve_target_layer(model: nn.Module, stage: int | str = -1) -> str:
     if isinstance(stage, str):
         model.get_submodule(stage)  # raises AttributeError naming the missing part
         return stage
-    stages = model_stages(model)
-    label = stages[stage] if -len(stages) <= stage < 0 else stage
-    if label not in stages:
-        raise ValueError(f"stage {stage} not in this backbone's stages {stages}")
-    return block_paths(model)[last_block_per_stage(model.block_stage)[stages.index(label)]]
+    return stage_block_path(model, stage)
 
 
 class FaceCAM:
@@ -100,16 +87,16 @@ class FaceCAM:
         model: backbone, ``model(x)`` → (B, E) embedding.
         stage: stage label (its last block is the target; -1 = the last stage) or a module path such
             as ``"stages.3.1"`` or ``"stages.2.0.bn3"`` (see :func:`resolve_target_layer`).
-        method: a key of :data:`METHODS` (``gradcam``, ``gradcam++``, ``hirescam``, ...).
+        method: a key of :data:`CAM_METHODS` (``gradcam``, ``gradcam++``, ``hirescam``, ...).
 
     Calling it: ``cam(images_uint8, reference)`` → (B, H, W) float32 maps in [0, 1] at the image size.
     """
 
     def __init__(self, model: nn.Module, stage: int | str = -1, method: str = "gradcam"):
         try:
-            cam_cls = METHODS[method]
+            cam_cls = CAM_METHODS[method]
         except KeyError:
-            raise ValueError(f"unknown CAM method {method!r}; choose from {sorted(METHODS)}") from None
+            raise ValueError(f"unknown CAM method {method!r}; choose from {sorted(CAM_METHODS)}") from None
         self.model = model
         self.target_path = resolve_target_layer(model, stage)
         self._was_training = model.training
@@ -169,10 +156,10 @@ def face_gradcam(model: nn.Module, images_uint8, reference_embedding, stage: int
                  method: str = "gradcam", **call_kw) -> np.ndarray:
     """(B, H, W) float32 maps in [0, 1]: where ``images`` look like ``reference_embedding`` to ``model``.
 
-    ``stage``: stage label (last block of it) or module path; ``method``: a key of :data:`METHODS`.
+    ``stage``: stage label (last block of it) or module path; ``method``: a key of :data:`CAM_METHODS`.
     """
     with FaceCAM(model, stage=stage, method=method) as cam:
         return cam(images_uint8, reference_embedding, **call_kw)
 
 
-__all__ = ["METHODS", "FaceSimilarityTarget", "FaceCAM", "face_gradcam", "resolve_target_layer", "block_paths"]
+__all__ = ["CAM_METHODS", "FaceSimilarityTarget", "FaceCAM", "face_gradcam", "resolve_target_layer", "block_paths"]

@@ -17,6 +17,16 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return (x / 255.0 - MEAN) / STD
 
 
+def as_batch(images) -> torch.Tensor:
+    """uint8 NCHW tensor from a tensor / array, CHW or NCHW (a single face becomes a batch of 1)."""
+    x = torch.as_tensor(images)
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ValueError(f"expected RGB images as (3,H,W) or (N,3,H,W), got shape {tuple(x.shape)}")
+    return x
+
+
 def denormalize(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`normalize`, returning uint8."""
     return ((x * STD + MEAN) * 255.0).round().clamp(0, 255).to(torch.uint8)

@@ -2,7 +2,7 @@
 
 Images stay uint8 RGB NCHW (see :mod:`lqlib.images`) until a model is run; the model runs in eval
 mode under ``torch.inference_mode`` with :func:`lqlib.images.normalize` at the boundary, on the
-model's own device, and its training flag is restored afterwards (:func:`run_model`).
+model's own device, and its training flag is restored afterwards (:func:`infer`).
 
 * :func:`face_grid`, :func:`degradation_grid` — faces, and faces next to their ×2/×4/×8 copies;
   :func:`mosaic_figure` lays equal-size tiles out in one image (fast to redraw);
@@ -29,23 +29,15 @@ from torch import nn
 from .degrade import degrade
 from .evaluation import prepared_model
 from .evaluation.tables import scale_label
-from .images import normalize
-from .losses.attention import cosine_distance, match_spatial, stage_pairing
+from .images import as_batch, normalize
+from .losses.attention import cosine_distance, match_spatial
+from .models.interface import (block_stage, common_stages, last_block_per_stage, model_stages,
+                               stage_pairing)
 
 # ------------------------------------------------------------------------------ running a model
 
 
-def as_batch(images) -> torch.Tensor:
-    """uint8 NCHW tensor from a tensor / array, CHW or NCHW (a single face becomes a batch of 1)."""
-    x = torch.as_tensor(images)
-    if x.dim() == 3:
-        x = x[None]
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected RGB images as (3,H,W) or (N,3,H,W), got shape {tuple(x.shape)}")
-    return x
-
-
-def run_model(model: nn.Module, images_uint8, **flags):
+def infer(model: nn.Module, images_uint8, **flags):
     """``model(normalize(images), **flags)`` in eval mode under inference_mode, on the model's device.
 
     The model is prepared by :func:`lqlib.evaluation.prepared_model` (eval mode, its own device;
@@ -55,30 +47,6 @@ def run_model(model: nn.Module, images_uint8, **flags):
     x = as_batch(images_uint8)
     with prepared_model(model) as dev, torch.inference_mode():
         return model(normalize(x.to(dev)), **flags)
-
-
-def model_stages(model: nn.Module) -> list[int]:
-    """Stage labels of a backbone's attention blocks, ascending (IResNet 0–3; MobileFaceNet 1–3:
-    equal labels mean equal resolution, as in :func:`lqlib.losses.attention.stage_pairing`)."""
-    return sorted(set(model.block_stage))
-
-
-def common_stages(teacher: nn.Module, student: nn.Module) -> tuple[list[int], list[int], list[int]]:
-    """Stages both backbones have: (labels, their rows in the teacher's and in the student's by-stage
-    arrays, e.g. from :func:`spatial_maps_by_stage`)."""
-    t, s = model_stages(teacher), model_stages(student)
-    labels = [st for st in t if st in s]
-    if not labels:
-        raise ValueError(f"teacher stages {t} and student stages {s} have none in common")
-    return labels, [t.index(st) for st in labels], [s.index(st) for st in labels]
-
-
-def last_block_per_stage(block_stage: Sequence[int]) -> list[int]:
-    """Index of the last block of every stage, in ascending stage order."""
-    last: dict[int, int] = {}
-    for i, s in enumerate(block_stage):
-        last[s] = i
-    return [last[s] for s in sorted(last)]
 
 
 def _upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -98,9 +66,9 @@ def embed_with_maps(model: nn.Module, images_uint8, size: tuple[int, int] | None
     """
     x = as_batch(images_uint8)
     size = tuple(size) if size is not None else tuple(x.shape[-2:])
-    emb, maps = run_model(model, x, return_attention=True)
+    emb, maps = infer(model, x, return_attention=True)
     out = []
-    for stage, i in zip(model_stages(model), last_block_per_stage(model.block_stage)):
+    for stage, i in zip(model_stages(model), last_block_per_stage(block_stage(model))):
         spatial = maps[i].spatial if i < len(maps) else None
         if spatial is None:
             raise ValueError(f"block {i} (stage {stage}) has no spatial attention map; spatial maps need "
@@ -126,11 +94,11 @@ def block_similarity(teacher: nn.Module, student: nn.Module, hr_images, lr_image
     """
     if kind not in ("spatial", "channel"):
         raise ValueError(f"kind must be 'spatial' or 'channel', got {kind!r}")
-    _, t_maps = run_model(teacher, hr_images, return_attention=True)
-    _, s_maps = run_model(student, lr_images, return_attention=True)
+    _, t_maps = infer(teacher, hr_images, return_attention=True)
+    _, s_maps = infer(student, lr_images, return_attention=True)
     if pairing is None:
         pairing = ([(i, i) for i in range(len(s_maps))] if len(t_maps) == len(s_maps)
-                   else stage_pairing(teacher.block_stage, student.block_stage))
+                   else stage_pairing(block_stage(teacher), block_stage(student)))
     sims = []
     for ti, si in pairing:
         t, s = getattr(t_maps[ti], kind), getattr(s_maps[si], kind)
@@ -283,6 +251,5 @@ def attention_figure(teacher: nn.Module, student: nn.Module, hr_images, lr_image
     return draw_attention(hr_images, lr_images, t_maps, s_maps, stages, alpha, cmap, size)
 
 
-__all__ = ["as_batch", "run_model", "embed_with_maps", "model_stages", "common_stages", "last_block_per_stage",
-           "spatial_maps_by_stage", "block_similarity", "to_hwc", "overlay", "mosaic_figure", "face_grid",
+__all__ = ["infer", "embed_with_maps", "spatial_maps_by_stage", "block_similarity", "to_hwc", "overlay", "mosaic_figure", "face_grid",
            "degradation_grid", "draw_attention", "attention_figure"]

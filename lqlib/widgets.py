@@ -31,7 +31,9 @@ from torch import nn
 
 from .degrade import INTERPOLATIONS, degrade
 from .evaluation.tables import scale_label
-from .viz import as_batch, common_stages, draw_attention, embed_with_maps
+from .images import as_batch
+from .models.interface import common_stages
+from .viz import draw_attention, embed_with_maps
 
 #: the paper's evaluation scales, offered as buttons (×1 = the HR face).
 PRESET_SCALES = (1, 2, 4, 8)

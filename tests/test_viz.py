@@ -17,7 +17,7 @@ import torch  # noqa: E402
 
 from lqlib import plotting, viz  # noqa: E402
 from lqlib.degrade import degrade  # noqa: E402
-from lqlib.models import build_backbone  # noqa: E402
+from lqlib.models import build_backbone, interface  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -32,8 +32,8 @@ def test_spatial_maps_by_stage_shapes(tiny, faces):
     assert tiny.training, "the model's training flag is restored"
     assert maps.shape == (4, 2, 112, 112) and maps.dtype == np.float32
     assert np.all((maps >= 0) & (maps <= 1))  # post-sigmoid CBAM gates
-    assert viz.last_block_per_stage(tiny.block_stage) == [0, 1, 2, 3]
-    assert viz.last_block_per_stage((0, 0, 1, 1, 1, 2, 3, 3)) == [1, 4, 5, 7]
+    assert interface.last_block_per_stage(tiny.block_stage) == [0, 1, 2, 3]
+    assert interface.last_block_per_stage((0, 0, 1, 1, 1, 2, 3, 3)) == [1, 4, 5, 7]
     assert viz.spatial_maps_by_stage(tiny, faces[0], size=(28, 28)).shape == (4, 1, 28, 28)
 
 
@@ -75,7 +75,7 @@ def test_attention_figure_aligns_stages_of_different_backbones(tiny, faces):
     # IResNet blocks live in stages 0-3, MobileFaceNet's in 1-3 (same resolutions): only shared stages are drawn
     torch.manual_seed(0)
     mbf = build_backbone("mobilefacenet_esca", embedding_size=32).eval()
-    assert viz.model_stages(mbf) == [1, 2, 3] and viz.common_stages(tiny, mbf) == ([1, 2, 3], [1, 2, 3], [0, 1, 2])
+    assert interface.model_stages(mbf) == [1, 2, 3] and interface.common_stages(tiny, mbf) == ([1, 2, 3], [1, 2, 3], [0, 1, 2])
     ax, = viz.attention_figure(tiny, mbf, faces[:1], degrade(faces[:1], 4)).axes
     assert [t.get_text() for t in ax.get_xticklabels()][2:] == ["T stage 2", "S stage 2", "T stage 3", "S stage 3",
                                                                 "T stage 4", "S stage 4"]

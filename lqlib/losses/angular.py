@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import KDTerm, ModelOutputs, Progress, register_kd
-from .feature import model_channels, paired_stage_features, stage_connectors
+from ..models.interface import embedding_size, stage_channels
+from .feature import paired_stage_features, stage_connectors
 
 
 def cosine_distance_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -40,11 +41,6 @@ def embedding_connector(student_size: int | None, teacher_size: int | None) -> n
     if student_size is None or teacher_size is None or int(student_size) == int(teacher_size):
         return nn.Identity()
     return nn.Linear(int(student_size), int(teacher_size), bias=False)
-
-
-def model_embedding_size(model: nn.Module | None) -> int | None:
-    e = getattr(model, "embedding_size", None) if model is not None else None
-    return None if e is None else int(e)
 
 
 def check_embedding_sizes(s: torch.Tensor, t: torch.Tensor):
@@ -82,10 +78,10 @@ class AngularKD(KDTerm):
 
     @classmethod
     def from_models(cls, student=None, teacher=None, **params):
-        params.setdefault("student_channels", model_channels(student))
-        params.setdefault("teacher_channels", model_channels(teacher))
-        params.setdefault("student_embedding", model_embedding_size(student))
-        params.setdefault("teacher_embedding", model_embedding_size(teacher))
+        params.setdefault("student_channels", stage_channels(student))
+        params.setdefault("teacher_channels", stage_channels(teacher))
+        params.setdefault("student_embedding", embedding_size(student))
+        params.setdefault("teacher_embedding", embedding_size(teacher))
         return cls(**params)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels, progress: Progress):

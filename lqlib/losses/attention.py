@@ -19,6 +19,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..models.interface import block_stage, stage_pairing
 from .base import KDTerm, ModelOutputs, Progress, register_kd
 
 REDUCTIONS = ("paper", "askd", "mean")
@@ -35,19 +36,6 @@ def match_spatial(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch
         return t, s
     size = (min(t.shape[-2], s.shape[-2]), min(t.shape[-1], s.shape[-1]))
     return F.adaptive_avg_pool2d(t, size), F.adaptive_avg_pool2d(s, size)
-
-
-def stage_pairing(teacher_block_stage: Sequence[int], student_block_stage: Sequence[int]) -> list[tuple[int, int]]:
-    """Pair every student block with the teacher block at the same relative depth of the same stage."""
-    pairs = []
-    for stage in sorted(set(student_block_stage)):
-        s_idx = [i for i, st in enumerate(student_block_stage) if st == stage]
-        t_idx = [i for i, st in enumerate(teacher_block_stage) if st == stage]
-        if not t_idx:
-            raise ValueError(f"teacher has no blocks in stage {stage}")
-        for k, si in enumerate(s_idx):
-            pairs.append((t_idx[round((k + 1) * len(t_idx) / len(s_idx)) - 1], si))
-    return pairs
 
 
 def attention_kd(teacher_maps: Sequence, student_maps: Sequence, reduction: str = "paper",
@@ -102,7 +90,7 @@ class AttentionKD(KDTerm):
     @classmethod
     def from_models(cls, student=None, teacher=None, **params):
         if "pairing" not in params and student is not None and teacher is not None:
-            tb, sb = getattr(teacher, "block_stage", None), getattr(student, "block_stage", None)
+            tb, sb = block_stage(teacher), block_stage(student)
             if tb is not None and sb is not None and len(tb) != len(sb):
                 params["pairing"] = stage_pairing(tb, sb)
         return cls(**params)

@@ -24,18 +24,8 @@ from typing import ClassVar, Optional
 import torch
 from torch import nn
 
+from ..models.interface import ModelOutputs
 from ..registry import registrar
-
-
-@dataclass
-class ModelOutputs:
-    """One model's outputs for a batch (fields the step did not need stay empty)."""
-
-    embedding: torch.Tensor
-    logits: Optional[torch.Tensor] = None        # margin-head logits (margin on the target class)
-    plain_logits: Optional[torch.Tensor] = None  # s·cosθ, no margin
-    attention: list = field(default_factory=list)  # [AttentionMaps] per block
-    features: list = field(default_factory=list)   # [stage feature maps]
 
 
 @dataclass

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.interface import stage_channels
 from .attention import match_spatial
 from .base import KDTerm, ModelOutputs, Progress, register_kd
 
@@ -51,11 +52,6 @@ def stage_connectors(student_channels: Sequence[int] | None, teacher_channels: S
     if len(student_channels) != len(teacher_channels):
         raise ValueError(f"student has {len(student_channels)} stages and teacher {len(teacher_channels)}")
     return nn.ModuleList(make_connector(s, t) for s, t in zip(student_channels, teacher_channels))
-
-
-def model_channels(model: nn.Module | None) -> tuple[int, ...] | None:
-    ch = getattr(model, "stage_channels", None) if model is not None else None
-    return None if ch is None else tuple(int(c) for c in ch)
 
 
 def flat_normalize(x: torch.Tensor) -> torch.Tensor:
@@ -103,8 +99,8 @@ class HierarchicalFeatureKD(KDTerm):
 
     @classmethod
     def from_models(cls, student=None, teacher=None, **params):
-        params.setdefault("student_channels", model_channels(student))
-        params.setdefault("teacher_channels", model_channels(teacher))
+        params.setdefault("student_channels", stage_channels(student))
+        params.setdefault("teacher_channels", stage_channels(teacher))
         return cls(**params)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels, progress: Progress):

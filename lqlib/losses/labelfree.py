@@ -23,7 +23,8 @@ replaced image itself (see ``lqlib/augment.py``).
 """
 from __future__ import annotations
 
-from .angular import embedding_angle_loss, embedding_connector, model_embedding_size
+from ..models.interface import embedding_size
+from .angular import embedding_angle_loss, embedding_connector
 from .base import KDTerm, ModelOutputs, Progress, register_kd
 
 
@@ -41,8 +42,8 @@ class LabelFreeKD(KDTerm):
 
     @classmethod
     def from_models(cls, student=None, teacher=None, **params):
-        params.setdefault("student_embedding", model_embedding_size(student))
-        params.setdefault("teacher_embedding", model_embedding_size(teacher))
+        params.setdefault("student_embedding", embedding_size(student))
+        params.setdefault("teacher_embedding", embedding_size(teacher))
         return cls(**params)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels, progress: Progress):

@@ -2,8 +2,9 @@
 
 ``build_backbone(name, **kw)``: names ``ir_<attention>_<depth>`` with attention in
 cbam | esca | eca | se | none and depth in tiny | 18 | 34 | 50 | 100 (e.g. ``ir_cbam_100``, the
-paper's network), ``irx_cbam_<depth>`` for the grouped (ResNeXt, 32 groups) variant, and
-``mobilefacenet`` once its module registers itself. Extra keyword arguments go to the class
+paper's network), ``irx_cbam_<depth>`` for the grouped (ResNeXt, 32 groups) variant, and the
+MobileFaceNets registered by :mod:`lqlib.models.mobilefacenet`. The contract every backbone
+follows is :mod:`lqlib.models.interface`. Extra keyword arguments go to the class
 (``embedding_size``, ``attention_kw={"kernel_size": 3, "maps": "pre"}``, ``dropout``, ...).
 
 All backbones share one interface: ``model(x)`` → embedding; ``model(x, return_attention=True)``
@@ -40,10 +41,7 @@ for _att in ATTENTIONS:
 for _d in (50, 100):
     register_backbone(f"irx_cbam_{_d}", partial(_ir, _d, "cbam", 32))
 
-try:  # MobileFaceNet registers itself on import
-    from . import mobilefacenet as _mobilefacenet  # noqa: F401
-except ImportError:  # pragma: no cover - module not written yet
-    pass
+from . import mobilefacenet as _mobilefacenet  # noqa: E402,F401  (registers itself on import)
 
 
 def build_backbone(name: str, **kw) -> nn.Module:
