@@ -1,4 +1,4 @@
-"""Throughput of :func:`lqlib.eval.evaluate` (degrade → embed with flips → k-fold verification).
+"""Throughput of :func:`lqlib.evaluation.evaluate` (degrade → embed with flips → k-fold verification).
 
     python bench/eval_throughput.py --backbone ir_cbam_18 --pairs lfw-10fold --scales 1 2 4 8 \\
         [--device cpu|cuda] [--limit 150] [--out bench/results]
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from lqlib import io, paths
-from lqlib.eval import evaluate, get_protocol, to_markdown
+from lqlib.evaluation import evaluate, get_protocol, to_markdown
 from lqlib.models import build_backbone
 
 MD_HEADER = ("| date | backbone | device | torch | threads | pairs timed | scales | mode | protocol | batch | "
@@ -105,7 +105,7 @@ def main(argv=None) -> dict:
         torch.cuda.synchronize()
         forwards[0] = 0
     t0 = time.perf_counter()
-    df = evaluate(model, ps, scales=scales, mode=a.mode, protocol=a.protocol, seed=a.seed,
+    df = evaluate(model, ps, scales=scales, eval_mode=a.mode, protocol=a.protocol, seed=a.seed,
                   batch_size=a.batch_size, device=device)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -1,4 +1,4 @@
-"""Verification accuracy of an external teacher (:func:`lqlib.teachers.build_teacher`) with :func:`lqlib.eval.evaluate`.
+"""Verification accuracy of an external teacher (:func:`lqlib.teachers.build_teacher`) with :func:`lqlib.evaluation.evaluate`.
 
     python bench/external_teacher.py --teacher vladmandic-mobilefacenet --pairs lfw-10fold --scales 1 \\
         [--runtime torch|onnx] [--no-flip] [--threads 2] [--out bench/results]
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from lqlib import io, paths
-from lqlib.eval import evaluate, to_markdown
+from lqlib.evaluation import evaluate, to_markdown
 from lqlib.teachers import ExternalTeacher, build_teacher
 
 

@@ -1,24 +1,29 @@
-"""Throughput of the KD training step, naive vs lqlib's fast path, in ONE run.
+"""Throughput of the KD training step, naive vs lqlib's default engine, measured in ONE run.
 
-    python bench/kd_step.py --backbone ir_cbam_100 --batch 256          # on a GPU
-    python bench/kd_step.py --backbone ir_cbam_tiny --batch 16 --steps 3  # CPU smoke
+    python bench/kd_step.py                                            # CPU: ir_cbam_18, batch 32, logit+attention
+    python bench/kd_step.py --backbone ir_cbam_100 --batch 256         # on a GPU
 
-Measured with the trainer's own step (:meth:`lqlib.train.Trainer._step`: teacher forward on HR,
-degradation on the device, student forward/backward, margin head, logit + attention KD, SGD):
+Every part runs the trainer's own step (:meth:`lqlib.train.Trainer._step`: the distiller's HR/LR split
+with degradation, teacher forward on HR, student forward/backward, margin head, the method's KD
+terms, SGD) on synthetic uint8 batches already in memory:
 
-* ``naive``  — eager fp32, NCHW, no torch.compile (the same math);
-* ``fast``   — lqlib's defaults on this device (CUDA: bf16 autocast, channels_last, torch.compile);
-* ``teacher``— teacher-only training (HR, ArcFace CE) with the fast path;
-* ``eval``   — evaluation embedding throughput (images/s, no flip) with lqlib.evaluation.embed.
+* ``naive``   — eager fp32, NCHW, no torch.compile (the same math);
+* ``default`` — lqlib's defaults on this device (bf16 autocast where the hardware has it,
+  channels_last, torch.compile with its measured fall-back);
+* ``teacher`` — teacher-only training (HR, ArcFace CE) with the defaults;
+* ``eval``    — :func:`lqlib.evaluation.embed` throughput with flips (a flip counts as an image),
+  compiled as ``evaluate`` runs it.
 
-Batches are synthetic uint8 tensors already in memory (the data loader is not measured here).
-Writes ``bench/results/kd_step_<backbone>_<device>.json`` and appends a row to ``kd_step.md``.
+Compile time is reported apart from step time (the first ``--warmup`` steps). FLOPs per step are
+counted with ``torch.utils.flop_counter.FlopCounterMode`` (one eager fp32 step) and turned into an
+achieved GFLOP/s against the machine's estimated peak. Writes ``bench/results/kd_step_<tag>.json``
+and appends a row to ``bench/results/kd_step.md``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,11 +33,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lqlib.config import TrainConfig  # noqa: E402
 from lqlib.heads import build_head  # noqa: E402
 from lqlib.io import write_json, write_text  # noqa: E402
 from lqlib.losses import Progress  # noqa: E402
 from lqlib.models import build_backbone  # noqa: E402
-from lqlib.train import TrainConfig, Trainer  # noqa: E402
+from lqlib.precision import cpu_flags, machine_peak_gflops  # noqa: E402
+from lqlib.train import Trainer  # noqa: E402
 
 
 def _sync(dev):
@@ -40,7 +47,18 @@ def _sync(dev):
         torch.cuda.synchronize(dev)
 
 
-def time_steps(cfg: TrainConfig, teacher, batch, steps: int, warmup: int) -> dict:
+def step_flops(tr: Trainer, batch) -> float:
+    """FLOPs of one (eager) training step, forward + backward, from torch's FLOP counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    images, labels = batch
+    gen = torch.Generator(device=tr.device).manual_seed(0)
+    with FlopCounterMode(display=False) as fc:
+        tr._step(images, labels, gen, Progress(0, 0, 0.0))
+    return float(fc.get_total_flops())
+
+
+def time_steps(cfg: TrainConfig, teacher, batch, steps: int, warmup: int, flops: bool = False) -> dict:
     tr = Trainer(cfg, teacher=teacher)
     tr._build()
     dev = tr.device
@@ -48,9 +66,14 @@ def time_steps(cfg: TrainConfig, teacher, batch, steps: int, warmup: int) -> dic
     gen = torch.Generator(device=dev).manual_seed(0)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+    out = {"amp": str(tr.amp_dtype), "channels_last": tr.channels_last}
+    if flops:
+        out["gflop_per_step"] = round(step_flops(tr, batch) / 1e9, 2)
+    t0 = time.perf_counter()
     for i in range(warmup):
         tr._step(images, labels, gen, Progress(0, i, 0.0))
     _sync(dev)
+    out["warmup_s"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     for i in range(steps):
         total, _ = tr._step(images, labels, gen, Progress(0, warmup + i, 0.0))
@@ -58,8 +81,9 @@ def time_steps(cfg: TrainConfig, teacher, batch, steps: int, warmup: int) -> dic
     dt = time.perf_counter() - t0
     if not torch.isfinite(total):
         raise FloatingPointError("non-finite loss in the benchmark")
-    out = {"img_per_s": round(images.shape[0] * steps / dt, 1), "ms_per_step": round(1000 * dt / steps, 1),
-           "compiled": tr._compiled, "amp": str(tr.amp_dtype), "channels_last": tr.channels_last}
+    out.update(img_per_s=round(images.shape[0] * steps / dt, 1), ms_per_step=round(1000 * dt / steps, 1),
+               compiled=tr.engine_report())
+    out["compile_s"] = round(max(0.0, out["warmup_s"] - warmup * dt / steps), 1)
     if dev.type == "cuda":
         out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
     del tr
@@ -68,16 +92,33 @@ def time_steps(cfg: TrainConfig, teacher, batch, steps: int, warmup: int) -> dic
     return out
 
 
+def eval_throughput(backbone: str, batch: int, n: int, dev, compile_eval: bool) -> dict:
+    from lqlib.evaluation import embed
+
+    model = build_backbone(backbone)
+    imgs = torch.randint(0, 256, (n, 3, 112, 112), dtype=torch.uint8)
+    t0 = time.perf_counter()
+    embed(model, imgs[: 2 * batch], batch_size=batch, device=dev, flip=True, compile=compile_eval)
+    _sync(dev)
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    embed(model, imgs, batch_size=batch, device=dev, flip=True, compile=compile_eval)
+    _sync(dev)
+    dt = time.perf_counter() - t0
+    return {"img_per_s_with_flips": round(2 * n / dt, 1), "warmup_s": round(warm, 1), "compiled": compile_eval}
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--backbone", default="ir_cbam_tiny")
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--classes", type=int, default=10000, help="identities of the margin head")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--backbone", default="ir_cbam_18")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--classes", type=int, default=4000, help="identities of the margin head")
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--method", default="logit+attention")
-    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive fast teacher eval")
+    ap.add_argument("--eval-images", type=int, default=512)
+    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive default teacher eval flops")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
 
@@ -92,48 +133,59 @@ def main(argv=None):
     base = dict(name="bench", out_dir=str(ROOT / "runs" / "_bench"), data="synthetic",
                 synthetic={"num_classes": args.classes, "images_per_class": 1}, backbone=args.backbone,
                 batch_size=args.batch, method=args.method, device=str(dev), num_workers=0, progress=False,
-                resume=False, init_head_from_teacher=True, epochs=1)
+                resume=False, epochs=1)
+    flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma")))
     res = {"backbone": args.backbone, "batch": args.batch, "classes": args.classes, "method": args.method,
-           "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"cpu ({platform.processor() or 'x86_64'}, "
-                                                                                 f"{torch.get_num_threads()} threads)",
-           "torch": torch.__version__, "steps": args.steps}
+           "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+           "threads": torch.get_num_threads(), "cpu_flags": flags, "torch": torch.__version__,
+           "steps": args.steps, "warmup_steps": args.warmup, "date": time.strftime("%Y-%m-%d %H:%M"),
+           "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "")}
     parts = {
         "naive": dict(amp="off", channels_last=False, compile=False),
-        "fast": dict(amp="auto", channels_last="auto", compile="auto"),
-        "teacher": dict(role="teacher", amp="auto", channels_last="auto", compile="auto"),
+        "default": dict(),
+        "teacher": dict(role="teacher"),
     }
     for name, over in parts.items():
         if name in args.skip:
             continue
         cfg = TrainConfig.from_dict({**base, **over})
-        res[name] = time_steps(cfg, (teacher, head), (images, labels), args.steps, args.warmup)
+        res[name] = time_steps(cfg, (teacher, head), (images, labels), args.steps, args.warmup,
+                               flops=name == "naive" and "flops" not in args.skip)
         print(name, res[name], flush=True)
-    if "naive" in res and "fast" in res:
-        res["speedup_fast_vs_naive"] = round(res["fast"]["img_per_s"] / res["naive"]["img_per_s"], 2)
+    if "naive" in res and "default" in res:
+        res["speedup_default_vs_naive"] = round(res["default"]["img_per_s"] / res["naive"]["img_per_s"], 2)
+    gflop = res.get("naive", {}).get("gflop_per_step")
+    if gflop and dev.type == "cpu":
+        peak = machine_peak_gflops(torch.get_num_threads())
+        for name in ("naive", "default"):
+            if name in res:
+                achieved = gflop * res[name]["img_per_s"] / args.batch
+                res[name]["achieved_gflops"] = round(achieved, 1)
+                dtype = "bf16" if "bfloat16" in res[name]["amp"] else "fp32"
+                res[name]["peak_gflops_est"] = peak[dtype]
+                res[name]["fraction_of_peak"] = round(achieved / peak[dtype], 3)
+        res["peak_assumption"] = peak["assumption"]
     if "eval" not in args.skip:
-        from lqlib.evaluation import embed
-
-        n = max(args.batch * 4, 64)
-        imgs = torch.randint(0, 256, (n, 3, 112, 112), dtype=torch.uint8)
-        embed(teacher, imgs[: args.batch], batch_size=args.batch, device=dev, flip=False)
-        _sync(dev)
-        t0 = time.perf_counter()
-        embed(teacher, imgs, batch_size=args.batch, device=dev, flip=False)
-        _sync(dev)
-        res["eval_img_per_s"] = round(n / (time.perf_counter() - t0), 1)
-        print("eval", res["eval_img_per_s"], flush=True)
+        res["eval"] = eval_throughput(args.backbone, args.batch, args.eval_images, dev, compile_eval=True)
+        print("eval", res["eval"], flush=True)
 
     out = Path(args.out)
-    tag = f"{args.backbone}_{'cuda' if dev.type == 'cuda' else 'cpu'}"
+    tag = f"{args.backbone}_b{args.batch}_{'cuda' if dev.type == 'cuda' else 'cpu'}"
     write_json(out / f"kd_step_{tag}.json", res)
     md = out / "kd_step.md"
-    head_row = ("| backbone | batch | device | naive img/s | fast img/s | speed-up | teacher-only img/s | eval img/s | "
-                "peak GiB | torch |\n|---|---:|---|---:|---:|---:|---:|---:|---:|---|\n")
-    row = (f"| {args.backbone} | {args.batch} | {res['device']} | {res.get('naive', {}).get('img_per_s', '')} | "
-           f"{res.get('fast', {}).get('img_per_s', '')} | {res.get('speedup_fast_vs_naive', '')} | "
-           f"{res.get('teacher', {}).get('img_per_s', '')} | {res.get('eval_img_per_s', '')} | "
-           f"{res.get('fast', {}).get('peak_mem_gib', '')} | {res['torch']} |\n")
-    write_text(md, (md.read_text() if md.is_file() else "# KD step throughput\n\n" + head_row) + row)
+    head_row = ("| date | backbone | batch | method | device | threads | naive img/s | default img/s | speed-up | "
+                "compile s | teacher-only img/s | eval img/s (flips count) | GFLOP/s (of est. peak) | torch |\n"
+                "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+    d = res.get("default", {})
+    row = (f"| {res['date']} | {args.backbone} | {args.batch} | {args.method} | {res['device']} | {res['threads']} | "
+           f"{res.get('naive', {}).get('img_per_s', '')} | {d.get('img_per_s', '')} | "
+           f"{res.get('speedup_default_vs_naive', '')} | {d.get('compile_s', '')} | "
+           f"{res.get('teacher', {}).get('img_per_s', '')} | {res.get('eval', {}).get('img_per_s_with_flips', '')} | "
+           f"{d.get('achieved_gflops', '')} ({d.get('fraction_of_peak', '')}) | {res['torch']} |\n")
+    text = md.read_text() if md.is_file() else ""
+    if head_row.splitlines()[0] not in text:
+        text = "# KD step throughput (bench/kd_step.py)\n\n" + head_row
+    write_text(md, text + row)
     print(json.dumps(res, indent=2))
     return 0
 

@@ -162,4 +162,24 @@ def face_gradcam(model: nn.Module, images_uint8, reference_embedding, stage: int
         return cam(images_uint8, reference_embedding, **call_kw)
 
 
-__all__ = ["CAM_METHODS", "FaceSimilarityTarget", "FaceCAM", "face_gradcam", "resolve_target_layer", "block_paths"]
+def gradcam_figure(teacher: nn.Module, students: dict, hr_images, lr_images, reference_embedding,
+                   stage: int | str = -1, scale_label: str = "LR", method: str = "gradcam"):
+    """The Grad-CAM mosaic: rows = HR probes, LR probes, the teacher's CAM on HR, then each student's
+    CAM on LR (``students``: display name → backbone); columns = faces. The CAM target is the cosine
+    with ``reference_embedding`` (e.g. the teacher's embedding of the other image of each pair)."""
+    from .viz import mosaic_figure, overlay
+
+    def cam_row(model, images):
+        heat = face_gradcam(model, images, reference_embedding, stage=stage, method=method)
+        return [overlay(img, h) for img, h in zip(images, heat)]
+
+    rows = [list(hr_images), list(lr_images), cam_row(teacher, hr_images)]
+    titles = ["HR probe", f"{scale_label} probe", "teacher CAM (HR)"]
+    for name, student in students.items():
+        rows.append(cam_row(student, lr_images))
+        titles.append(f"{name} CAM (LR)")
+    return mosaic_figure(rows, row_titles=titles)
+
+
+__all__ = ["CAM_METHODS", "FaceSimilarityTarget", "FaceCAM", "face_gradcam", "gradcam_figure", "resolve_target_layer",
+           "block_paths"]

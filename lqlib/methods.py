@@ -1,4 +1,4 @@
-"""The ablation switches: a method name (``KD_MODE`` in the notebooks, ``method`` in the training
+"""The ablation switches: a method name (``METHOD`` in the notebooks, ``method`` in the training
 config) → which KD terms, with which weights and parameters, and any backbone/head change it implies.
 
 ``"none"`` is BasicNet-LR (a student trained on low-quality faces with ArcFace only); the paper's

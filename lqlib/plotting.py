@@ -165,29 +165,29 @@ def _filter(df: pd.DataFrame, **eq) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------- the plots
 
-def accuracy_vs_scale(df: pd.DataFrame, hue: str = "method", *, y: str | None = None, style: str | None = None,
-                      mode: str | None = None, percent: bool | None = None, ax=None, title: str | None = None,
+def accuracy_vs_scale(df: pd.DataFrame, hue: str = "model", *, y: str | None = None, style: str | None = None,
+                      eval_mode: str | None = None, percent: bool | None = None, ax=None, title: str | None = None,
                       **line_kw):
     """Accuracy (%) against degradation scale, mean ± sd over seeds, one line per ``hue`` value.
 
     Args:
         df: tidy frame with columns ``scale`` and ``acc`` or ``acc_mean`` (one row per seed, e.g.
-            concatenated :func:`lqlib.evaluation.evaluate` frames with ``method`` and ``seed`` added;
+            concatenated :func:`lqlib.evaluation.evaluate` frames with ``model`` and ``seed`` added;
             or one row per group with a spread column, ``acc_mean_seeds_std`` from
             :func:`lqlib.evaluation.aggregate_seeds` or ``acc_std``), plus ``hue`` (default
-            ``method``) and optionally ``mode`` (``both`` / ``cross``).
+            ``model``) and optionally ``eval_mode`` (``both`` / ``cross``).
         y: accuracy column (default: ``acc``, else ``acc_mean``). Fractions are shown as percent.
-        style: column for the line style; defaults to ``mode`` when that column has several values
-            and no ``mode`` filter is given.
-        mode: keep only rows with this ``mode``.
+        style: column for the line style; defaults to ``eval_mode`` when that column has several
+            values and no ``eval_mode`` filter is given.
+        eval_mode: keep only rows with this ``eval_mode``.
         percent: force (True) or forbid (False) the ×100 conversion; None detects fractions.
 
     The x axis is log2(scale), labelled ×1 ×2 ×4 ×8 (any scales present are used). Returns the Axes.
     """
     data, y = _accuracy_frame(df, y, percent)
-    data = _filter(data, mode=mode)
-    if style is None and mode is None and "mode" in data.columns and data["mode"].nunique() > 1:
-        style = "mode"
+    data = _filter(data, eval_mode=eval_mode)
+    if style is None and eval_mode is None and "eval_mode" in data.columns and data["eval_mode"].nunique() > 1:
+        style = "eval_mode"
     data["log2_scale"] = np.log2(data["scale"].astype(float))
     ax = _new_axes(ax)
     summary, given_sd = _summary(data, y, [c for c in (hue, style, "log2_scale") if c])
@@ -208,8 +208,8 @@ def accuracy_vs_scale(df: pd.DataFrame, hue: str = "method", *, y: str | None = 
     return ax
 
 
-def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str = "method", hue: str | None = None,
-                      mode: str | None = None, order: Sequence[str] | None = None, percent: bool | None = None,
+def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str = "model", hue: str | None = None,
+                      eval_mode: str | None = None, order: Sequence[str] | None = None, percent: bool | None = None,
                       ylim: tuple[float, float] | None = None, annotate: bool = True, ax=None,
                       title: str | None = None):
     """Bar chart of the methods at one degradation ``scale`` with sd error bars (paper's Figs 8–9).
@@ -223,7 +223,7 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
     if data.empty:
         present = sorted(df["scale"].map(_scale_value).unique())
         raise ValueError(f"no rows at scale {scale!r}; scales present: {present}")
-    data = _filter(data, mode=mode)
+    data = _filter(data, eval_mode=eval_mode)
     if order is None:
         order = list(dict.fromkeys(data[x]))
     summary, given_sd = _summary(data, y, [c for c in (x, hue) if c])
@@ -295,12 +295,12 @@ def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoc
     return fig
 
 
-def attention_similarity_curve(data: pd.DataFrame | Mapping[str, Sequence[float]], hue: str = "mode", *,
+def attention_similarity_curve(data: pd.DataFrame | Mapping[str, Sequence[float]], hue: str = "model", *,
                                block_stage: Sequence[int] | None = None, ax=None, title: str | None = None):
-    """Per-block cosine similarity of teacher (HR) and student (LR) attention maps, one line per KD mode.
+    """Per-block cosine similarity of teacher (HR) and student (LR) attention maps, one line per model.
 
-    ``data``: a tidy frame with columns ``block``, ``similarity`` and ``hue`` (default ``mode``;
-    rows from several seeds give a mean ± sd band), or a mapping ``{mode: per-block similarities}``
+    ``data``: a tidy frame with columns ``block``, ``similarity`` and ``hue`` (default ``model``;
+    rows from several seeds give a mean ± sd band), or a mapping ``{model: per-block similarities}``
     such as ``{"hr→lr": lqlib.viz.block_similarity(teacher, student, hr, lr)}``. ``block_stage``
     (``model.block_stage``, or a ``stage`` column) draws the stage boundaries. Returns the Axes.
     """

@@ -49,7 +49,7 @@ def autocast_dtype(device_type: str, amp: str = "auto") -> torch.dtype | None:
         return torch.bfloat16
     if amp != "auto":
         raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {amp!r}")
-    if device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16()):
+    if device_type == "cuda":
         return torch.bfloat16
     return None
 

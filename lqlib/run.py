@@ -163,6 +163,13 @@ def plan(preset: dict, run_name: str) -> list[Step]:
     return steps
 
 
+def params_hash(params: dict) -> str:
+    """A stable digest of a step's (expanded) parameters: a finished step re-runs when it changes."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 def _status_path(out: Path) -> Path:
     return out / "status.json"
 
@@ -192,14 +199,19 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         f"{', prepare only' if prepare_only else ''})")
     for i, step in enumerate(steps, 1):
         target = nb_out / f"{step.key}.ipynb"
-        if not prepare_only and status.get(step.key, {}).get("status") == "done" and target.is_file():
-            log(f"[{i}/{len(steps)}] {step.label}: done earlier, skipped")
-            written.append(target)
-            continue
+        params = _expand(step.parameters)
+        digest = params_hash(params)
+        earlier = status.get(step.key, {})
+        if not prepare_only and earlier.get("status") == "done" and target.is_file():
+            if earlier.get("params_hash") == digest:
+                log(f"[{i}/{len(steps)}] {step.label}: done earlier, skipped")
+                written.append(target)
+                continue
+            log(f"[{i}/{len(steps)}] {step.label}: parameters changed since the earlier run, running again")
         t0 = time.time()
         log(f"[{i}/{len(steps)}] {step.label} ...")
         try:
-            pm.execute_notebook(str(notebooks_dir() / step.notebook), str(target), parameters=_expand(step.parameters),
+            pm.execute_notebook(str(notebooks_dir() / step.notebook), str(target), parameters=params,
                                 kernel_name="python3", prepare_only=prepare_only, cwd=str(notebooks_dir()),
                                 progress_bar=False, log_output=False)
         except PresetError:
@@ -214,7 +226,7 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         log(f"    {'prepared' if prepare_only else 'done'} in {dt:.0f} s")
         if not prepare_only:
             status[step.key] = {"status": "done", "output": str(target), "seconds": round(dt, 1),
-                                "parameters": step.parameters}
+                                "parameters": params, "params_hash": digest}
             write_json(_status_path(out_dir), status)
         written.append(target)
     if not prepare_only:

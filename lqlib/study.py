@@ -2,14 +2,17 @@
 
 The notebooks share this layout through the run name::
 
-    runs/<name>/teacher/                    the HR teacher (BasicNet-HR)
-    runs/<name>/students/<mode>_s<seed>/    one student per KD mode and seed (mode none = BasicNet-LR)
-    runs/<name>/eval/                       per-model results (CSV) and per-pair correctness (.npz)
-    runs/<name>/results/                    tables: tidy CSV, paper-layout markdown, paired tests
-    figures/<name>/                         figures (PDF + PNG)
+    runs/<name>/teacher/                       the HR teacher (BasicNet-HR)
+    runs/<name>/students/<key>_s<seed>/        one student per model key and seed (method none = BasicNet-LR)
+    runs/<name>/eval/<eval set>/               per-model results (CSV) and per-pair correctness (.npz)
+    runs/<name>/results/<eval set>/            tables: tidy CSV, paper-layout markdown, tests across seeds
+    figures/<name>/                            figures (PDF + PNG)
 
-The functions here turn the notebooks' literal parameters into library calls, so a notebook stays
-narrative plus a few lines.
+A student's *key* is its KD method, plus ``@<teacher>`` for an external teacher and ``~headinit``
+when its margin head was copied from the teacher (an ablation switch, off by default). Results and
+caches are keyed by evaluation set, so AgeDB-30 and CPLFW runs of one study never overwrite each
+other. The functions here turn the notebooks' literal parameters into library calls, so a notebook
+stays narrative plus a few lines; tables and tests live in :mod:`lqlib.evaluation`.
 """
 from __future__ import annotations
 
@@ -20,41 +23,56 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from . import paths
-from .io import save_dataframe_csv, write_json, write_text
+from .data.sources import eval_set_key, leaks, overlapping_eval_sets
+from .io import atomic_write, save_dataframe_csv, write_json, write_text
+from .teachers import is_external_teacher, teacher_label
 
 DISPLAY = {"teacher": "BasicNet-HR", "none": "BasicNet-LR", "logit": "+logit KD", "attention": "+attention KD",
            "logit+attention": "+logit+attention KD"}
+HEAD_INIT = "~headinit"
 
 
-def display_name(mode: str) -> str:
-    """Table name of a model: the teacher is BasicNet-HR, a student without KD BasicNet-LR; a student
-    of an external teacher ``<mode>@<teacher>`` reads "<mode> ← <teacher>"."""
-    if "@" in mode:
-        m, t = mode.split("@", 1)
-        return f"{DISPLAY.get(m, m)} ← {t}"
-    return DISPLAY.get(mode, mode)
+class LeakageError(ValueError):
+    """A model would be evaluated on pairs whose identities it was trained on."""
 
 
-def teacher_label(teacher: str) -> str:
-    """Short name of an external teacher (a registered name, or the stem of its .onnx / spec .json)."""
-    p = Path(teacher)
-    if p.suffix.lower() in (".onnx", ".json"):
-        return p.parent.name if p.stem == "spec" else p.stem
-    return str(teacher)
+def model_key(method: str, teacher: str = "", head_from_teacher: bool = False) -> str:
+    """The study's key of a student: its method, ``@<teacher>`` for an external teacher, and
+    ``~headinit`` when its head was initialised from the teacher's."""
+    key = f"{method}@{teacher_label(teacher)}" if teacher else method
+    return key + (HEAD_INIT if head_from_teacher else "")
 
 
-def model_key(method: str, teacher: str = "") -> str:
-    """The study's key of a student: its KD method, plus ``@<teacher>`` when the teacher is external."""
-    return f"{method}@{teacher_label(teacher)}" if teacher else method
+def display_name(key: str) -> str:
+    """Table name of a model: the teacher is BasicNet-HR, a student without KD BasicNet-LR; an external
+    teacher's student reads "<method> ← <teacher>"; a head copied from the teacher is said so."""
+    head = key.endswith(HEAD_INIT)
+    key = key.removesuffix(HEAD_INIT)
+    method, _, teacher = key.partition("@")
+    name = DISPLAY.get(method, method) + (f" ← {teacher}" if teacher else "")
+    return name + (" (head from teacher)" if head else "")
 
 
-def _slug(mode: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", mode).strip("-")
+def model_slug(key: str) -> str:
+    """A file-name-safe form of a model key or display name."""
+    return re.sub(r"[^A-Za-z0-9~]+", "-", key).strip("-")
+
+
+@dataclass(frozen=True)
+class Model:
+    key: str          # "teacher", or a student key (model_key)
+    seed: int
+    run_dir: Path
+    split: str        # the training split it was trained on
+
+    @property
+    def name(self) -> str:
+        return display_name(self.key)
 
 
 @dataclass
@@ -69,50 +87,47 @@ class Study:
     def teacher_dir(self) -> Path:
         return self.root / "teacher"
 
-    def student_dir(self, mode: str, seed: int = 0) -> Path:
-        return self.root / "students" / f"{_slug(mode)}_s{seed}"
+    def student_dir(self, key: str, seed: int = 0) -> Path:
+        return self.root / "students" / f"{model_slug(key)}_s{seed}"
 
-    @property
-    def eval_dir(self) -> Path:
-        return self.root / "eval"
+    def eval_dir(self, eval_set: str) -> Path:
+        return self.root / "eval" / eval_set_key(eval_set)
 
-    @property
-    def results_dir(self) -> Path:
-        return self.root / "results"
+    def results_dir(self, eval_set: str) -> Path:
+        return self.root / "results" / eval_set_key(eval_set)
 
     @property
     def figures_dir(self) -> Path:
         return paths.figures_dir() / self.name
 
-    def student(self, mode: str, seed: int = 0) -> Path:
-        """The run dir of a trained student; falls back to any trained student (then the teacher)
-        so that the figure notebooks also run on a partial study."""
-        want = self.student_dir(mode, seed)
+    def student(self, key: str, seed: int = 0) -> Path:
+        """The run dir of a trained student; raises listing the trained ones when it does not exist."""
+        want = self.student_dir(key, seed)
         if (want / "checkpoint.pt").is_file():
             return want
-        found = [d for m, s, d in self.models() if m != "teacher"]
-        if not found and not (self.teacher_dir / "checkpoint.pt").is_file():
-            raise FileNotFoundError(f"no trained model under {self.root}: run 01_teacher_training and 02_kd_ablation")
-        fallback = found[0] if found else self.teacher_dir
-        print(f"note: no student {mode!r} (seed {seed}) in {self.root}; using {fallback.name}", file=sys.stderr)
-        return fallback
+        known = [f"{m.key} (seed {m.seed})" for m in self.models() if m.key != "teacher"]
+        raise FileNotFoundError(f"no student {key!r} with seed {seed} in {self.root}; trained students: "
+                                f"{', '.join(known) or 'none (run 02_kd_ablation)'}")
 
-    def models(self) -> list[tuple[str, int, Path]]:
-        """Every trained model of the study as (mode, seed, run dir); the teacher has mode 'teacher'."""
+    def models(self) -> list[Model]:
+        """Every trained model of the study; the teacher has key 'teacher'."""
         out = []
         if (self.teacher_dir / "checkpoint.pt").is_file():
-            out.append(("teacher", 0, self.teacher_dir))
+            out.append(Model("teacher", 0, self.teacher_dir, _split_of(self.teacher_dir)))
         sdir = self.root / "students"
-        if sdir.is_dir():
-            for d in sorted(sdir.iterdir()):
-                summ = d / "summary.json"
-                if summ.is_file() and (d / "checkpoint.pt").is_file():
-                    s = json.loads(summ.read_text())
-                    cfg = json.loads((d / "config.json").read_text())
-                    teacher = cfg.get("teacher") or ""
-                    external = teacher and Path(paths.resolve(teacher)) != self.teacher_dir
-                    out.append((model_key(s["method"], teacher if external else ""), int(cfg.get("seed", 0)), d))
+        for d in sorted(sdir.iterdir()) if sdir.is_dir() else []:
+            if (d / "summary.json").is_file() and (d / "checkpoint.pt").is_file():
+                cfg = json.loads((d / "config.json").read_text())
+                teacher = cfg.get("teacher") or ""
+                external = teacher if is_external_teacher(teacher) else ""
+                key = model_key(cfg["method"], external, bool(cfg.get("init_head_from_teacher")))
+                out.append(Model(key, int(cfg.get("seed", 0)), d, _split_of(d)))
         return out
+
+
+def _split_of(run_dir: Path) -> str:
+    return json.loads((run_dir / "summary.json").read_text()).get("split", "unknown") \
+        if (run_dir / "summary.json").is_file() else "unknown"
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -124,15 +139,15 @@ def data_available(data_dir: str | None = None) -> bool:
     return (d / "lfw" / "pairs.txt").is_file()
 
 
+def _loud(msg: str):
+    bar = "!" * min(len(msg) + 4, 100)
+    print(f"{bar}\n! {msg}\n{bar}", file=sys.stderr)
+
+
 def resolve_training_data(data: str, data_dir: str | None = None, synthetic_fallback: bool = True) -> str:
     """The training-data spec to use: ``data`` itself, or ``"synthetic"`` (with a loud notice) when
-    ``data`` names a protocol whose face data cannot be found and the fallback is allowed."""
-    if data == "synthetic":
-        return data
-    p = paths.resolve(data)
-    if p.exists():
-        return str(p)
-    if data_available(data_dir):
+    ``data`` names a split whose face data cannot be found and the fallback is allowed."""
+    if data == "synthetic" or paths.resolve(data).exists() or data_available(data_dir):
         return data
     if not synthetic_fallback:
         paths.data_dir(data_dir or None)  # raises with the message naming $LQLIB_DATA
@@ -141,23 +156,20 @@ def resolve_training_data(data: str, data_dir: str | None = None, synthetic_fall
     return "synthetic"
 
 
-def _loud(msg: str):
-    bar = "!" * min(len(msg) + 4, 100)
-    print(f"{bar}\n! {msg}\n{bar}", file=sys.stderr)
-
-
 def load_eval_pairs(source: str = "lfw-half", data_dir: str | None = None, max_pairs: int = 0,
                     synthetic_fallback: bool = True):
-    """Evaluation pairs: a protocol name (lfw-half, lfw-10fold) or a .bin path; optionally a
-    fold-balanced subset; synthetic pairs (loud notice) when no face data is found."""
+    """Evaluation pairs: a split name (lfw-half, lfw-10fold) or a .bin path; optionally a fold-balanced
+    subset; synthetic pairs (loud notice) when no face data is found."""
     from .data import PairSet, load_pairs
+    from .data.sources import pairs_source
 
-    p = paths.resolve(source)
-    if p.suffix == ".bin" or data_available(data_dir) or not synthetic_fallback:
-        return load_pairs(str(p) if p.suffix == ".bin" else source, data_dir or None, max_pairs=max_pairs)
+    src = pairs_source(source)
+    if src.kind == "bin" or data_available(data_dir) or not synthetic_fallback:
+        return load_pairs(str(src.path) if src.kind == "bin" else source, data_dir or None, max_pairs=max_pairs)
     _loud("no face data found: evaluating on SYNTHETIC pairs (numbers mean nothing about faces)")
-    from .data.synthetic import SyntheticFaces
     import torch
+
+    from .data.synthetic import SyntheticFaces
 
     n = max_pairs or 200
     images, issame = SyntheticFaces(num_classes=20, images_per_class=10, seed=123).pairs(n)
@@ -171,77 +183,86 @@ def pair_faces(pairs, n: int = 4, same: bool = True):
 
 
 # ----------------------------------------------------------------------------------------------- training
-def training_config(study: Study, role: str, *, mode: str = "none", seed: int = 0, overrides: Optional[dict] = None,
-                    teacher: str = "", **params):
-    """A :class:`~lqlib.train.TrainConfig` for the teacher or a student of ``study``.
+def training_config(study: Study, role: str, *, recipe: str, data: str = "", data_dir: str = "", seed: int = 0,
+                    method: str = "none", teacher: str = "", head_from_teacher: bool = False,
+                    kd_weights: Optional[dict] = None, kd_params: Optional[dict] = None,
+                    overrides: Optional[dict] = None):
+    """A :class:`~lqlib.config.TrainConfig` for the teacher or a student of ``study`` from a recipe
+    (:func:`lqlib.config.recipe`) and the notebook's parameters; ``overrides`` (the notebooks'
+    ``TRAIN_OVERRIDES``) are applied last. ``teacher`` (students): empty for the study's own HR
+    teacher, else an external teacher; ``head_from_teacher`` is the head-initialisation ablation."""
+    from .config import TrainConfig, recipe as load_recipe
 
-    ``params`` are TrainConfig fields (lower-case); ``overrides`` is a dict applied last (the
-    notebooks' ``TRAIN_OVERRIDES``). ``teacher`` (students only): empty for the study's own HR
-    teacher, else an external teacher (:func:`lqlib.teachers.build_teacher`: a registered name, an
-    ``.onnx`` or a spec ``.json``); the student then lives in ``students/<mode>@<teacher>_s<seed>``."""
-    from .train import TrainConfig
-
-    key = model_key(mode, teacher) if role == "student" else mode
-    out = study.teacher_dir if role == "teacher" else study.student_dir(key, seed)
-    d = dict(name=f"{study.name}-{'teacher' if role == 'teacher' else _slug(key)}-s{seed}", out_dir=str(out),
-             role=role, method=mode if role == "student" else "none", seed=seed)
+    d = load_recipe(recipe, role)
+    key = model_key(method, teacher, head_from_teacher) if role == "student" else "teacher"
+    d.update(name=f"{study.name}-{model_slug(key)}-s{seed}", role=role, seed=seed,
+             out_dir=str(study.teacher_dir if role == "teacher" else study.student_dir(key, seed)))
+    d["data"] = resolve_training_data(data or d.get("data", "lfw-half"), data_dir)
+    d["data_dir"] = data_dir or None
     if role == "student":
-        d["teacher"] = teacher or str(study.teacher_dir)
-        if teacher:
-            d["init_head_from_teacher"] = False  # an external teacher has no head for our identities
-    d.update({k: v for k, v in params.items() if v is not None})
+        d.update(method=method, teacher=teacher or str(study.teacher_dir), init_head_from_teacher=head_from_teacher,
+                 kd_weights=dict(kd_weights or {}), kd_params=dict(kd_params or {}))
     d.update(overrides or {})
     return TrainConfig.from_dict(d)
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8), modes: Sequence[str] = ("both", "cross"),
-                   protocol: str = "insightface", device=None, batch_size: int = 256, extra_models: Optional[dict] = None,
-                   force: bool = False):
-    """Evaluate every model of the study (cached per model) → one tidy DataFrame.
+def _check_leakage(model: Model, eval_set: str, allow: bool):
+    if leaks(model.split, eval_set) and not allow:
+        raise LeakageError(
+            f"{model.name} (seed {model.seed}) was trained on {model.split!r}, whose training identities appear "
+            f"in {eval_set!r} (refused: {', '.join(overlapping_eval_sets(model.split))}); evaluate on the split's "
+            "own pairs, or pass allow_leakage=True (ALLOW_LEAKAGE in 03) to do it anyway")
 
-    Columns: method (display name), kd_mode (KD mode or 'teacher'), seed, mode (both/cross),
-    scale, acc_mean, acc_std, tar_far1e-3, tar_far1e-2, auc, ... Per-pair correctness is kept in
-    ``eval/<model>.npz`` for the paired tests. ``extra_models`` maps a display name to a model
-    (e.g. an external teacher) evaluated the same way.
-    """
+
+def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
+                   eval_modes: Sequence[str] = ("both", "cross"), protocol: str = "insightface", device=None,
+                   batch_size: int = 256, extra_models: Optional[dict] = None, force: bool = False,
+                   allow_leakage: bool = False):
+    """Evaluate every model of the study on ``pairs`` (cached per model and evaluation set) → one tidy
+    DataFrame: model (display name), method (student key or 'teacher'), seed, eval_mode, scale,
+    acc_mean, acc_std, ... Per-pair correctness is kept in ``eval/<set>/<model>.npz`` for the pair-level
+    tests. ``extra_models`` maps a key to a frozen model (e.g. an external teacher) evaluated the same
+    way. A model trained on identities of this pair set is refused (:class:`LeakageError`)."""
     import pandas as pd
     import torch
 
     from .checkpoint import load_backbone
     from .evaluation import evaluate
 
+    eval_set = getattr(pairs, "name", "pairs")
+    out_dir = study.eval_dir(eval_set)
+    key = {"pairs": eval_set, "n": int(len(pairs.issame)), "scales": [float(s) for s in scales],
+           "eval_modes": list(eval_modes), "protocol": protocol}
+    entries = [(m, None) for m in study.models()]
+    entries += [(Model(k, 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
     frames = []
-    key = {"pairs": getattr(pairs, "name", "pairs"), "n": int(len(pairs.issame)), "scales": [float(s) for s in scales],
-           "modes": list(modes), "protocol": protocol}
-    models = [(m, s, d, None) for m, s, d in study.models()]
-    models += [(name, 0, None, mdl) for name, mdl in (extra_models or {}).items()]
-    for mode, seed, run_dir, model in models:
-        tag = f"{_slug(mode)}_s{seed}"
-        csv_p, npz_p, meta_p = (study.eval_dir / f"{tag}.{ext}" for ext in ("csv", "npz", "json"))
-        stamp = os.path.getmtime(run_dir / "checkpoint.pt") if run_dir is not None else 0.0
+    for model, mdl in entries:
+        if model.run_dir is not None:
+            _check_leakage(model, eval_set, allow_leakage)
+        tag = f"{model_slug(model.key)}_s{model.seed}"
+        csv_p, npz_p, meta_p = (out_dir / f"{tag}.{ext}" for ext in ("csv", "npz", "json"))
+        stamp = os.path.getmtime(model.run_dir / "checkpoint.pt") if model.run_dir is not None else 0.0
         if not force and csv_p.is_file() and npz_p.is_file() and meta_p.is_file():
             meta = json.loads(meta_p.read_text())
             if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
                 frames.append(pd.read_csv(csv_p))
                 continue
-        mdl = model if model is not None else load_backbone(run_dir)
-        df, details = evaluate(mdl, pairs, scales=tuple(scales), mode="+".join(modes), protocol=protocol,
+        net = mdl if mdl is not None else load_backbone(model.run_dir)
+        df, details = evaluate(net, pairs, scales=tuple(scales), eval_mode="+".join(eval_modes), protocol=protocol,
                                device=device, batch_size=batch_size, return_details=True)
         df = df.rename(columns={"seed": "eval_seed"})
-        df.insert(0, "method", display_name(mode))
-        df.insert(1, "kd_mode", mode)
-        df.insert(2, "seed", seed)
+        df.insert(0, "model", model.name)
+        df.insert(1, "method", model.key)
+        df.insert(2, "seed", model.seed)
         save_dataframe_csv(df, csv_p, index=False)
-        arrays = {f"{k[0]}_x{k[1]:g}" if isinstance(k, tuple) else f"{modes[0]}_x{float(k):g}": np.asarray(v)
+        arrays = {f"{k[0]}_x{k[1]:g}" if isinstance(k, tuple) else f"{eval_modes[0]}_x{float(k):g}": np.asarray(v)
                   for k, v in details.items()}
-        from .io import atomic_write
-
         with atomic_write(npz_p, "wb") as f:
             np.savez_compressed(f, **arrays)
         write_json(meta_p, {"key": key, "checkpoint_mtime": stamp})
         frames.append(df)
-        del mdl
+        del net
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     if not frames:
@@ -250,86 +271,52 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8), 
 
 
 def external_teachers(names: Sequence[str]) -> dict:
-    """``{"teacher:<label>": frozen model}`` for :func:`evaluate_study`'s ``extra_models`` (each name as
-    :func:`lqlib.teachers.build_teacher` takes it)."""
+    """``{"teacher:<label>": frozen model}`` for :func:`evaluate_study`'s ``extra_models``."""
     if not names:
         return {}
     from .teachers import build_teacher
 
-    return {f"teacher:{teacher_label(n)}": build_teacher(paths.resolve(n) if Path(n).suffix else n) for n in names}
+    return {f"teacher:{teacher_label(n)}": build_teacher(n) for n in names}
 
 
-def paper_tables(results, eval_mode: str = "both"):
-    """Paper layout (rows = methods, columns = ×1 ×2 ×4 ×8), mean ± std over seeds (fold std for a
-    single seed), with BasicNet-HR and BasicNet-LR first."""
-    from .evaluation import results_table
-
-    df = results[results["mode"] == eval_mode]
-    order = ["BasicNet-HR", "BasicNet-LR"] + [m for m in dict.fromkeys(df.method) if m not in ("BasicNet-HR", "BasicNet-LR")]
-    frames = {}
-    for m in order:
-        sub = df[df.method == m]
-        if sub.empty:
-            continue
-        g = sub.groupby("scale")
-        agg = g.acc_mean.mean().to_frame("acc_mean")
-        agg["acc_std"] = g.acc_mean.std(ddof=0) if sub.seed.nunique() > 1 else g.acc_std.mean()
-        n = sub.seed.nunique()
-        frames[f"{m} (n={n})" if n > 1 else m] = agg.reset_index()
-    return results_table(frames)
-
-
-def paired_tests(study: Study, results, baseline: str = "none", scales: Sequence[float] = (4, 8),
-                 eval_mode: str = "both", n_boot: int = 2000):
-    """Each KD mode vs ``baseline`` (BasicNet-LR) on the same pairs: per seed, paired bootstrap over
-    pairs (Δ accuracy, 95% CI, p) and McNemar's test; one row per (mode, seed, scale)."""
-    import pandas as pd
-
-    from .evaluation import mcnemar, paired_bootstrap
-
-    def correct(mode, seed, scale):
-        p = study.eval_dir / f"{_slug(mode)}_s{seed}.npz"
+def pair_correct_reader(study: Study, eval_set: str, eval_mode: str = "both"):
+    """``f(method, seed, scale)`` → per-pair correctness from the evaluation cache (None if absent)."""
+    def correct(method: str, seed: int, scale: float):
+        p = study.eval_dir(eval_set) / f"{model_slug(method)}_s{seed}.npz"
         if not p.is_file():
             return None
         with np.load(p) as z:
             k = f"{eval_mode}_x{float(scale):g}"
             return z[k] if k in z.files else None
-
-    rows = []
-    modes = [m for m in dict.fromkeys(results["kd_mode"]) if m not in ("teacher", baseline)]
-    base_seeds = sorted(set(results[results["kd_mode"] == baseline].seed))
-    for mode in modes + ["teacher"]:
-        for seed in sorted(set(results[results["kd_mode"] == mode].seed)):
-            bseed = seed if seed in base_seeds else (base_seeds[0] if base_seeds else None)
-            if bseed is None:
-                continue
-            for s in scales:
-                a, b = correct(mode, seed, s), correct(baseline, bseed, s)
-                if a is None or b is None:
-                    continue
-                boot = paired_bootstrap(a, b, n_boot=n_boot, seed=seed)
-                mc = mcnemar(a, b)
-                rows.append({"method": display_name(mode), "kd_mode": mode, "seed": seed, "baseline_seed": bseed,
-                             "scale": s, "mode": eval_mode, **{f"boot_{k}": v for k, v in boot.items()},
-                             **{f"mcnemar_{k}": v for k, v in mc.items()}})
-    return pd.DataFrame(rows)
+    return correct
 
 
-def save_tables(study: Study, results, tests=None, publish_dir: str = "") -> list[Path]:
-    """Write tidy CSV + paper-layout markdown (+ paired tests) to the study's results dir, and copy
-    them to ``publish_dir`` (e.g. results/lfw_half) when given."""
-    from .evaluation import to_markdown
+def compare(study: Study, results, baseline: str = "none", scales: Sequence[float] = (4, 8),
+            eval_mode: str = "both"):
+    """Every model vs ``baseline`` across seeds (:func:`lqlib.evaluation.compare_to_baseline`)."""
+    from .evaluation import compare_to_baseline
 
-    out = [save_dataframe_csv(results, study.results_dir / "results.csv", index=False)]
-    md = []
-    for em in sorted(set(results["mode"])):
-        md.append(f"## {em} (accuracy %, mean ± std)\n\n{to_markdown(paper_tables(results, em))}\n")
-    if tests is not None and len(tests):
-        out.append(save_dataframe_csv(tests, study.results_dir / "paired_tests.csv", index=False))
-        cols = [c for c in ("method", "seed", "scale", "boot_delta", "boot_ci_low", "boot_ci_high", "boot_p_value",
-                            "mcnemar_p_value") if c in tests.columns]
-        md.append(f"## paired tests vs BasicNet-LR\n\n{to_markdown(tests[cols], index=False)}\n")
-    out.append(write_text(study.results_dir / "tables.md", "\n".join(md)))
+    eval_set = str(results["dataset"].iloc[0])
+    return compare_to_baseline(results, baseline, scales, eval_mode, pair_correct_reader(study, eval_set, eval_mode))
+
+
+def save_tables(study: Study, results, comparison=None, publish_dir: str = "") -> list[Path]:
+    """Write the tidy CSV, the paper-layout markdown and the tests across seeds to
+    ``results/<eval set>/`` of the study (and copy them to ``publish_dir`` when given)."""
+    from .evaluation import paper_table, to_markdown
+
+    out_dir = study.results_dir(str(results["dataset"].iloc[0]))
+    out = [save_dataframe_csv(results, out_dir / "results.csv", index=False)]
+    md = [f"# {results['dataset'].iloc[0]}: accuracy (%), ± = std over training seeds (ddof 1); fold sd separately\n"]
+    for em in dict.fromkeys(results["eval_mode"]):
+        md.append(f"## {em}\n\n{to_markdown(paper_table(results, em))}\n")
+    if comparison is not None and len(comparison):
+        out.append(save_dataframe_csv(comparison, out_dir / "tests.csv", index=False))
+        cols = [c for c in ("model", "scale", "n", "acc", "baseline_acc", "delta", "delta_sd", "t", "p", "p_holm",
+                            "significant", "pair_boot_p_max") if c in comparison.columns]
+        md.append(f"## vs {comparison['baseline'].iloc[0]}, across training seeds (paired t over seeds, Holm "
+                  f"over the table; pair_boot_p_max: pair noise only)\n\n{to_markdown(comparison[cols], index=False)}\n")
+    out.append(write_text(out_dir / "tables.md", "\n".join(md)))
     if publish_dir:
         dst = paths.resolve(publish_dir)
         dst.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): unit tests, then every notebook through nbval,
-# parameterised by the smoke preset (papermill --prepare-only), in order.
+# The project's test command (README, CI): unit tests, then every notebook through nbval on the smoke
+# preset (papermill --prepare-only parameterises them, nbval executes them in order), then the numbers
+# the smoke study produced (tests/test_smoke_results.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+lint-imports --no-cache | tail -n 2
 python -m pytest -q tests
 out=runs/ci-nbval
-rm -rf "$out/notebooks"
+rm -rf "$out"
 python -m lqlib.run --preset smoke --prepare-only --out "$out"
 python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
     --nbval-sanitize-with tests/nbval_sanitize.cfg "$out"/notebooks/*.ipynb
+LQLIB_SMOKE_RUN="$out" python -m pytest -q -p no:cacheprovider tests/test_smoke_results.py

@@ -1,4 +1,4 @@
-"""Tests for lqlib.eval (k-fold verification, protocols, embedding, evaluate, tables, significance)."""
+"""Tests for lqlib.evaluation (k-fold verification, protocols, embedding, evaluate, tables, significance)."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from lqlib.eval import (PROTOCOLS, aggregate_seeds, degrade_eval, embed, evaluate, mcnemar, paired_bootstrap,
+from lqlib.evaluation import (PROTOCOLS, aggregate_seeds, degrade_eval, embed, evaluate, mcnemar, paired_bootstrap,
                         resolve_folds, results_table, tar_at_far, to_markdown, unpack_pairs, verify, verify_scores)
 
 # ───────────────────────────────────────────────────────────────────────────── helpers ──
@@ -220,7 +220,7 @@ def test_degrade_eval_deterministic_and_batch_independent(random_sigma):
 
 # ──────────────────────────────────────────────────────────────────────────── evaluate ──
 
-COLUMNS = ["scale", "mode", "protocol", "acc_mean", "acc_std", "tar_far1e-3", "tar_far1e-2", "auc",
+COLUMNS = ["scale", "eval_mode", "protocol", "acc_mean", "acc_std", "tar_far1e-3", "tar_far1e-2", "auc",
            "threshold_mean", "n_pairs", "dataset", "seconds"]
 
 
@@ -228,13 +228,13 @@ def test_evaluate_cross_uses_hr_gallery_and_shares_embeddings():
     x, y = random_pairs(30, seed=4, size=32)
     m = PoolNet()
     pairs = SimpleNamespace(images=x, issame=y, folds=torch.arange(30) // 10, name="toy")
-    df, det = evaluate(m, pairs, scales=(1, 4), mode="both+cross", batch_size=16, return_details=True)
+    df, det = evaluate(m, pairs, scales=(1, 4), eval_mode="both+cross", batch_size=16, return_details=True)
     assert df.shape[0] == 4 and set(COLUMNS) <= set(df.columns)
     assert df["dataset"].eq("toy").all() and df["n_pairs"].eq(30).all()
     assert set(det) == {("both", 1), ("cross", 1), ("both", 4), ("cross", 4)}
     # forward passes: ×1 all 60 images, ×4 all 60 (cross reuses ×1's gallery and ×4's probes), ×2 for flips
     assert sum(m.calls) == 2 * (60 + 60)
-    r1 = df[df.scale == 1].set_index("mode")
+    r1 = df[df.scale == 1].set_index("eval_mode")
     assert r1.loc["both", "acc_mean"] == r1.loc["cross", "acc_mean"]  # ×1: both ≡ cross
     # reproduce the ×4 cross row by hand: HR first images, degraded second images
     e, ef = embed(m, x)
@@ -242,11 +242,11 @@ def test_evaluate_cross_uses_hr_gallery_and_shares_embeddings():
     el, elf = embed(m, lr)
     ps = PROTOCOLS["insightface"].score(e[0::2], el[1::2], resolve_folds(30, pairs.folds), ef[0::2], elf[1::2])
     want = verify_scores(ps, y, pairs.folds)
-    got = df[(df.scale == 4) & (df["mode"] == "cross")].iloc[0]
+    got = df[(df.scale == 4) & (df["eval_mode"] == "cross")].iloc[0]
     assert got.acc_mean == pytest.approx(want.acc_mean) and got.auc == pytest.approx(want.auc)
     assert det[("cross", 4)].tolist() == want.correct.tolist()
     # ...and two identical calls give identical frames
-    df2 = evaluate(m, pairs, scales=(1, 4), mode="both+cross", batch_size=16)
+    df2 = evaluate(m, pairs, scales=(1, 4), eval_mode="both+cross", batch_size=16)
     pd.testing.assert_frame_equal(df.drop(columns="seconds"), df2.drop(columns="seconds"))
 
 
@@ -273,15 +273,15 @@ def test_evaluate_tiny_backbone_shape_modes_and_batch_size_independence():
     x, y = random_pairs(40, seed=7)
     # flip=False halves the forward passes (the flip paths are tested with PoolNet above)
     kw = dict(protocol="askd", degrade_kw={"preset": "askd"}, seed=3, nfolds=4, flip=False)
-    a = evaluate(model, (x, y), scales=(1, 4), mode="both+cross", batch_size=7, **kw)
+    a = evaluate(model, (x, y), scales=(1, 4), eval_mode="both+cross", batch_size=7, **kw)
     assert model.training  # mode restored
     assert list(a.columns[:12]) == COLUMNS and a.shape == (4, 14)
-    assert a["mode"].tolist() == ["both", "cross", "both", "cross"] and a["protocol"].eq("askd").all()
+    assert a["eval_mode"].tolist() == ["both", "cross", "both", "cross"] and a["protocol"].eq("askd").all()
     assert a["scale"].tolist() == [1, 1, 4, 4] and a["n_pairs"].eq(40).all() and a["dataset"].eq("pairs").all()
     assert a[["acc_mean", "acc_std", "auc", "tar_far1e-2"]].apply(np.isfinite).all().all()
     # same ×4 cross row with another batch size (and without the both-mode rows around it). CPU kernels
     # may differ by ~1e-6 between batch sizes; the degradation itself is bit-identical (tested above)
-    b = evaluate(model, (x, y), scales=(4,), mode="cross", batch_size=64, **kw)
+    b = evaluate(model, (x, y), scales=(4,), eval_mode="cross", batch_size=64, **kw)
     num = ["acc_mean", "acc_std", "tar_far1e-3", "tar_far1e-2", "auc", "threshold_mean"]
     np.testing.assert_allclose(a[num].to_numpy(float)[3:], b[num].to_numpy(float), atol=1e-4)
 
@@ -300,8 +300,8 @@ def test_unpack_pairs_validation():
 
 # ───────────────────────────────────────────────────────────────────────────── tables ──
 
-def _frame(accs, stds, mode="both"):
-    return pd.DataFrame({"scale": [1, 2, 4, 8], "mode": mode, "protocol": "insightface", "acc_mean": accs,
+def _frame(accs, stds, eval_mode="both"):
+    return pd.DataFrame({"scale": [1, 2, 4, 8], "eval_mode": eval_mode, "protocol": "insightface", "acc_mean": accs,
                          "acc_std": stds, "auc": 0.9, "n_pairs": 6000, "dataset": "lfw", "seconds": 1.0})
 
 
@@ -322,7 +322,7 @@ def test_results_table_and_markdown():
     assert "| student | 99.00 | 97.00 | 88.00 | 65.00 |" in to_markdown(f)
     both = pd.concat([_frame([1, 2, 3, 4], [0] * 4), _frame([5, 6, 7, 8], [0] * 4, "cross")])
     assert list(results_table({"m": both}).index) == ["m [both]", "m [cross]"]
-    assert list(results_table({"m": both}, mode="cross").index) == ["m"]
+    assert list(results_table({"m": both}, eval_mode="cross").index) == ["m"]
 
 
 def test_aggregate_seeds():

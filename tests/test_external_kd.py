@@ -80,7 +80,7 @@ def test_student_trains_from_external_teacher_object(tmp_path, method):
     tr = Trainer(cfg, teacher=teacher, callbacks=[lambda t, e, d, s: losses.append(
         {k: float(v.detach()) for k, v in t.last_parts.items()})])
     tr.fit()
-    assert tr.teacher_head is None  # external teacher: no classifier, the student head learns from labels
+    assert tr.distiller.teacher_head is None  # external teacher: no classifier, the student head learns from labels
     assert set(losses[0]) >= {"ce"} | set(get_method(method).kd)
     total = [sum(p.values()) for p in losses]
     assert sum(total[-2:]) / 2 < sum(total[:2]) / 2, total
@@ -116,7 +116,7 @@ def test_student_from_onnx_teacher(tmp_path):
                       **{**BASE, "epochs": 1})
     tr = Trainer(cfg)
     tr.fit()
-    assert type(tr.teacher_backbone).__name__ == "ExternalTeacher"
+    assert type(tr.distiller.teacher).__name__ == "ExternalTeacher"
     assert "angular" in tr.last_parts
 
 
@@ -132,16 +132,17 @@ def test_study_keys_students_of_external_teachers(tmp_path, monkeypatch):
     torch.save(teacher.model.state_dict(), folder / "w.pt")
     TeacherSpec(**{**teacher.spec.to_dict(), "arch": "mobilefacenet", "arch_kw": {"embedding_size": 48},
                    "weights": "w.pt"}).save(folder / "spec.json")
-    cfg = S.training_config(st, "student", mode="relational", seed=1, teacher=str(folder / "spec.json"),
-                            **{**BASE, "epochs": 1})
+    cfg = S.training_config(st, "student", recipe="smoke", method="relational", seed=1,
+                            teacher=str(folder / "spec.json"), overrides={**BASE, "epochs": 1})
     assert cfg.init_head_from_teacher is False and cfg.teacher.endswith("spec.json")
     assert cfg.out_dir == str(st.student_dir("relational@mbf", 1))
     train_student(cfg)
-    assert [(m, s) for m, s, _ in st.models()] == [("relational@mbf", 1)]
+    assert [(m.key, m.seed) for m in st.models()] == [("relational@mbf", 1)]
     assert S.display_name("relational@mbf") == "relational ← mbf"
     assert S.display_name("none") == "BasicNet-LR"
+    assert S.display_name("logit~headinit") == "+logit KD (head from teacher)"
     # the study's own teacher keeps the plain key
-    own = S.training_config(st, "student", mode="logit", seed=0, **BASE)
+    own = S.training_config(st, "student", recipe="smoke", method="logit", seed=0, overrides=BASE)
     assert own.teacher == str(st.teacher_dir) and own.out_dir == str(st.student_dir("logit", 0))
     ext = S.external_teachers([str(folder / "spec.json")])
     assert list(ext) == ["teacher:mbf"] and isinstance(ext["teacher:mbf"], ExternalTeacher)

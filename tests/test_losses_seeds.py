@@ -379,7 +379,7 @@ def test_train_loop_few_steps(name, tmp_path):
     seen = {}
 
     def check_connectors(trainer, epoch, done, step):
-        comp = trainer.step_module.composer
+        comp = trainer.distiller.composer
         in_opt = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
         seen["connectors"] = [id(p) in in_opt for p in comp.parameters()]
 

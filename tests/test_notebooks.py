@@ -65,7 +65,7 @@ def test_unknown_parameter_is_refused(tmp_path):
 def test_grid_expands_to_one_run_per_value():
     steps = plan(load_preset("smoke"), "smoke")
     kd = [s for s in steps if s.notebook == "02_kd_ablation.ipynb"]
-    assert [s.parameters["KD_MODE"] for s in kd] == ["none", "logit", "attention", "logit+attention"]
+    assert [s.parameters["METHOD"] for s in kd] == ["none", "logit", "attention", "logit+attention"]
     assert all(s.parameters["RUN_NAME"] == "smoke" for s in steps)
     # sorted file names (nbval's order) run the numbered notebooks in the plan's order
     assert [s.notebook for s in sorted(steps, key=lambda s: s.key)] == [s.notebook for s in steps]

@@ -42,7 +42,7 @@ def test_teacher_run_writes_files(teacher_dir):
 
 
 @pytest.mark.parametrize("mode", ["none", "logit", "attention", "logit+attention"])
-def test_loss_decreases_for_each_kd_mode(tmp_path, teacher_dir, mode):
+def test_loss_decreases_for_each_kd_method(tmp_path, teacher_dir, mode):
     losses = []
     # 6 epochs × 2 steps over the same 16 images
     cfg = _cfg(tmp_path, mode, method=mode, epochs=6)
@@ -164,7 +164,7 @@ def test_missing_or_unfinished_teacher_is_an_error_for_every_student(tmp_path, t
     # without any teacher, BasicNet-LR trains (fresh head)
     tr = Trainer(_cfg(tmp_path, "lr", method="none", epochs=1))
     tr.fit()
-    assert tr.teacher_backbone is None
+    assert tr.distiller.teacher is None
 
 
 def test_student_heads_start_fresh_unless_asked(tmp_path, teacher_dir):
@@ -175,11 +175,11 @@ def test_student_heads_start_fresh_unless_asked(tmp_path, teacher_dir):
     _, t_head, _ = load_trained(teacher_dir)
     fresh = Trainer(_cfg(tmp_path, "fresh", method="logit", epochs=1), teacher=str(teacher_dir))
     fresh._build()
-    assert not torch.equal(fresh.step_module.head.weight, t_head.weight)
+    assert not torch.equal(fresh.distiller.head.weight, t_head.weight)
     copied = Trainer(_cfg(tmp_path, "copy", method="logit", epochs=1, init_head_from_teacher=True),
                      teacher=str(teacher_dir))
     copied._build()
-    assert torch.equal(copied.step_module.head.weight, t_head.weight)
+    assert torch.equal(copied.distiller.head.weight, t_head.weight)
 
 
 class _Labelled(torch.utils.data.Dataset):
@@ -198,14 +198,14 @@ class _Labelled(torch.utils.data.Dataset):
 def test_smoke_subset_is_a_balanced_multiclass_problem():
     """max_images on lfw-half used to keep whole identities, largest first: George W Bush alone filled
     256 images, a one-class problem whose CE is identically 0."""
-    from lqlib.train import _subset
+    from lqlib.data.sampling import class_balanced_subset
 
     labels = [0] * 530 + [i for i in range(1, 80) for _ in range(2 + i % 6)]
-    sub, n_cls = _subset(_Labelled(labels), 256)
+    sub, n_cls = class_balanced_subset(_Labelled(labels), 256)
     counts = torch.bincount(sub.labels)
     assert n_cls >= 32 and len(counts) == n_cls and (counts == 4).all() and len(sub) == 4 * n_cls
     with pytest.raises(ValueError, match="2 classes"):
-        _subset(_Labelled([0] * 50 + [1]), 32)
+        class_balanced_subset(_Labelled([0] * 50 + [1]), 32)
 
 
 def test_one_class_training_set_is_refused(tmp_path):
@@ -227,11 +227,11 @@ def test_zero_ce_in_the_first_epoch_is_refused(tmp_path, monkeypatch):
 def test_teacher_sees_hr_and_student_sees_the_degraded_batch(tmp_path, teacher_dir, monkeypatch):
     """The HR/LR split of a step: the frozen teacher gets the original batch, the student its
     degraded copy. Degradation is replaced by a constant image, so a swap is unmistakable."""
-    import lqlib.train as T
+    import lqlib.distiller as D
     from lqlib.checkpoint import load_trained
     from lqlib.images import normalize
 
-    monkeypatch.setattr(T, "degrade", lambda hr, *a, **k: torch.zeros_like(hr))
+    monkeypatch.setattr(D, "degrade", lambda hr, *a, **k: torch.zeros_like(hr))
     seen = {}
     t_backbone, t_head, _ = load_trained(teacher_dir)
     t_backbone.register_forward_pre_hook(lambda m, args: seen.setdefault("teacher", args[0].detach().clone()))
@@ -239,7 +239,7 @@ def test_teacher_sees_hr_and_student_sees_the_degraded_batch(tmp_path, teacher_d
 
     def build_and_hook(self):
         build(self)
-        self.step_module.backbone.register_forward_pre_hook(
+        self.distiller.student.register_forward_pre_hook(
             lambda m, args: seen.setdefault("student", args[0].detach().clone()))
 
     monkeypatch.setattr(Trainer, "_build", build_and_hook)
@@ -251,7 +251,7 @@ def test_teacher_sees_hr_and_student_sees_the_degraded_batch(tmp_path, teacher_d
 
 
 def test_ddp_ranks_draw_their_own_degradations():
-    from lqlib.train import step_seed
+    from lqlib.data.sampling import step_seed
 
     assert len({step_seed(0, 3, r) for r in range(8)}) == 8
     assert step_seed(0, 3, 0) == step_seed(0, 3)  # single process = rank 0
@@ -262,7 +262,7 @@ def test_labelfree_uses_face_content_replacement(tmp_path, teacher_dir):
     on._build()
     off = Trainer(_cfg(tmp_path, "lf0", method="labelfree_nofcr", epochs=1), teacher=str(teacher_dir))
     off._build()
-    assert on.face_content_replacement == 0.5 and off.face_content_replacement == 0.0
+    assert on.distiller.fcr == 0.5 and off.distiller.fcr == 0.0
 
 
 def test_malformed_mapping_option_is_a_one_line_error(capsys):

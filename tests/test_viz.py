@@ -110,7 +110,7 @@ def _results() -> pd.DataFrame:
     for m, base in (("baseline", 0.97), ("hr-lr", 0.98)):
         for seed in (0, 1, 2):
             for s, drop in ((1, 0.0), (2, 0.01), (4, 0.05), (8, 0.15)):
-                rows.append({"method": m, "seed": seed, "scale": s, "mode": "bicubic",
+                rows.append({"model": m, "seed": seed, "scale": s, "interpolation": "bicubic",
                              "acc": base - drop * (1.2 if m == "baseline" else 0.8) + 0.002 * seed})
     return pd.DataFrame(rows)
 
@@ -130,14 +130,14 @@ def test_accuracy_vs_scale_tiny_frame():
 
 def test_accuracy_vs_scale_pre_aggregated():
     # lqlib.evaluation.aggregate_seeds layout: acc_mean, its spread over seeds, acc_std over folds
-    agg = _results().groupby(["method", "scale"], as_index=False)["acc"].agg(acc_mean="mean", acc_mean_seeds_std="std")
+    agg = _results().groupby(["model", "scale"], as_index=False)["acc"].agg(acc_mean="mean", acc_mean_seeds_std="std")
     agg["acc_std"] = 0.05
     ax = plotting.accuracy_vs_scale(agg)
     assert [t.get_text() for t in ax.get_xticklabels()] == ["×1", "×2", "×4", "×8"]
     bars = [c for c in ax.containers if c.has_yerr]
     assert len(bars) == 2  # one set of error bars per method, from the seeds' spread (not acc_std)
     seg = bars[0].lines[2][0].get_segments()[0]
-    first = agg[agg["method"] == "baseline"].iloc[0]
+    first = agg[agg["model"] == "baseline"].iloc[0]
     assert seg[1][1] - seg[0][1] == pytest.approx(2 * 100 * first["acc_mean_seeds_std"])
 
 
@@ -159,7 +159,7 @@ def test_method_comparison_and_curves(tmp_path):
 
 
 def test_accuracy_vs_scale_long_names_put_the_legend_outside(tmp_path):
-    df = _results().replace({"method": {"hr-lr": "angular_emb+relational ← vladmandic-mobilefacenet"}})
+    df = _results().replace({"model": {"hr-lr": "angular_emb+relational ← vladmandic-mobilefacenet"}})
     ax = plotting.accuracy_vs_scale(df)
     fig = ax.figure
     assert fig.get_size_inches()[0] > 4.0  # widened for the legend

@@ -7,13 +7,13 @@ import sys
 from ..paths import ENV_DATA, DataNotFoundError
 from .datasets import ImageDecodeError
 from .prepare import DEFAULT_OUT, QUALITIES, prepare
-from .protocols import ProtocolError
+from .splits import SplitError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lqlib.data", description="lqlib face-data tools")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="pack the lfw-half protocol into train.rec/.idx, lfw_half.bin, lfw.bin")
+    p = sub.add_parser("prepare", help="pack the lfw-half split into train.rec/.idx, lfw_half.bin, lfw.bin")
     p.add_argument("--data-dir", default=None,
                    help=f"face-data directory (default: ${ENV_DATA}, then ../shared/data beside the repository)")
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT} under the repository)")
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         prepare(args.data_dir, args.out, quality=args.quality, max_mb=args.max_mb, force=args.force,
                 threads=args.threads)
-    except (DataNotFoundError, FileNotFoundError, ProtocolError, ImageDecodeError) as e:
+    except (DataNotFoundError, FileNotFoundError, SplitError, ImageDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

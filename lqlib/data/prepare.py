@@ -1,11 +1,11 @@
-"""The prepare step: pack the ``lfw-half`` protocol into files small enough for one device transfer.
+"""The prepare step: pack the ``lfw-half`` split into files small enough for one device transfer.
 
 Outputs (in ``out``):
 
 * ``train.rec`` / ``train.idx`` — the lfw-half training set as an InsightFace IndexedRecordIO pack
   (labels ``0..K-1`` contiguous, grouped by identity; see :mod:`lqlib.data.recordio`);
 * ``lfw_half.bin`` — the 3,000 evaluation pairs of official folds 1–5, in official order;
-* ``lfw.bin`` — all 6,000 pairs (the ``lfw-10fold`` protocol);
+* ``lfw.bin`` — all 6,000 pairs (the ``lfw-10fold`` split);
 * ``manifest.json`` — counts, the overlap check, file sizes, source paths and fingerprint, the JPEG
   quality and the lqlib version. Written last: a pack without a manifest is incomplete.
 
@@ -28,7 +28,7 @@ from .. import __version__, paths
 from ..io import write_json
 from .binfile import write_bin
 from .datasets import encode_jpeg, parallel_map, read_image_rgb, reencode_jpeg
-from .protocols import LFW_PAIRS, ProtocolSplit, lfw_10fold, lfw_half
+from .splits import LFW_PAIRS, Split, lfw_10fold, lfw_half
 from .recordio import write_rec
 
 FORMAT_VERSION = 1
@@ -49,7 +49,7 @@ def _fingerprint(root: Path, files: list[Path]) -> str:
     return h.hexdigest()
 
 
-def _unique_eval_paths(proto: ProtocolSplit) -> list[Path]:
+def _unique_eval_paths(proto: Split) -> list[Path]:
     return sorted({q for p in proto.pairs for q in (p.path1, p.path2)})
 
 
@@ -88,7 +88,7 @@ def _up_to_date(manifest: dict | None, out: Path, fingerprint: str, settings: di
                for name in (TRAIN_REC, TRAIN_IDX, HALF_BIN, FULL_BIN))
 
 
-def _write_packs(out: Path, half: ProtocolSplit, full: ProtocolSplit, encoded: dict[Path, bytes]) -> dict[str, int]:
+def _write_packs(out: Path, half: Split, full: Split, encoded: dict[Path, bytes]) -> dict[str, int]:
     """Write the four data files from the re-encoded images; return their sizes in bytes."""
     write_rec(out / TRAIN_REC, out / TRAIN_IDX, ((encoded[s.path], s.label) for s in half.train))
     for name, proto in ((HALF_BIN, half), (FULL_BIN, full)):
@@ -166,7 +166,7 @@ def prepare(data_dir: str | os.PathLike | None = None, out: str | os.PathLike | 
         "format": FORMAT_VERSION,
         "lqlib_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "protocol": "lfw-half",
+        "split": "lfw-half",
         "source": {
             "data_dir": str(root),
             "pairs_txt": str(root / LFW_PAIRS),

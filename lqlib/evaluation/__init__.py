@@ -30,13 +30,15 @@ Conventions
 from __future__ import annotations
 
 from .embedding import DEGRADE_CHUNK, chunk_seed, degrade_eval, embed, prepared_model
-from .pipeline import MODES, evaluate, unpack_pairs
+from .pipeline import EVAL_MODES, evaluate, unpack_pairs
 from .protocols import PROTOCOLS, AskdProtocol, InsightFaceProtocol, Protocol, get_protocol
+from .seeds import compare_to_baseline, holm, seed_summary, seed_test
 from .significance import mcnemar, paired_bootstrap
-from .tables import aggregate_seeds, results_table, scale_label, to_markdown
+from .tables import aggregate_seeds, paper_table, results_table, scale_label, to_markdown
 from .verification import FARS, METRICS, PairScores, VerifyResult, resolve_folds, tar_at_far, verify, verify_scores
 
-__all__ = ["DEGRADE_CHUNK", "FARS", "METRICS", "MODES", "PROTOCOLS", "AskdProtocol", "InsightFaceProtocol",
-           "PairScores", "Protocol", "VerifyResult", "aggregate_seeds", "degrade_eval", "embed", "evaluate",
-           "get_protocol", "chunk_seed", "mcnemar", "paired_bootstrap", "prepared_model", "resolve_folds",
-           "results_table", "scale_label", "tar_at_far", "to_markdown", "unpack_pairs", "verify", "verify_scores"]
+__all__ = ["DEGRADE_CHUNK", "FARS", "METRICS", "EVAL_MODES", "PROTOCOLS", "AskdProtocol", "InsightFaceProtocol",
+           "PairScores", "Protocol", "VerifyResult", "aggregate_seeds", "chunk_seed", "compare_to_baseline",
+           "degrade_eval", "embed", "evaluate", "get_protocol", "holm", "mcnemar", "paired_bootstrap", "paper_table",
+           "prepared_model", "resolve_folds", "results_table", "scale_label", "seed_summary", "seed_test",
+           "tar_at_far", "to_markdown", "unpack_pairs", "verify", "verify_scores"]

@@ -11,7 +11,7 @@ from .embedding import _embed_on, degrade_eval, prepared_model
 from .protocols import Protocol, get_protocol
 from .verification import _np, resolve_folds, verify_scores
 
-MODES = ("both", "cross")
+EVAL_MODES = ("both", "cross")
 
 
 def unpack_pairs(pairs):
@@ -42,26 +42,26 @@ def unpack_pairs(pairs):
     return images, issame, folds, name
 
 
-def _parse_modes(mode: str) -> list[str]:
-    modes = [m.strip() for m in str(mode).split("+")]
-    bad = [m for m in modes if m not in MODES]
+def _parse_eval_modes(eval_mode: str) -> list[str]:
+    modes = [m.strip() for m in str(eval_mode).split("+")]
+    bad = [m for m in modes if m not in EVAL_MODES]
     if bad or not modes:
-        raise ValueError(f"mode must be 'both', 'cross' or 'both+cross', got {mode!r}")
+        raise ValueError(f"eval_mode must be 'both', 'cross' or 'both+cross', got {eval_mode!r}")
     return list(dict.fromkeys(modes))
 
 
-def evaluate(model: torch.nn.Module, pairs, scales: Sequence[float] = (1, 2, 4, 8), mode: str = "both",
+def evaluate(model: torch.nn.Module, pairs, scales: Sequence[float] = (1, 2, 4, 8), eval_mode: str = "both",
              protocol: str | Protocol = "insightface", degrade_kw: Mapping[str, Any] | None = None,
              seed: int = 0, batch_size: int = 256, device=None, *, nfolds: int = 10, thresholds=None,
              flip: bool | None = None, return_details: bool = False):
     """Verification accuracy of ``model`` on ``pairs`` at each degradation scale.
 
-    ``mode``: ``both`` degrades both images of every pair (the paper's LR test), ``cross`` only the
+    ``eval_mode``: ``both`` degrades both images of every pair (the paper's LR test), ``cross`` only the
     second (HR gallery vs LR probe), ``both+cross`` gives both. Degradation is
     :func:`degrade_eval` (deterministic: same result across runs and batch sizes). Each image's
     embeddings are computed once per scale (the HR side of ``cross`` once for all scales).
 
-    Returns a DataFrame, one row per (mode, scale): scale, mode, protocol, acc_mean, acc_std (%),
+    Returns a DataFrame, one row per (eval mode, scale): scale, eval_mode, protocol, acc_mean, acc_std (%),
     tar_far1e-3, tar_far1e-2 (%), auc, threshold_mean, n_pairs, dataset, seconds, preset, seed. With
     ``return_details=True`` also a dict scale → per-pair correct bool array (keys ``(mode, scale)``
     when several modes are asked for). ``flip`` overrides the protocol's use of flipped copies
@@ -72,7 +72,7 @@ def evaluate(model: torch.nn.Module, pairs, scales: Sequence[float] = (1, 2, 4, 
     images, issame, folds, name = unpack_pairs(pairs)
     proto = get_protocol(protocol)
     use_flip = proto.uses_flip if flip is None else bool(flip)
-    modes = _parse_modes(mode)
+    modes = _parse_eval_modes(eval_mode)
     kw = dict(degrade_kw or {})
     n = len(issame)
     f = resolve_folds(n, folds, nfolds)
@@ -114,7 +114,7 @@ def evaluate(model: torch.nn.Module, pairs, scales: Sequence[float] = (1, 2, 4, 
                 b, bf = e[1::2], (ef[1::2] if ef is not None else None)
                 ps = proto.score(a, b, f, af, bf)
                 res = verify_scores(ps, issame, f, thresholds=thresholds)
-                rows.append({"scale": scale, "mode": m, "protocol": proto.name, **res.summary(),
+                rows.append({"scale": scale, "eval_mode": m, "protocol": proto.name, **res.summary(),
                              "dataset": name, "seconds": time.perf_counter() - t0,
                              "preset": kw.get("preset", "paper"), "seed": seed})
                 details[(m, scale) if len(modes) > 1 else scale] = res.correct

@@ -17,31 +17,31 @@ def _fmt(v, decimals: int) -> str:
 
 
 def results_table(frames: Mapping[str, Any], metric: str = "acc_mean", with_std: bool = True, *,
-                  std_col: str | None = None, mode: str | None = None, decimals: int = 2):
+                  std_col: str | None = None, eval_mode: str | None = None, decimals: int = 2):
     """Paper layout: rows = methods (``frames`` keys, in order), columns ×1 ×2 ... (scales present).
 
     Cells are ``"90.97 ± 0.42"`` strings when ``with_std`` (std from ``std_col``; default
     ``<metric>_seeds_std`` when present — an :func:`aggregate_seeds` frame — else ``acc_std`` (over
     folds) for ``acc_mean``, else ``<metric>_std``; no ``±`` part when none exists or it is NaN),
     floats otherwise.
-    Frames holding several modes give one row per (method, mode) unless ``mode`` picks one.
+    Frames holding several eval modes give one row per (method, eval mode) unless ``eval_mode`` picks one.
     """
     import pandas as pd
 
     out: dict[str, dict[str, Any]] = {}
     all_scales: list[float] = []
     for method, df in frames.items():
-        if mode is not None and "mode" in df:
-            df = df[df["mode"] == mode]
+        if eval_mode is not None and "eval_mode" in df:
+            df = df[df["eval_mode"] == eval_mode]
         sc = std_col
         if sc is None:
             for c in (f"{metric}_seeds_std", "acc_std" if metric == "acc_mean" else None, f"{metric}_std"):
                 if c is not None and c in df:
                     sc = c
                     break
-        modes_here = list(dict.fromkeys(df["mode"])) if "mode" in df else [None]
+        modes_here = list(dict.fromkeys(df["eval_mode"])) if "eval_mode" in df else [None]
         for m in modes_here:
-            sub = df if m is None else df[df["mode"] == m]
+            sub = df if m is None else df[df["eval_mode"] == m]
             label = method if len(modes_here) == 1 else f"{method} [{m}]"
             if sub["scale"].duplicated().any():
                 raise ValueError(f"{method!r} has several rows per scale (protocols/datasets?): filter it first")
@@ -87,12 +87,12 @@ def to_markdown(df, *, index: bool = True, floatfmt: str = ".2f") -> str:
     return "\n".join(lines) + "\n"
 
 
-AGG_KEYS = ("scale", "mode", "protocol", "dataset", "preset")
+AGG_KEYS = ("scale", "eval_mode", "protocol", "dataset", "preset")
 _NO_STATS = {"seed", "n_pairs"}
 
 
 def aggregate_seeds(frames: Sequence[Any]):
-    """Mean and sample std (ddof=1; NaN for one seed) over seeds per (scale, mode, ...) row.
+    """Mean and sample std (ddof=1; NaN for one seed) over seeds per (scale, eval_mode, ...) row.
 
     Numeric columns keep their names for the mean and gain a ``<col>_seeds_std`` twin; ``n_seeds``
     counts the frames; ``acc_std`` becomes the mean over seeds of the over-fold std.
@@ -111,3 +111,39 @@ def aggregate_seeds(frames: Sequence[Any]):
     if "n_pairs" in df:
         out["n_pairs"] = g["n_pairs"].first()
     return out.reset_index()
+
+
+BASELINE_ROWS = ("BasicNet-HR", "BasicNet-LR")
+
+
+def paper_table(results, eval_mode: str = "both", decimals: int = 2):
+    """The paper's layout for one eval mode: rows = models (BasicNet-HR and BasicNet-LR first),
+    columns ×1 ×2 ×4 ×8 as ``mean ± sd`` where **± is the std over training seeds (ddof = 1)** (no ±
+    for a single seed), then ``n seeds`` and ``fold sd`` (the mean over seeds of the k-fold std, per
+    scale, slash-separated) — two different spreads, never mixed in one cell."""
+    import pandas as pd
+
+    from .seeds import seed_summary
+
+    df = results[results["eval_mode"] == eval_mode]
+    summ = seed_summary(df, keys=("model", "scale"))
+    models = [m for m in BASELINE_ROWS if m in set(summ["model"])]
+    models += [m for m in dict.fromkeys(summ["model"]) if m not in models]
+    scales = sorted(summ["scale"].astype(float).unique())
+    rows = []
+    for m in models:
+        sub = summ[summ["model"] == m].set_index(summ[summ["model"] == m]["scale"].astype(float))
+        row = {}
+        for s in scales:
+            if s not in sub.index:
+                row[scale_label(s)] = ""
+                continue
+            r = sub.loc[s]
+            sd = "" if math.isnan(r["seeds_sd"]) else f" ± {_fmt(float(r['seeds_sd']), decimals)}"
+            row[scale_label(s)] = _fmt(float(r["acc"]), decimals) + sd
+        row["n seeds"] = int(sub["n_seeds"].max())
+        row["fold sd"] = " / ".join(_fmt(float(sub.loc[s, "fold_sd"]), 1) if s in sub.index else "–" for s in scales)
+        rows.append(row)
+    table = pd.DataFrame(rows, index=models)
+    table.index.name = "model"
+    return table

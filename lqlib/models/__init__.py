@@ -12,6 +12,7 @@ All backbones share one interface: ``model(x)`` → embedding; ``model(x, return
 """
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Callable
 
@@ -44,6 +45,19 @@ for _d in (50, 100):
 from . import mobilefacenet as _mobilefacenet  # noqa: E402,F401  (registers itself on import)
 
 
+def with_attention(backbone: str, attention: str | None) -> str:
+    """The name of ``backbone`` with its attention block replaced (``ir_cbam_18`` + ``esca`` →
+    ``ir_esca_18``; a method such as ECACFace changes the block)."""
+    if not attention:
+        return backbone
+    m = re.match(r"^(irx?)_([a-z]+)_(\w+)$", backbone)
+    if m:
+        return f"{m.group(1)}_{attention}_{m.group(3)}"
+    if backbone.startswith("mobilefacenet"):
+        return "mobilefacenet" if attention == "none" else f"mobilefacenet_{attention}"
+    raise ValueError(f"cannot change the attention block of backbone {backbone!r}")
+
+
 def build_backbone(name: str, **kw) -> nn.Module:
     try:
         factory = BACKBONES[name]
@@ -53,4 +67,4 @@ def build_backbone(name: str, **kw) -> nn.Module:
 
 
 __all__ = ["AttentionMaps", "ATTENTIONS", "BACKBONES", "IResNet", "build_attention", "build_backbone",
-           "register_backbone"]
+           "register_backbone", "with_attention"]

@@ -44,6 +44,22 @@ def load_human_mobilefacenet(**kw) -> ExternalTeacher:
     return _load(**kw)
 
 
+def is_external_teacher(spec) -> bool:
+    """``spec`` names an external teacher (a registered name, an ``.onnx`` or a spec ``.json``), not an
+    lqlib run directory — the one place a teacher spec is parsed."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return False
+    return str(spec) in TEACHERS or Path(str(spec)).suffix.lower() in (".onnx", ".json")
+
+
+def teacher_label(spec: str) -> str:
+    """Short name of an external teacher (a registered name, or the stem of its .onnx / spec .json)."""
+    p = Path(str(spec))
+    if p.suffix.lower() in (".onnx", ".json"):
+        return p.parent.name if p.stem == "spec" else p.stem
+    return str(spec)
+
+
 def build_teacher(name_or_path: str | os.PathLike, arch: str | None = None, spec: TeacherSpec | None = None,
                   **kw) -> ExternalTeacher:
     """A frozen teacher from a registered name, an ``.onnx`` file, a spec ``.json`` or a state-dict file.
@@ -57,7 +73,9 @@ def build_teacher(name_or_path: str | os.PathLike, arch: str | None = None, spec
     key = str(name_or_path)
     if key in TEACHERS:
         return TEACHERS[key](**kw)
-    path = Path(name_or_path)
+    from .. import paths
+
+    path = paths.resolve(name_or_path)
     if not path.is_file():
         raise ValueError(f"unknown teacher {key!r}: not a registered name ({', '.join(sorted(TEACHERS))}) "
                          "nor an existing file")
@@ -74,4 +92,5 @@ def build_teacher(name_or_path: str | os.PathLike, arch: str | None = None, spec
 
 
 __all__ = ["ExternalTeacher", "TEACHERS", "TeacherSpec", "build_teacher", "from_onnx", "from_state_dict",
+           "is_external_teacher", "teacher_label",
            "load_human_mobilefacenet", "register_teacher"]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from lqlib import paths
-from lqlib.data import (EvalPair, FolderDataset, ProtocolError, TrainSample, UnlabeledFolderDataset, get_protocol,
+from lqlib.data import (EvalPair, FolderDataset, SplitError, TrainSample, UnlabeledFolderDataset, get_split,
                         load_pairs, parse_pairs, scan_identity_folders)
-from lqlib.data.protocols import check_disjoint, contiguous_folds, lfw_10fold, lfw_half
+from lqlib.data.splits import check_disjoint, contiguous_folds, lfw_10fold, lfw_half
 from lqlib.paths import DataNotFoundError
 from test_data_synth import (CELEBA_COUNTS, EXPECTED_TRAIN_IDENTITIES, EXPECTED_TRAIN_IMAGES, IGNORE_CODEC_DEPRECATION,
                              LFW_COUNTS, make_data_dir, smooth_images, write_jpeg)
@@ -38,12 +38,12 @@ def test_parse_pairs_folds(data_dir):
 ])
 def test_parse_pairs_errors(tmp_path, text, match):
     (tmp_path / "pairs.txt").write_text(text)
-    with pytest.raises(ProtocolError, match=match):
+    with pytest.raises(SplitError, match=match):
         parse_pairs(tmp_path / "pairs.txt")
 
 
 def test_lfw_half_is_disjoint(data_dir):
-    proto = get_protocol("lfw-half", data_dir)
+    proto = get_split("lfw-half", data_dir)
     assert proto.num_folds == 1 and len(proto.pairs) == 4
     assert proto.pairs[0] == EvalPair(data_dir / "lfw/images/Alice/Alice_0001.jpg",
                                       data_dir / "lfw/images/Alice/Alice_0002.jpg", True, 0)
@@ -64,18 +64,18 @@ def test_overlap_check_raises():
     p = Path("/d/lfw/images")
     pairs = [EvalPair(p / "Alice/Alice_0001.jpg", p / "Bob/Bob_0001.jpg", False, 0)]
     assert check_disjoint([TrainSample(p / "Cat/Cat_0001.jpg", 0, "lfw/Cat")], pairs) == (0, 0)
-    with pytest.raises(ProtocolError, match="1 identities"):
+    with pytest.raises(SplitError, match="1 identities"):
         check_disjoint([TrainSample(p / "Bob/Bob_0002.jpg", 0, "lfw/Bob")], pairs)
-    with pytest.raises(ProtocolError, match="1 images"):  # same file under another identity name
+    with pytest.raises(SplitError, match="1 images"):  # same file under another identity name
         check_disjoint([TrainSample(p / "Alice/Alice_0001.jpg", 0, "celeba/1")], pairs)
 
 
 def test_missing_inputs(tmp_path, data_dir, monkeypatch):
     monkeypatch.setenv(paths.ENV_DATA, str(tmp_path / "nowhere"))
     with pytest.raises(DataNotFoundError, match="LQLIB_DATA"):
-        get_protocol("lfw-half", tmp_path / "missing")
+        get_split("lfw-half", tmp_path / "missing")
     with pytest.raises(KeyError, match="lfw-half"):
-        get_protocol("nope", data_dir)
+        get_split("nope", data_dir)
     (data_dir / "lfw/images/Eve/Eve_0001.jpg").unlink()
     with pytest.raises(FileNotFoundError, match="Eve_0001.jpg"):
         lfw_half(data_dir)

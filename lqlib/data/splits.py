@@ -1,4 +1,4 @@
-"""Evaluation/training protocols on the shared face data, and the :class:`PairSet` used for verification.
+"""Train/eval splits of the shared face data, and the :class:`PairSet` used for verification.
 
 Data layout (see ``<data_dir>/README.md``): ``lfw/images/<Name>/<Name>_NNNN.jpg``, ``lfw/pairs.txt``
 (official LFW View-2), ``celeba299/images/<id>/<file>.jpg``. All images are aligned 112×112 RGB JPEG.
@@ -7,7 +7,7 @@ Data layout (see ``<data_dir>/README.md``): ``lfw/images/<Name>/<Name>_NNNN.jpg`
 ``Name\\tn1\\tn2`` followed by ``n`` different-person lines ``Name1\\tn1\\tName2\\tn2``. Folds are numbered
 from 0 in lqlib (official fold 1 is fold 0).
 
-Protocols (registry :data:`PROTOCOLS`, looked up by :func:`get_protocol`):
+Splits (registry :data:`SPLITS`, looked up by :func:`get_split`):
 
 * ``lfw-half`` — evaluation on the first half of the folds (official folds 1–5: 3,000 pairs, 5 folds of
   600); training on every CelebA-299 identity (named ``celeba/<id>``) plus every LFW identity that
@@ -34,8 +34,8 @@ LFW_IMAGES = Path("lfw") / "images"
 CELEBA_IMAGES = Path("celeba299") / "images"
 
 
-class ProtocolError(ValueError):
-    """A protocol's inputs are malformed or its invariants (e.g. zero identity overlap) do not hold."""
+class SplitError(ValueError):
+    """A split's inputs are malformed or its invariants (e.g. zero identity overlap) do not hold."""
 
 
 # --------------------------------------------------------------------------- pairs.txt
@@ -63,15 +63,15 @@ def parse_pairs(path: str | os.PathLike) -> list[PairSpec]:
     lines = [ln.split() for ln in path.read_text(encoding="utf-8").splitlines()]
     lines = [ln for ln in lines if ln]
     if not lines:
-        raise ProtocolError(f"{path}: empty pair list")
+        raise SplitError(f"{path}: empty pair list")
     try:
         head = [int(x) for x in lines[0]]
     except ValueError:
-        raise ProtocolError(f"{path}:1: expected '<folds> <pairs per half-fold>', got {' '.join(lines[0])!r}") from None
+        raise SplitError(f"{path}:1: expected '<folds> <pairs per half-fold>', got {' '.join(lines[0])!r}") from None
     num_folds, per_half = (1, head[0]) if len(head) == 1 else head[:2]
     expected = num_folds * 2 * per_half
     if len(lines) - 1 != expected:
-        raise ProtocolError(f"{path}: header announces {num_folds} folds × 2 × {per_half} = {expected} pairs, "
+        raise SplitError(f"{path}: header announces {num_folds} folds × 2 × {per_half} = {expected} pairs, "
                             f"found {len(lines) - 1} pair lines")
     out = []
     for i, parts in enumerate(lines[1:]):
@@ -85,7 +85,7 @@ def parse_pairs(path: str | os.PathLike) -> list[PairSpec]:
                 raise ValueError
         except ValueError:
             kind = "'Name n1 n2' (same person)" if same else "'Name1 n1 Name2 n2' (different people)"
-            raise ProtocolError(f"{path}:{i + 2}: expected {kind}, got {' '.join(parts)!r}") from None
+            raise SplitError(f"{path}:{i + 2}: expected {kind}, got {' '.join(parts)!r}") from None
     return out
 
 
@@ -94,7 +94,7 @@ def lfw_image_path(images_root: str | os.PathLike, name: str, n: int) -> Path:
     return Path(images_root) / name / f"{name}_{n:04d}.jpg"
 
 
-# --------------------------------------------------------------------------- protocol results
+# --------------------------------------------------------------------------- split results
 
 @dataclass(frozen=True)
 class TrainSample:
@@ -112,8 +112,8 @@ class EvalPair:
 
 
 @dataclass
-class ProtocolSplit:
-    """A resolved protocol: training samples (labels ``0..K-1``, grouped by label), evaluation pairs
+class Split:
+    """A resolved split: training samples (labels ``0..K-1``, grouped by label), evaluation pairs
     (official order) and statistics. ``identities[label]`` is the identity name of a label."""
 
     name: str
@@ -166,7 +166,7 @@ def check_disjoint(train: list[TrainSample], pairs: list[EvalPair]) -> tuple[int
     """Count the LFW identities and the images shared by training samples and evaluation pairs.
 
     Training identities are compared by their LFW name (``lfw/<Name>`` → ``Name``; evaluation names
-    are the pair images' folder names); images by path. Raises :class:`ProtocolError` on any overlap,
+    are the pair images' folder names); images by path. Raises :class:`SplitError` on any overlap,
     otherwise returns ``(0, 0)``.
     """
     eval_paths = {q for p in pairs for q in (p.path1, p.path2)}
@@ -175,16 +175,16 @@ def check_disjoint(train: list[TrainSample], pairs: list[EvalPair]) -> tuple[int
     identities = sorted(train_names & eval_names)
     images = sorted(str(s.path) for s in train if s.path in eval_paths)
     if identities or images:
-        raise ProtocolError(f"training and evaluation overlap in {len(identities)} identities "
+        raise SplitError(f"training and evaluation overlap in {len(identities)} identities "
                             f"(e.g. {identities[:3]}) and {len(images)} images (e.g. {images[:3]})")
     return len(identities), len(images)
 
 
-def lfw_half(data_dir: str | os.PathLike | None = None) -> ProtocolSplit:
-    """The ``lfw-half`` protocol: evaluate on the first half of the folds, train on disjoint identities.
+def lfw_half(data_dir: str | os.PathLike | None = None) -> Split:
+    """The ``lfw-half`` split: evaluate on the first half of the folds, train on disjoint identities.
 
     Raises ``FileNotFoundError`` for a missing data dir / pair list / referenced image and
-    :class:`ProtocolError` if training and evaluation share an identity or an image.
+    :class:`SplitError` if training and evaluation share an identity or an image.
     """
     root = paths.data_dir(data_dir)
     specs = parse_pairs(root / LFW_PAIRS)
@@ -205,7 +205,7 @@ def lfw_half(data_dir: str | os.PathLike | None = None) -> ProtocolSplit:
 
     celeba_ids = {ident for _, ident in named if ident.startswith("celeba/")}
     stats = {
-        "protocol": "lfw-half",
+        "split": "lfw-half",
         **_pair_stats(pairs),
         "train_identities": len(identities),
         "train_images": len(train),
@@ -216,28 +216,28 @@ def lfw_half(data_dir: str | os.PathLike | None = None) -> ProtocolSplit:
         "identity_overlap": identity_overlap,
         "image_overlap": image_overlap,
     }
-    return ProtocolSplit("lfw-half", root, train, pairs, identities, stats)
+    return Split("lfw-half", root, train, pairs, identities, stats)
 
 
-def lfw_10fold(data_dir: str | os.PathLike | None = None) -> ProtocolSplit:
-    """The ``lfw-10fold`` protocol: every pair of ``pairs.txt`` (official folds), no training set."""
+def lfw_10fold(data_dir: str | os.PathLike | None = None) -> Split:
+    """The ``lfw-10fold`` split: every pair of ``pairs.txt`` (official folds), no training set."""
     root = paths.data_dir(data_dir)
     pairs = _eval_pairs(root, parse_pairs(root / LFW_PAIRS))
-    return ProtocolSplit("lfw-10fold", root, [], pairs, [], {"protocol": "lfw-10fold", **_pair_stats(pairs)})
+    return Split("lfw-10fold", root, [], pairs, [], {"split": "lfw-10fold", **_pair_stats(pairs)})
 
 
-PROTOCOLS: dict[str, Callable[[str | os.PathLike | None], ProtocolSplit]] = {
+SPLITS: dict[str, Callable[[str | os.PathLike | None], Split]] = {
     "lfw-half": lfw_half,
     "lfw-10fold": lfw_10fold,
 }
 
 
-def get_protocol(name: str, data_dir: str | os.PathLike | None = None) -> ProtocolSplit:
-    """Resolve protocol ``name`` on the data directory (argument → ``$LQLIB_DATA`` → ``../shared/data``)."""
+def get_split(name: str, data_dir: str | os.PathLike | None = None) -> Split:
+    """Resolve split ``name`` on the data directory (argument → ``$LQLIB_DATA`` → ``../shared/data``)."""
     try:
-        factory = PROTOCOLS[name]
+        factory = SPLITS[name]
     except KeyError:
-        raise KeyError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
+        raise KeyError(f"unknown split {name!r}; known: {', '.join(SPLITS)}") from None
     return factory(paths.data_dir(data_dir))
 
 
@@ -286,7 +286,7 @@ class PairSet:
         return self.images[1::2]
 
 
-def balanced_subset(issame, folds, max_pairs: int) -> list[int]:
+def balanced_pair_subset(issame, folds, max_pairs: int) -> list[int]:
     """Indices of a fold-balanced subset of about ``max_pairs`` pairs: from each fold its first
     same-person and first different-person pairs in equal numbers, so the subset keeps the fold
     structure and the same/different balance (LFW lists all same pairs of a fold first)."""
@@ -305,14 +305,14 @@ def balanced_subset(issame, folds, max_pairs: int) -> list[int]:
 
 def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
                bgr: bool = False, threads: int | None = None, max_pairs: int = 0) -> PairSet:
-    """A :class:`PairSet` from a ``.bin`` file or a protocol name.
+    """A :class:`PairSet` from a ``.bin`` file or a split name.
 
     A ``.bin``'s folds come from its ``.folds.json`` sidecar (written by lqlib's prepare step), else
     from the LFW layout (:func:`lqlib.data.binfile.bin_folds`: 600 pairs per fold).
 
-    For a protocol (``"lfw-half"``, ``"lfw-10fold"``) the referenced JPEGs are decoded from the data
+    For a split (``"lfw-half"``, ``"lfw-10fold"``) the referenced JPEGs are decoded from the data
     directory (nothing is cached); folds are the official ones. ``max_pairs`` keeps a fold-balanced
-    subset (:func:`balanced_subset`; for a protocol only its images are decoded).
+    subset (:func:`balanced_pair_subset`; for a split only its images are decoded).
     """
     if isinstance(source, os.PathLike) or str(source).endswith(".bin") or os.path.isfile(str(source)):
         path = Path(source)
@@ -322,17 +322,17 @@ def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = N
         folds = bin_folds(path, len(issame))
         name = path.stem
         if max_pairs and max_pairs < len(issame):
-            keep = torch.tensor(balanced_subset(issame.tolist(), folds.tolist(), max_pairs))
+            keep = torch.tensor(balanced_pair_subset(issame.tolist(), folds.tolist(), max_pairs))
             images = images.view(-1, 2, *images.shape[1:])[keep].flatten(0, 1)
             issame, folds, name = issame[keep], folds[keep], f"{name}[{len(keep)}]"
         return PairSet(images, issame, folds, name)
-    if source not in PROTOCOLS:
-        raise KeyError(f"{source!r} is neither a .bin file nor a protocol; known protocols: {', '.join(PROTOCOLS)}")
-    proto = get_protocol(str(source), data_dir)
+    if source not in SPLITS:
+        raise KeyError(f"{source!r} is neither a .bin file nor a split; known splits: {', '.join(SPLITS)}")
+    proto = get_split(str(source), data_dir)
     pairs = proto.pairs
     name = proto.name
     if max_pairs and max_pairs < len(pairs):
-        pairs = [pairs[i] for i in balanced_subset([p.issame for p in pairs], [p.fold for p in pairs], max_pairs)]
+        pairs = [pairs[i] for i in balanced_pair_subset([p.issame for p in pairs], [p.fold for p in pairs], max_pairs)]
         name = f"{name}[{len(pairs)}]"
     unique = sorted({q for p in pairs for q in (p.path1, p.path2)})
     decoded = dict(zip(unique, parallel_map(lambda p: read_image_rgb(p, bgr=bgr), unique, threads)))

@@ -1,0 +1,193 @@
+"""The training configuration (arcface_torch's ``configs/``): one dataclass, recipes, overrides.
+
+:class:`TrainConfig` holds every option of a training run, with the KD-for-LQ-FR paper's recipe as
+defaults. *Recipes* are named sets of options in ``lqlib/recipes/<name>.yaml`` (``smoke``, ``cpu``,
+``gpu``, ``paper``), with optional ``teacher:`` / ``student:`` sections for what differs between the
+two roles; notebooks name a recipe and override single fields (``TRAIN_OVERRIDES``).
+``--set KEY=VALUE`` pairs (YAML values) are parsed by :func:`parse_overrides`. Bad values are
+one-line ``ValueError`` s naming the field.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from . import paths
+from .degrade import get_preset
+from .methods import get_method
+from .schedules import SCHEDULES
+
+RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+ROLES = ("teacher", "student")
+
+
+@dataclass
+class TrainConfig:
+    """Training configuration. Defaults are the KD-for-LQ-FR paper's recipe."""
+
+    name: str = "run"
+    out_dir: Optional[str] = None            # default runs/<name>
+    role: str = "student"                    # teacher | student
+    method: str = "none"                     # KD method (lqlib.methods), students only
+    # data
+    data: str = "lfw-half"                   # split name | train.rec | packs dir | identity folders | synthetic
+    data_dir: Optional[str] = None
+    max_images: Optional[int] = None         # deterministic subset for smoke runs
+    synthetic: dict = field(default_factory=lambda: {"num_classes": 20, "images_per_class": 10})
+    num_workers: int = 2
+    # model
+    backbone: str = "ir_cbam_18"
+    backbone_kw: dict = field(default_factory=dict)
+    head: str = "arcface"
+    head_kw: dict = field(default_factory=lambda: {"s": 64.0, "m": 0.5})
+    # optimisation
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "step"                   # step | cosine | onecycle
+    lr_step_epochs: float = 5.0
+    lr_gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    grad_clip: Optional[float] = None
+    hflip: bool = True
+    face_content_replacement: Optional[float] = None  # probability per HR image; None: the method's (labelfree: 0.5)
+    # student input
+    scales: Any = field(default_factory=lambda: [2, 4, 8])  # a float or a per-sample list
+    degrade_preset: str = "paper"
+    # distillation
+    teacher: Optional[str] = None            # teacher run dir / checkpoint, or an external teacher (lqlib.teachers name, .onnx, spec .json)
+    kd_weights: dict = field(default_factory=dict)
+    kd_params: dict = field(default_factory=dict)
+    init_head_from_teacher: bool = False     # ablation switch: copy the teacher's margin head into the student
+    # validation (curves only; never used to select anything)
+    val_pairs: Optional[str] = None
+    val_scales: Any = field(default_factory=lambda: [1, 8])
+    # engine
+    device: str = "auto"
+    amp: str = "auto"                        # auto (bf16 on CUDA) | bf16 | off
+    channels_last: Any = "auto"
+    compile: Any = "auto"                    # auto (CUDA) | True | False
+    seed: int = 0
+    resume: bool = True
+    log_every: int = 20
+    max_steps_per_epoch: Optional[int] = None
+    progress: bool = True
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        if self.role not in ("teacher", "student"):
+            raise ValueError(f"role must be 'teacher' or 'student', got {self.role!r}")
+        for k in ("epochs", "batch_size"):
+            if int(getattr(self, k)) < 1:
+                raise ValueError(f"{k} must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+        get_preset(self.degrade_preset)
+        get_method(self.method)
+        self._check_mappings()
+        return self
+
+    def _check_mappings(self):
+        """Dict-valued fields: a dict whose keys the receiving code accepts (one-line errors)."""
+        import inspect
+
+        from .data.synthetic import SyntheticFaces
+        from .heads import HEADS
+
+        def accepted(fn) -> list[str]:
+            kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+            return [n for n, p in inspect.signature(fn).parameters.items() if n != "self" and p.kind in kinds]
+
+        head_cls = HEADS.get(get_method(self.method).head or self.head)
+        if head_cls is None:
+            raise ValueError(f"head must be one of {sorted(HEADS)}, got {self.head!r}")
+        checks = {"synthetic": accepted(SyntheticFaces.__init__),
+                  "head_kw": [k for k in accepted(head_cls.__init__) if k not in ("embedding_size", "num_classes")],
+                  "kd_weights": None, "kd_params": None, "backbone_kw": None}
+        for name, keys in checks.items():
+            value = getattr(self, name)
+            if not isinstance(value, dict):
+                raise ValueError(f"{name} must be a mapping, got {value!r}")
+            bad = [k for k in value if keys is not None and k not in keys]
+            if bad:
+                hint = " (YAML needs a space after ':', e.g. {num_classes: 40})" if any(":" in str(k) for k in bad) else ""
+                raise ValueError(f"{name}: unknown key(s) {bad}; accepted: {keys}{hint}")
+
+    @property
+    def run_dir(self) -> Path:
+        return paths.resolve(self.out_dir) if self.out_dir else paths.runs_dir() / self.name
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def recipe(name: str, role: str) -> dict:
+    """The TrainConfig fields of recipe ``name`` for ``role`` (shared fields, then the role's section)."""
+    import yaml
+
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+    p = RECIPE_DIR / f"{name}.yaml"
+    if not p.is_file():
+        raise ValueError(f"unknown recipe {name!r}; available: {list_recipes()}")
+    d = yaml.safe_load(p.read_text()) or {}
+    sections = {k: d.pop(k, None) or {} for k in ROLES}
+    d.pop("description", None)
+    out = {**d, **sections[role]}
+    for k, v in out.items():
+        if isinstance(v, str) and "$" in v:
+            out[k] = os.path.expandvars(v)
+            if "$" in out[k]:
+                raise ValueError(f"recipe {name!r}: {k}={v!r} names an environment variable that is not set")
+    try:
+        TrainConfig.from_dict(out)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"recipe {p}: {e}") from None
+    return out
+
+
+def load_config(path: str | os.PathLike, **overrides) -> TrainConfig:
+    import yaml
+
+    with open(paths.resolve(path)) as f:
+        d = yaml.safe_load(f) or {}
+    d.update(overrides)
+    return TrainConfig.from_dict(d)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["epochs=3", "head_kw={s: 32}"]`` → ``{"epochs": 3, "head_kw": {"s": 32}}`` (YAML values)."""
+    import yaml
+
+    out = {}
+    for kv in pairs:
+        if "=" not in kv:
+            raise ValueError(f"--set expects KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        try:
+            out[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {k}: cannot parse {v!r} as YAML ({str(e).splitlines()[0]})") from None
+    return out

@@ -1,0 +1,101 @@
+"""What a data spec string names — the one place that parses one.
+
+Training data (``TrainConfig.data``, the notebooks' ``DATA``):
+
+* ``"synthetic"`` — the synthetic identity set (tests, and runs without face data);
+* a split name (``"lfw-half"``) — its training side, decoded from the data directory;
+* a ``train.rec`` file, or a folder holding one (a packs dir written by ``prepare``; its
+  ``manifest.json`` names the split it was packed from);
+* a folder of identity folders (``<root>/<identity>/<image>``).
+
+Pair sets (the notebooks' ``PAIRS``): a split name (its evaluation pairs, official folds) or a
+``.bin`` file.
+
+Every trained model records the name of its training split (:attr:`TrainingSource.split`:
+``lfw-half``, ``synthetic``, or the path of custom data), so an evaluation can refuse pair sets
+whose identities the model was trained on (:func:`overlapping_eval_sets`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import paths
+from .splits import SPLITS
+
+# Evaluation sets sharing identities with a training split: LFW folds 6-10 identities are in
+# lfw-half's training side, so lfw.bin / lfw-10fold (all folds) and CPLFW (LFW identities) leak.
+LEAKY_EVAL_SETS: dict[str, tuple[str, ...]] = {"lfw-half": ("lfw", "lfw-10fold", "cplfw")}
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    kind: str            # synthetic | split | rec | folder
+    path: Path | None    # the .rec file or identity-folder root
+    split: str           # the training split's name (recorded in every run's summary)
+
+
+@dataclass(frozen=True)
+class PairsSource:
+    kind: str            # split | bin
+    name: str            # split name, or the .bin's stem
+    path: Path | None
+
+
+def _packs_split(rec: Path) -> str:
+    manifest = rec.parent / "manifest.json"
+    if manifest.is_file():
+        try:
+            m = json.loads(manifest.read_text())
+            return str(m.get("split") or m.get("protocol") or rec)
+        except ValueError:
+            pass
+    return str(rec)
+
+
+def training_source(spec: str | os.PathLike) -> TrainingSource:
+    """Parse a training-data spec (see the module docstring); raises naming the spec."""
+    spec = str(spec)
+    if spec == "synthetic":
+        return TrainingSource("synthetic", None, "synthetic")
+    if spec in SPLITS:
+        return TrainingSource("split", None, spec)
+    p = paths.resolve(spec)
+    if p.suffix == ".rec" and p.is_file():
+        return TrainingSource("rec", p, _packs_split(p))
+    if p.is_dir() and (p / "train.rec").is_file():
+        return TrainingSource("rec", p / "train.rec", _packs_split(p / "train.rec"))
+    if p.is_dir():
+        return TrainingSource("folder", p, str(p))
+    raise ValueError(f"training data {spec!r}: not 'synthetic', a split ({', '.join(SPLITS)}), a .rec file, "
+                     "a packs folder with train.rec, nor a folder of identity folders")
+
+
+def pairs_source(spec: str | os.PathLike) -> PairsSource:
+    """Parse a pair-set spec: a split name or a ``.bin`` path."""
+    spec = str(spec)
+    if spec in SPLITS:
+        return PairsSource("split", spec, None)
+    p = paths.resolve(spec)
+    if p.suffix == ".bin":
+        return PairsSource("bin", p.stem, p)
+    raise ValueError(f"pairs {spec!r}: neither a .bin file nor a split ({', '.join(SPLITS)})")
+
+
+def eval_set_key(name: str) -> str:
+    """Canonical name of an evaluation set: ``lfw_half.bin``/``lfw-half[150]`` → ``lfw-half``,
+    ``agedb_30`` → ``agedb-30``."""
+    base = re.sub(r"\[\d+\]$", "", Path(str(name)).stem if str(name).endswith(".bin") else str(name))
+    return base.lower().replace("_", "-")
+
+
+def overlapping_eval_sets(training_split: str) -> tuple[str, ...]:
+    """Evaluation sets that share identities with ``training_split`` (canonical names)."""
+    return LEAKY_EVAL_SETS.get(training_split, ())
+
+
+def leaks(training_split: str, eval_set: str) -> bool:
+    return eval_set_key(eval_set) in overlapping_eval_sets(training_split)

@@ -1,0 +1,127 @@
+"""The on-disk study: layout and keys, cached evaluation keyed by eval set, refusals, seed statistics."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lqlib import paths
+from lqlib import study as S
+from lqlib.data import PairSet
+from lqlib.data.synthetic import SyntheticFaces
+from lqlib.train import train_student, train_teacher
+
+OVR = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None, epochs=2,
+           batch_size=8, lr=0.05, progress=False, head_kw={"s": 16.0, "m": 0.2}, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(paths, "runs_dir", lambda: root)
+    st = S.Study("st")
+    train_teacher(S.training_config(st, "teacher", recipe="smoke", overrides=OVR))
+    for method in ("none", "logit"):
+        for seed in (0, 1):
+            train_student(S.training_config(st, "student", recipe="smoke", method=method, seed=seed, overrides=OVR))
+    yield st
+    mp.undo()
+
+
+def _pairs(name="synth", n=40):
+    images, issame = SyntheticFaces(num_classes=8, images_per_class=6, seed=5).pairs(n)
+    return PairSet(images, issame, torch.arange(n) * 2 // n, name)
+
+
+def test_layout_keys_and_models(study):
+    keys = sorted((m.key, m.seed) for m in study.models())
+    assert keys == [("logit", 0), ("logit", 1), ("none", 0), ("none", 1), ("teacher", 0)]
+    assert all(m.split == "synthetic" for m in study.models())
+    assert study.student("logit", 1) == study.student_dir("logit", 1)
+
+
+def test_unknown_student_raises_and_lists_the_trained_ones(study):
+    with pytest.raises(FileNotFoundError, match=r"no student 'attention'.*logit \(seed 0\)"):
+        study.student("attention", 0)
+
+
+def test_evaluation_is_cached_per_eval_set(study):
+    a = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
+    assert set(a["method"]) == {"teacher", "none", "logit"} and set(a["model"]) >= {"BasicNet-HR", "BasicNet-LR"}
+    assert len(a) == 5 * 2 and a.groupby(["method", "seed", "scale"]).size().max() == 1
+    files = sorted(p.name for p in study.eval_dir("set-a").iterdir())
+    assert "logit_s1.npz" in files and "teacher_s0.csv" in files
+    stamp = (study.eval_dir("set-a") / "none_s0.csv").stat().st_mtime
+    again = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
+    assert (study.eval_dir("set-a") / "none_s0.csv").stat().st_mtime == stamp  # served from the cache
+    pd.testing.assert_frame_equal(a, again)
+    S.evaluate_study(study, _pairs("set-b"), scales=(1,), eval_modes=("both",), batch_size=16)
+    assert (study.eval_dir("set-a") / "none_s0.csv").is_file() and (study.eval_dir("set-b") / "none_s0.csv").is_file()
+
+
+def test_leakage_is_refused_unless_allowed(study, tmp_path):
+    s = json.loads((study.teacher_dir / "summary.json").read_text())
+    model = S.Model("teacher", 0, study.teacher_dir, "lfw-half")
+    for name in ("lfw", "lfw-10fold", "cplfw", "lfw[300]"):
+        with pytest.raises(S.LeakageError, match="lfw-half"):
+            S._check_leakage(model, name, allow=False)
+    S._check_leakage(model, "lfw", allow=True)
+    S._check_leakage(model, "lfw_half", allow=False)       # its own evaluation split
+    S._check_leakage(model, "agedb_30", allow=False)
+    assert s["split"] == "synthetic"
+
+
+def test_tables_and_tests_across_seeds(study):
+    res = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
+    tests = S.compare(study, res, baseline="none", scales=(8,))
+    row = tests[tests["method"] == "logit"].iloc[0]
+    acc = {s: float(res[(res.method == m) & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0])
+           for m in ("logit",) for s in (0, 1)}
+    base = {s: float(res[(res.method == "none") & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0]) for s in (0, 1)}
+    assert row["test"] == "paired t" and row["n"] == 2
+    assert row["delta"] == pytest.approx(np.mean([acc[s] - base[s] for s in (0, 1)]))
+    assert "pair_boot_p_max" in tests.columns and "p_holm" in tests.columns
+    written = S.save_tables(study, res, tests)
+    md = (study.results_dir("set-a") / "tables.md").read_text()
+    assert "std over training seeds" in md and "n seeds" in md and "fold sd" in md
+    assert [p.name for p in written] == ["results.csv", "tests.csv", "tables.md"]
+
+
+def test_paper_table_plus_minus_is_the_seed_std():
+    from lqlib.evaluation import paper_table
+
+    rows = [{"model": "BasicNet-LR", "method": "none", "seed": s, "eval_mode": "both", "scale": 8.0, "acc_mean": a,
+             "acc_std": f} for s, a, f in ((0, 80.0, 1.0), (1, 82.0, 3.0), (2, 84.0, 2.0))]
+    rows.append({"model": "BasicNet-HR", "method": "teacher", "seed": 0, "eval_mode": "both", "scale": 8.0,
+                 "acc_mean": 70.0, "acc_std": 1.5})
+    t = paper_table(pd.DataFrame(rows))
+    assert list(t.index) == ["BasicNet-HR", "BasicNet-LR"]
+    assert t.loc["BasicNet-LR", "×8"] == "82.00 ± 2.00" and t.loc["BasicNet-LR", "n seeds"] == 3
+    assert t.loc["BasicNet-LR", "fold sd"] == "2.0" and t.loc["BasicNet-HR", "×8"] == "70.00"
+
+
+def test_seed_test_and_holm():
+    from lqlib.evaluation.seeds import holm, seed_test
+
+    r = seed_test({0: 81.0, 1: 83.0, 2: 82.0}, {0: 79.0, 1: 80.0, 2: 81.0})
+    assert r["test"] == "paired t" and r["delta"] == pytest.approx(2.0) and r["p"] == pytest.approx(0.0742, abs=1e-3)
+    assert np.isnan(seed_test({0: 1.0}, {0: 2.0})["p"])
+    assert holm([0.01, 0.04, 0.03, np.nan]).round(4).tolist()[:3] == [0.03, 0.06, 0.06]
+
+
+def test_runner_reruns_a_step_whose_parameters_changed(tmp_path, monkeypatch):
+    from lqlib import run
+
+    calls = []
+    monkeypatch.setattr("papermill.execute_notebook", lambda src, dst, parameters, **kw: (calls.append(parameters),
+                                                                                         open(dst, "w").write("{}")))
+    preset = tmp_path / "p.yaml"
+    preset.write_text("notebooks:\n  - notebook: 03_evaluation\n    parameters: {MAX_PAIRS: 10}\n")
+    run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
+    run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
+    assert len(calls) == 1  # done, same parameters: skipped
+    preset.write_text("notebooks:\n  - notebook: 03_evaluation\n    parameters: {MAX_PAIRS: 20}\n")
+    run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
+    assert len(calls) == 2 and calls[-1]["MAX_PAIRS"] == 20
