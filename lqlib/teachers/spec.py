@@ -6,7 +6,8 @@ channels, another normalisation (``(px - 127.5) / 128``, ``px / 255``, ImageNet 
 A :class:`TeacherSpec` records these facts; :meth:`TeacherSpec.preprocess` performs the conversion::
 
     x (lqlib, [-1, 1], RGB, NCHW, any H×W)
-      ─► crop/resize to ``input_size``       ("none" | "center" | "resize")
+      ─► crop/resize to ``input_size``       ("none" | "center" | "resize"), or
+         warp to ``input_size``              (``warp``: a 2×3 affine map, bilinear, ``warp_border``)
       ─► pixels in [0, 255]                  (inverse of lqlib.images.normalize)
       ─► channel order                       ("RGB" | "BGR")
       ─► (px · pixel_scale / 255 − mean) / std   (mean/std in the model's pixel scale, per channel
@@ -15,6 +16,18 @@ A :class:`TeacherSpec` records these facts; :meth:`TeacherSpec.preprocess` perfo
 
 For the lqlib convention itself (the default spec) the conversion is skipped entirely, so an lqlib
 backbone wrapped as a teacher sees bit-identical inputs.
+
+**Warp.** A model trained on another face alignment (e.g. dlib's 150-px chips) needs its own crop
+geometry, which no centre crop or resize gives. ``warp = ((a, b, tx), (c, d, ty))`` is the affine map
+from pixel coordinates of the input (lqlib's aligned crop) to pixel coordinates of the model's
+``input_size`` image — ``chip = A·p + t`` with ``p = (x, y)`` = (column, row) and pixel centres at
+integer coordinates (the convention of landmark templates and ``cv2.warpAffine``). Each output pixel
+``c`` is sampled bilinearly at ``A⁻¹(c − t)`` with :func:`torch.nn.functional.grid_sample` (batched,
+on the input's device, differentiable in the input). Outside the input, ``warp_border`` decides:
+``"reflect"`` mirrors about the image edge (edge pixel repeated, ``cv2.BORDER_REFLECT``),
+``"replicate"`` repeats the edge pixel, ``"zeros"`` is 0 in lqlib's normalised scale (mid-grey). The
+map is defined in the input's own pixel grid, whatever its size; :func:`similarity_warp` builds the
+matrix of a scale/rotation/shift. A warp replaces ``crop`` (which must then stay ``"none"``).
 
 Specs are saved and loaded as JSON (atomically, through :mod:`lqlib.io`). Besides preprocessing they
 carry provenance (``name``, ``source``) and, for state-dict teachers, how to rebuild the network
@@ -25,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,11 +51,38 @@ from .. import images
 from ..io import write_json
 
 CROPS = ("none", "center", "resize")
+# warp_border → grid_sample padding_mode (with align_corners=False, "reflection" mirrors about the
+# image edge, i.e. cv2.BORDER_REFLECT, for bilinear sampling)
+WARP_BORDERS = {"reflect": "reflection", "replicate": "border", "zeros": "zeros"}
 CHANNEL_ORDERS = ("RGB", "BGR")
 LAYOUTS = ("NCHW", "NHWC")
 # lqlib's own convention, in 0..255 pixels: (px - 127.5) / 127.5.
 LQLIB_MEAN = images.MEAN * 255.0
 LQLIB_STD = images.STD * 255.0
+
+
+def similarity_warp(scale: float, shift: tuple[float, float] = (0.0, 0.0), degrees: float = 0.0
+                    ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The ``warp`` matrix of ``chip = scale·R(degrees)·p + shift`` (pixel coordinates, x right, y down)."""
+    c, s = math.cos(math.radians(degrees)) * scale, math.sin(math.radians(degrees)) * scale
+    return ((c, -s, float(shift[0])), (s, c, float(shift[1])))
+
+
+def warp_grid(matrix, in_size: tuple[int, int], out_size: tuple[int, int], device=None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``grid_sample`` grid [1, H_out, W_out, 2] (align_corners=False) of the affine map ``matrix``.
+
+    Output pixel ``c`` (column, row) samples the input at ``p = A⁻¹(c − t)``, converted to normalised
+    coordinates ``(2p + 1) / size − 1``. Computed in float64, returned in ``dtype``.
+    """
+    m = torch.tensor(matrix, dtype=torch.float64)
+    (h_in, w_in), (h_out, w_out) = in_size, out_size
+    rows, cols = torch.meshgrid(torch.arange(h_out, dtype=torch.float64), torch.arange(w_out, dtype=torch.float64),
+                                indexing="ij")
+    chip = torch.stack([cols, rows], dim=-1) - m[:, 2]
+    p = chip @ torch.linalg.inv(m[:, :2]).T
+    grid = (2 * p + 1) / torch.tensor([w_in, h_in], dtype=torch.float64) - 1
+    return grid[None].to(device=device, dtype=dtype)
 
 
 def _triple(v) -> tuple[float, float, float]:
@@ -57,6 +98,8 @@ class TeacherSpec:
 
     ``mean``/``std`` are in the model's pixel scale (``pixel_scale`` = 255 for 0..255 pixels, 1 for
     0..1) and listed in the model's channel order. ``embedding_size`` may be None when unknown.
+    ``warp`` (2×3, input pixel → model pixel) and ``warp_border`` resample the input to ``input_size``
+    instead of ``crop``.
     """
 
     name: str = "teacher"
@@ -68,6 +111,8 @@ class TeacherSpec:
     pixel_scale: float = 255.0
     layout: str = "NCHW"
     embedding_size: int | None = None
+    warp: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    warp_border: str = "reflect"
     source: str = ""
     arch: str | None = None
     arch_kw: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +131,16 @@ class TeacherSpec:
             if value not in allowed:
                 raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
         self.pixel_scale = float(self.pixel_scale)
+        if self.warp is not None:
+            self.warp = tuple(tuple(float(a) for a in row) for row in self.warp)
+            if len(self.warp) != 2 or any(len(row) != 3 for row in self.warp):
+                raise ValueError(f"warp must be a 2×3 matrix, got {self.warp!r}")
+            if abs(self.warp[0][0] * self.warp[1][1] - self.warp[0][1] * self.warp[1][0]) < 1e-12:
+                raise ValueError(f"warp is not invertible: {self.warp!r}")
+            if self.crop != "none":
+                raise ValueError(f"a warp replaces crop; crop must be 'none', got {self.crop!r}")
+        if self.warp_border not in WARP_BORDERS:
+            raise ValueError(f"warp_border must be one of {tuple(WARP_BORDERS)}, got {self.warp_border!r}")
 
     # ------------------------------------------------------------------ preprocessing
     @property
@@ -95,7 +150,9 @@ class TeacherSpec:
                 and self.mean == (LQLIB_MEAN,) * 3 and self.std == (LQLIB_STD,) * 3)
 
     def resize(self, x: torch.Tensor) -> torch.Tensor:
-        """Crop or resize an NCHW batch to ``input_size`` according to ``crop``."""
+        """Warp, crop or resize an NCHW batch to ``input_size`` according to ``warp`` / ``crop``."""
+        if self.warp is not None:
+            return self.warp_image(x)
         h, w = self.input_size
         if tuple(x.shape[-2:]) == (h, w):
             return x
@@ -109,6 +166,14 @@ class TeacherSpec:
             return x[..., top:top + h, left:left + w]
         raise ValueError(f"{self.name} expects {h}×{w} input and crop='none', got {tuple(x.shape[-2:])}; "
                          "set crop='center' or 'resize'")
+
+    def warp_image(self, x: torch.Tensor) -> torch.Tensor:
+        """Sample the ``input_size`` image of ``warp`` from an NCHW batch (see the module docstring)."""
+        if not x.is_floating_point():
+            x = x.float()
+        grid = warp_grid(self.warp, tuple(x.shape[-2:]), self.input_size, x.device, x.dtype)
+        return F.grid_sample(x, grid.expand(x.shape[0], -1, -1, -1), mode="bilinear",
+                             padding_mode=WARP_BORDERS[self.warp_border], align_corners=False)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """lqlib-normalised RGB NCHW → the model's own input (see the module docstring)."""
@@ -127,6 +192,7 @@ class TeacherSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["input_size"], d["mean"], d["std"] = list(self.input_size), list(self.mean), list(self.std)
+        d["warp"] = None if self.warp is None else [list(row) for row in self.warp]
         return d
 
     @classmethod

@@ -96,6 +96,19 @@ def decode_weights(manifest: Sequence[Mapping[str, Any]], read: Callable[[str], 
     return weights
 
 
+def shard_reader(json_path: str | os.PathLike) -> Callable[[str], bytes]:
+    """``read(path)`` for :func:`decode_weights`: the bytes of a shard named in ``json_path``, from its folder."""
+    json_path = Path(json_path)
+
+    def read(path: str) -> bytes:
+        shard = json_path.parent / path
+        if not shard.is_file():
+            raise FileNotFoundError(f"weight shard {shard} (named in {json_path.name}) not found")
+        return shard.read_bytes()
+
+    return read
+
+
 # --------------------------------------------------------------------------- graph
 
 def _attr_value(v: Mapping[str, Any]) -> Any:
@@ -190,14 +203,8 @@ def load_graph_model(json_path: str | os.PathLike) -> TfjsGraph:
     if "weightsManifest" not in model:
         raise TfjsFormatError(f"{json_path}: weightsManifest missing")
 
-    def read(path: str) -> bytes:
-        shard = json_path.parent / path
-        if not shard.is_file():
-            raise FileNotFoundError(f"weight shard {shard} (named in {json_path.name}) not found")
-        return shard.read_bytes()
-
     meta = {k: v for k, v in model.items() if k not in ("modelTopology", "weightsManifest")}
-    return TfjsGraph(parse_nodes(topology), decode_weights(model["weightsManifest"], read), meta)
+    return TfjsGraph(parse_nodes(topology), decode_weights(model["weightsManifest"], shard_reader(json_path)), meta)
 
 
 # --------------------------------------------------------------------------- layouts
