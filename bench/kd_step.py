@@ -14,7 +14,9 @@ terms, SGD) on synthetic uint8 batches already in memory:
 * ``eval``    — :func:`lqlib.evaluation.embed` throughput with flips (a flip counts as an image),
   compiled as ``evaluate`` runs it.
 
-Compile time is reported apart from step time (the first ``--warmup`` steps). FLOPs per step are
+The first ``--warmup`` steps are not timed: they hold the compile and the trainer's engine probe
+(compiled vs eager, :class:`lqlib.engine.CompileProbe`), whose decision, compile seconds and probed
+step times are reported apart from the steady-state step time. FLOPs per step are
 counted with ``torch.utils.flop_counter.FlopCounterMode`` (one eager fp32 step) and turned into an
 achieved GFLOP/s against the machine's estimated peak. Writes ``bench/results/kd_step_<tag>.json``
 and appends a row to ``bench/results/kd_step.md``.
@@ -82,8 +84,8 @@ def time_steps(cfg: TrainConfig, teacher, batch, steps: int, warmup: int, flops:
     if not torch.isfinite(total):
         raise FloatingPointError("non-finite loss in the benchmark")
     out.update(img_per_s=round(images.shape[0] * steps / dt, 1), ms_per_step=round(1000 * dt / steps, 1),
-               compiled=tr.engine_report())
-    out["compile_s"] = round(max(0.0, out["warmup_s"] - warmup * dt / steps), 1)
+               engine=tr.engine_report())
+    out["compile_s"] = out["engine"].get("compile_s", 0.0)
     if dev.type == "cuda":
         out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
     del tr
@@ -114,7 +116,7 @@ def main(argv=None):
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--classes", type=int, default=4000, help="identities of the margin head")
     ap.add_argument("--steps", type=int, default=10)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=8, help="steps before timing: compile + the engine probe (2+3+3)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--method", default="logit+attention")
     ap.add_argument("--eval-images", type=int, default=512)

@@ -71,9 +71,9 @@ class TrainConfig:
     val_scales: Any = field(default_factory=lambda: [1, 8])
     # engine
     device: str = "auto"
-    amp: str = "auto"                        # auto (bf16 on CUDA) | bf16 | off
+    amp: str = "auto"                        # auto (bf16 on CUDA and bf16-capable CPUs) | bf16 | off
     channels_last: Any = "auto"
-    compile: Any = "auto"                    # auto (CUDA) | True | False
+    compile: Any = "auto"                    # auto (every device; LQLIB_COMPILE=0 turns it off) | True | False
     seed: int = 0
     resume: bool = True
     log_every: int = 20

@@ -49,7 +49,7 @@ def autocast_dtype(device_type: str, amp: str = "auto") -> torch.dtype | None:
         return torch.bfloat16
     if amp != "auto":
         raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {amp!r}")
-    if device_type == "cuda":
+    if device_type == "cuda" or (device_type == "cpu" and cpu_has_bf16()):
         return torch.bfloat16
     return None
 
@@ -57,3 +57,39 @@ def autocast_dtype(device_type: str, amp: str = "auto") -> torch.dtype | None:
 def autocast(device_type: str, dtype: torch.dtype | None):
     """``torch.autocast(device_type, dtype)`` or a no-op context when ``dtype`` is None."""
     return torch.autocast(device_type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def machine_peak_gflops(threads: int) -> dict:
+    """Estimated peak GFLOP/s of ``threads`` cores of this CPU, fp32 and bf16, with the assumption.
+
+    FLOPs per cycle per core: AVX-512 machines with two 512-bit FMA pipes (Intel server parts) 64 fp32,
+    AMD Zen 4 (AVX-512 on two 256-bit pipes) 32 fp32; AVX2 with FMA 32; bf16 dot products (AVX512_BF16,
+    VDPBF16PS) double the fp32 figure, AMX is not modelled. The clock is ``cpu MHz`` of /proc/cpuinfo
+    (the nominal clock; boost makes the real peak higher)."""
+    mhz = 0.0
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("cpu MHz"):
+                    mhz = float(line.split(":")[1])
+                    break
+    except OSError:
+        pass
+    flags = cpu_flags()
+    amd = False
+    try:
+        with open("/proc/cpuinfo") as f:
+            amd = "AuthenticAMD" in f.read(4096)
+    except OSError:
+        pass
+    if "avx512f" in flags:
+        fp32 = 32 if amd else 64
+    elif "fma" in flags:
+        fp32 = 32
+    else:
+        fp32 = 8
+    bf16 = 2 * fp32 if "avx512_bf16" in flags else fp32
+    ghz = mhz / 1000.0
+    return {"fp32": round(threads * ghz * fp32, 1), "bf16": round(threads * ghz * bf16, 1),
+            "assumption": f"{threads} cores × {ghz:.2f} GHz × {fp32} fp32 / {bf16} bf16 FLOP/cycle "
+                          f"({'AMD, AVX-512 on 256-bit pipes' if amd and 'avx512f' in flags else 'from CPU flags'})"}

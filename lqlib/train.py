@@ -31,21 +31,22 @@ from typing import Any, Callable, Optional
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
 
 from . import paths
 from .callbacks import MetricsLog, Validation, write_summary
 from .checkpoint import checkpoint_path, load_checkpoint, load_trained, save_checkpoint
 from .config import TrainConfig, load_config, parse_overrides
-from .data.sampling import EpochSampler, build_dataset, step_seed
+from .data.memory import batch_stream, decoded
+from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .distiller import Distiller
-from .engine import compiled
+from .engine import CompileProbe, compiled, compiled_modules
 from .heads import build_head
 from .losses import Progress
 from .methods import build_composer, get_method
 from .models import build_backbone, with_attention
 from .models.interface import unwrap
 from .precision import autocast, autocast_dtype
+from .runtime import compile_enabled
 from .schedules import lr_factor
 from .teachers import is_external_teacher
 
@@ -127,8 +128,9 @@ class Trainer:
     def _build(self):
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
-        self.dataset, self.num_classes, self.split = build_dataset(
+        dataset, self.num_classes, self.split = build_dataset(
             cfg.data, cfg.data_dir, max_images=cfg.max_images, synthetic=cfg.synthetic, seed=cfg.seed)
+        self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images))  # decode once
         if self.num_classes < 2:
             raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
                                           f"{self.num_classes} class(es): a classifier needs at least 2")
@@ -148,7 +150,7 @@ class Trainer:
                              "or an external teacher)")
         fcr = (self.method.face_content_replacement if cfg.face_content_replacement is None
                else float(cfg.face_content_replacement))
-        use_compile = self.device.type == "cuda" if cfg.compile == "auto" else bool(cfg.compile)
+        use_compile = compile_enabled(cfg.compile)
         self.distiller = Distiller(
             compiled(backbone, use_compile), head, composer,
             teacher=compiled(teacher, use_compile) if teacher is not None else None, teacher_head=teacher_head,
@@ -165,6 +167,7 @@ class Trainer:
             self.model = nn.parallel.DistributedDataParallel(
                 self.distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 find_unused_parameters=True)
+        self.probe = CompileProbe(compiled_modules(self.distiller))
         self.sampler = EpochSampler(len(self.dataset), cfg.seed, self.rank, self.world)
         self.steps_per_epoch = len(self.dataset) // self.world // cfg.batch_size
         if cfg.max_steps_per_epoch:
@@ -268,10 +271,6 @@ class Trainer:
             write_json(self.run_dir / "config.json", cfg.to_dict())
             self.metrics.truncate(start_epoch, keep=cfg.resume)
         names = self.distiller.composer.part_names
-        loader_kw = dict(batch_size=cfg.batch_size, sampler=self.sampler, num_workers=cfg.num_workers,
-                         drop_last=True, pin_memory=self.device.type == "cuda")
-        if cfg.num_workers > 0:
-            loader_kw.update(persistent_workers=False, prefetch_factor=4)
         t_run = time.time()
         with self._signals():
             for epoch in range(start_epoch, cfg.epochs):
@@ -289,11 +288,13 @@ class Trainer:
                 t0, n_img = time.time(), 0
                 bar = self._bar(epoch, b0)
                 done = b0
-                for images, labels in DataLoader(self.dataset, **loader_kw):
+                batches = batch_stream(self.dataset, list(self.sampler), cfg.batch_size,
+                                       num_workers=cfg.num_workers, pin_memory=self.device.type == "cuda")
+                for images, labels, index in batches:
                     if done >= self.steps_per_epoch:
                         break
                     progress = Progress(epoch, step, epoch + done / self.steps_per_epoch)
-                    total, parts = self._step(images, labels, gen, progress)
+                    total, parts = self._step(images, labels, gen, progress, index)
                     self.last_parts = parts
                     self._accumulate(sums, first_bad, total, parts, step)
                     step += 1
@@ -342,17 +343,27 @@ class Trainer:
         return tqdm(total=self.steps_per_epoch, initial=initial, desc=f"{self.cfg.name} epoch {epoch + 1}/{self.cfg.epochs}",
                     leave=False, dynamic_ncols=True)
 
-    def _step(self, images, labels, gen, progress):
+    def engine_report(self) -> dict:
+        """Compiled or eager (and why), compile seconds, and the probed step times."""
+        return self.probe.report()
+
+    def _step(self, images, labels, gen, progress, index=None):
+        t0 = time.perf_counter() if self.probe.active else 0.0
         hr = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)
         with autocast(self.device.type, self.amp_dtype):
-            total, parts = self.model(hr, labels, gen, progress)
+            total, parts = self.model(hr, labels, gen, progress, index)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if self.cfg.grad_clip:
             nn.utils.clip_grad_norm_([p for p in self.distiller.parameters() if p.requires_grad], self.cfg.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
+        if self.probe.active:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            total.item()  # the step's work is done when its loss is
+            self.probe.observe(time.perf_counter() - t0)
         return total, parts
 
     @staticmethod
@@ -395,7 +406,7 @@ class Trainer:
             "num_images": len(self.dataset), "split": self.split, "epochs": self.cfg.epochs,
             "steps_per_epoch": self.steps_per_epoch, "final": rows[-1] if rows else {},
             "seconds_this_call": round(seconds, 2), "device": str(self.device), "world_size": self.world,
-            "torch": torch.__version__, "amp": str(self.amp_dtype),
+            "torch": torch.__version__, "amp": str(self.amp_dtype), "engine": self.engine_report(),
             "effective_ce_weight": self.distiller.composer.effective_ce_weight, "run_dir": str(self.run_dir),
         }
         if torch.cuda.is_available() and self.device.type == "cuda":

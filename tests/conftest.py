@@ -1,6 +1,8 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# torch.compile is exercised by the tests about compiling (test_engine.py), not by every training test
+os.environ.setdefault("LQLIB_COMPILE", "0")
 
 import pytest
 import torch

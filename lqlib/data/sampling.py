@@ -45,6 +45,24 @@ def build_dataset(spec: str, data_dir=None, *, max_images: int | None = None, sy
     return ds, n_cls, src.split
 
 
+def data_key(spec: str, data_dir=None, max_images: int | None = None) -> dict | None:
+    """What identifies a training set's decoded pixels (the decode cache's key); None for synthetic data."""
+    src = training_source(spec)
+    if src.kind == "synthetic":
+        return None
+    key = {"kind": src.kind, "split": src.split, "max_images": max_images, "per_class": SUBSET_PER_CLASS}
+    if src.kind == "rec":
+        st = src.path.stat()
+        key.update(path=str(src.path), bytes=st.st_size, mtime=st.st_mtime)
+    elif src.kind == "folder":
+        key.update(path=str(src.path))
+    else:
+        from .. import paths
+
+        key.update(data_dir=str(paths.data_dir(data_dir)))
+    return key
+
+
 def _dataset_labels(ds) -> torch.Tensor:
     labels = getattr(ds, "labels", None)
     if labels is None:

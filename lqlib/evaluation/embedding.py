@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import weakref
 from typing import Any, Mapping
 
 import numpy as np
@@ -9,6 +11,8 @@ import torch
 
 from ..degrade import degrade, get_preset
 from ..images import hflip, normalize
+from ..precision import autocast, autocast_dtype
+from ..runtime import compile_enabled, use_inductor_cache
 
 
 def _model_device(model: torch.nn.Module) -> torch.device | None:
@@ -55,27 +59,53 @@ def _forward(model, x) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _embed_on(model, images, dev, batch_size, flip):
-    cuda = dev.type == "cuda"
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+_COMPILED: "weakref.WeakKeyDictionary[torch.nn.Module, torch.nn.Module]" = weakref.WeakKeyDictionary()
+
+
+def _eval_callable(model: torch.nn.Module, compile: bool):
+    """The model's forward, compiled once per process (and per model) when ``compile`` — batches are
+    padded to one size so the graph is compiled once — or the model itself."""
+    if not compile or not any(True for _ in model.parameters()):
+        return model
+    if model not in _COMPILED:
+        use_inductor_cache()
+        _COMPILED[model] = torch.compile(model, dynamic=False)
+    return _COMPILED[model]
+
+
+def _embed_on(model, images, dev, batch_size, flip, compile="auto"):
+    """Embeddings of ``images`` (and their flips): the flip of a chunk runs in the same forward as
+    the chunk (one batch of 2·B), the last chunk is padded to full size; bf16 autocast where the
+    hardware has it (:func:`lqlib.precision.autocast_dtype`); outputs float32 on the CPU."""
+    compile = compile_enabled(compile)
+    fn = _eval_callable(model, compile)
+    amp = autocast(dev.type, autocast_dtype(dev.type))
+    n = len(images)
     outs, outs_f = [], []
     with torch.inference_mode(), amp:
-        for s in range(0, len(images), batch_size):
+        for s in range(0, n, batch_size):
             x = normalize(images[s:s + batch_size].to(dev, non_blocking=True))
-            x = x.contiguous(memory_format=torch.channels_last)
-            outs.append(_forward(model, x).float())
+            b = len(x)
+            if b < batch_size and compile:
+                x = torch.cat([x, x.new_zeros((batch_size - b, *x.shape[1:]))])
             if flip:
-                outs_f.append(_forward(model, hflip(x)).float())
+                x = torch.cat([x, hflip(x)])
+            e = _forward(fn, x.contiguous(memory_format=torch.channels_last)).float()
+            k = len(e) // 2 if flip else len(e)
+            outs.append(e[:b])
+            if flip:
+                outs_f.append(e[k:k + b])
     cat = lambda o: torch.cat(o).cpu() if o else torch.empty(0)  # noqa: E731
     return cat(outs), (cat(outs_f) if flip else None)
 
 
 def embed(model: torch.nn.Module, images_uint8: torch.Tensor, *, batch_size: int = 256, device=None,
-          flip: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+          flip: bool = True, compile="auto") -> tuple[torch.Tensor, torch.Tensor | None]:
     """Embeddings of uint8 RGB NCHW images (and of their horizontal flips): float32 CPU tensors.
 
     Batched under ``torch.inference_mode``; :func:`lqlib.images.normalize` at the model boundary; bf16
-    autocast and channels_last on CUDA, fp32 on CPU; the model runs in eval mode on ``device`` (default:
+    autocast where the hardware has it, channels_last; ``compile`` (``"auto"``: unless
+    ``LQLIB_COMPILE=0``) runs the model through ``torch.compile`` once per model and process; the model runs in eval mode on ``device`` (default:
     its own) and gets its previous mode, device and memory format back afterwards.
     """
     if not isinstance(images_uint8, torch.Tensor) or images_uint8.dim() != 4:
@@ -85,7 +115,22 @@ def embed(model: torch.nn.Module, images_uint8: torch.Tensor, *, batch_size: int
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     with prepared_model(model, device) as dev:
-        return _embed_on(model, images_uint8, dev, batch_size, flip)
+        return _embed_on(model, images_uint8, dev, batch_size, flip, compile)
+
+
+def unique_images(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(first, inverse)``: the index of the first occurrence of each distinct image, and for every
+    image the position of its distinct image in ``first`` (pair sets repeat images across pairs)."""
+    seen: dict[bytes, int] = {}
+    first, inverse = [], []
+    flat = images.reshape(len(images), -1)
+    for i in range(len(images)):
+        h = hashlib.blake2b(flat[i].numpy().tobytes(), digest_size=16).digest()
+        if h not in seen:
+            seen[h] = len(first)
+            first.append(i)
+        inverse.append(seen[h])
+    return torch.tensor(first, dtype=torch.int64), torch.tensor(inverse, dtype=torch.int64)
 
 
 DEGRADE_CHUNK = 128  # images degraded together, aligned on global image index: batch-size independent

@@ -7,7 +7,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .embedding import _embed_on, degrade_eval, prepared_model
+from .embedding import _embed_on, degrade_eval, prepared_model, unique_images
 from .protocols import Protocol, get_protocol
 from .verification import _np, resolve_folds, verify_scores
 
@@ -53,13 +53,15 @@ def _parse_eval_modes(eval_mode: str) -> list[str]:
 def evaluate(model: torch.nn.Module, pairs, scales: Sequence[float] = (1, 2, 4, 8), eval_mode: str = "both",
              protocol: str | Protocol = "insightface", degrade_kw: Mapping[str, Any] | None = None,
              seed: int = 0, batch_size: int = 256, device=None, *, nfolds: int = 10, thresholds=None,
-             flip: bool | None = None, return_details: bool = False):
+             flip: bool | None = None, return_details: bool = False, compile="auto"):
     """Verification accuracy of ``model`` on ``pairs`` at each degradation scale.
 
     ``eval_mode``: ``both`` degrades both images of every pair (the paper's LR test), ``cross`` only the
     second (HR gallery vs LR probe), ``both+cross`` gives both. Degradation is
-    :func:`degrade_eval` (deterministic: same result across runs and batch sizes). Each image's
-    embeddings are computed once per scale (the HR side of ``cross`` once for all scales).
+    :func:`degrade_eval` (deterministic: same result across runs and batch sizes). Each *distinct*
+    image (pair sets repeat images across pairs) is degraded and embedded once per scale, the HR side
+    of ``cross`` once for all scales; the model runs batched, with bf16 autocast where the hardware has
+    it and ``torch.compile`` (``compile="auto"``, see :mod:`lqlib.runtime`).
 
     Returns a DataFrame, one row per (eval mode, scale): scale, eval_mode, protocol, acc_mean, acc_std (%),
     tar_far1e-3, tar_far1e-2 (%), auc, threshold_mean, n_pairs, dataset, seconds, preset, seed. With
@@ -76,29 +78,33 @@ def evaluate(model: torch.nn.Module, pairs, scales: Sequence[float] = (1, 2, 4, 
     kw = dict(degrade_kw or {})
     n = len(issame)
     f = resolve_folds(n, folds, nfolds)
+    first, inverse = unique_images(images)
+    distinct, inv = images[first], inverse.numpy()
     cache: dict[float, tuple[torch.Tensor, torch.Tensor | None, np.ndarray]] = {}
     rows, details = [], {}
 
     with prepared_model(model, device) as dev:
-        def emb_rows(scale, idx: np.ndarray):
+        def emb_rows(scale, slots: np.ndarray):
+            """Embeddings of every image slot (valid for ``slots``), computing missing distinct images."""
             key = float(scale)
             if key not in cache:
-                cache[key] = (None, None, np.zeros(2 * n, dtype=bool))
+                cache[key] = (None, None, np.zeros(len(first), dtype=bool))
             e, ef, done = cache[key]
-            todo = idx[~done[idx]]
+            need = np.unique(inv[slots])
+            todo = need[~done[need]]
             if len(todo):
-                x = degrade_eval(images, key, seed=seed, indices=todo, device=dev, degrade_kw=kw)
-                ne, nf = _embed_on(model, x, dev, batch_size, use_flip)
+                x = degrade_eval(distinct, key, seed=seed, indices=todo, device=dev, degrade_kw=kw)
+                ne, nf = _embed_on(model, x, dev, batch_size, use_flip, compile)
                 if e is None:
-                    e = torch.zeros(2 * n, ne.shape[1])
-                    ef = torch.zeros(2 * n, ne.shape[1]) if nf is not None else None
+                    e = torch.zeros(len(first), ne.shape[1])
+                    ef = torch.zeros(len(first), ne.shape[1]) if nf is not None else None
                 t = torch.as_tensor(todo)
                 e[t] = ne
                 if nf is not None:
                     ef[t] = nf
                 done[todo] = True
                 cache[key] = (e, ef, done)
-            return e, ef
+            return e[inverse], (ef[inverse] if ef is not None else None)
 
         even, odd, every = np.arange(0, 2 * n, 2), np.arange(1, 2 * n, 2), np.arange(2 * n)
         for scale in scales:

@@ -1,0 +1,109 @@
+"""Decode once: a training set as one uint8 tensor in memory, and the batch stream the trainer reads.
+
+On 2 CPU cores, decoding JPEGs in every epoch (and in every notebook kernel) costs more than the
+tiny students' training step. :func:`decoded` decodes a dataset once — on a thread pool, torchvision's
+decoder releases the GIL — into a ``uint8 [N, 3, H, W]`` tensor and keeps it as a ``.npy`` under
+``cache/decoded/`` keyed by the data's identity, so later processes only read it back (memory-mapped).
+:func:`batch_stream` then serves batches by indexing that tensor — ``(images, labels, index)`` with
+the samples' dataset indices (a teacher-embedding cache looks rows up by them). Sets too large for
+memory (``max_bytes``) stream through a ``DataLoader`` instead, with the same output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .. import paths
+from ..io import atomic_write, write_json
+from .datasets import parallel_map
+
+DEFAULT_MAX_BYTES = 6 * 2**30
+
+
+class DecodedDataset(Dataset):
+    """``images`` uint8 [N, 3, H, W] and ``labels`` int64 [N], already decoded."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None):
+        if images.dtype != torch.uint8 or images.dim() != 4 or len(images) != len(labels):
+            raise ValueError(f"DecodedDataset needs uint8 [N,3,H,W] images and N labels, got "
+                             f"{images.dtype} {tuple(images.shape)} / {len(labels)}")
+        self.images, self.labels = images, torch.as_tensor(labels, dtype=torch.int64)
+        self.num_classes = int(num_classes if num_classes is not None else int(self.labels.max()) + 1)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.images[i], int(self.labels[i])
+
+
+def _labels(ds) -> torch.Tensor:
+    lab = getattr(ds, "labels", None)
+    return torch.as_tensor(np.asarray(lab) if lab is not None else [ds[i][1] for i in range(len(ds))],
+                           dtype=torch.int64)
+
+
+def decoded(ds: Dataset, key: dict | None = None, threads: int | None = None,
+            max_bytes: int = DEFAULT_MAX_BYTES) -> Dataset:
+    """``ds`` decoded into memory (a :class:`DecodedDataset`), read from / written to the disk cache
+    when ``key`` (a JSON-able description of the data) is given; ``ds`` itself when it would need
+    more than ``max_bytes``."""
+    if isinstance(ds, DecodedDataset) or len(ds) == 0:
+        return ds
+    first = ds[0][0]
+    if first.numel() * len(ds) > max_bytes:
+        return ds
+    labels = _labels(ds)
+    n_cls = int(getattr(ds, "num_classes", int(labels.max()) + 1))
+    path = None
+    if key is not None:
+        digest = hashlib.sha256(json.dumps({**key, "n": len(ds), "shape": list(first.shape)}, sort_keys=True,
+                                           default=str).encode()).hexdigest()[:20]
+        path = paths.cache_dir() / "decoded" / f"{digest}.npy"
+        if path.is_file():
+            arr = np.load(path, mmap_mode="r")
+            if arr.shape == (len(ds), *first.shape):
+                return DecodedDataset(torch.from_numpy(np.ascontiguousarray(arr)), labels, n_cls)
+    images = torch.stack(parallel_map(lambda i: ds[i][0], range(len(ds)), threads))
+    if path is not None:
+        with atomic_write(path, "wb") as f:
+            np.save(f, images.numpy())
+        write_json(path.with_suffix(".json"), {**key, "n": len(ds), "shape": list(images.shape)})
+    return DecodedDataset(images, labels, n_cls)
+
+
+class _Indexed(Dataset):
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        img, lab = self.ds[i]
+        return img, lab, i
+
+
+def batch_stream(ds: Dataset, order: Sequence[int], batch_size: int, *, num_workers: int = 0,
+                 pin_memory: bool = False) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Full batches ``(images uint8, labels, index)`` in ``order`` (a sampler's order; the last
+    partial batch is dropped)."""
+    order = torch.as_tensor(list(order), dtype=torch.int64)
+    n = len(order) // batch_size * batch_size
+    if isinstance(ds, DecodedDataset):
+        for s in range(0, n, batch_size):
+            idx = order[s:s + batch_size]
+            yield ds.images.index_select(0, idx), ds.labels.index_select(0, idx), idx
+        return
+    kw = dict(batch_size=batch_size, sampler=order[:n].tolist(), num_workers=num_workers, drop_last=True,
+              pin_memory=pin_memory)
+    if num_workers > 0:
+        kw.update(prefetch_factor=4)
+    for images, labels, idx in DataLoader(_Indexed(ds), **kw):
+        yield images, labels, idx
