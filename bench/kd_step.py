@@ -60,38 +60,43 @@ def step_flops(tr: Trainer, batch) -> float:
     return float(fc.get_total_flops())
 
 
-def time_steps(cfg: TrainConfig, teacher, batch, steps: int, warmup: int, flops: bool = False) -> dict:
-    tr = Trainer(cfg, teacher=teacher)
-    tr._build()
-    dev = tr.device
-    images, labels = batch
-    gen = torch.Generator(device=dev).manual_seed(0)
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    out = {"amp": str(tr.amp_dtype), "channels_last": tr.channels_last}
-    if flops:
-        out["gflop_per_step"] = round(step_flops(tr, batch) / 1e9, 2)
-    t0 = time.perf_counter()
-    for i in range(warmup):
-        tr._step(images, labels, gen, Progress(0, i, 0.0))
-    _sync(dev)
-    out["warmup_s"] = round(time.perf_counter() - t0, 1)
-    t0 = time.perf_counter()
-    for i in range(steps):
-        total, _ = tr._step(images, labels, gen, Progress(0, warmup + i, 0.0))
-    _sync(dev)
-    dt = time.perf_counter() - t0
-    if not torch.isfinite(total):
-        raise FloatingPointError("non-finite loss in the benchmark")
-    out.update(img_per_s=round(images.shape[0] * steps / dt, 1), ms_per_step=round(1000 * dt / steps, 1),
-               engine=tr.engine_report())
-    out["compile_s"] = out["engine"].get("compile_s", 0.0)
-    if dev.type == "cuda":
-        out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 2)
-    del tr
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
-    return out
+class Part:
+    """One configuration of the step, built and warmed up once, then timed in rounds."""
+
+    def __init__(self, cfg: TrainConfig, teacher, batch, warmup: int, flops: bool = False):
+        self.tr = Trainer(cfg, teacher=teacher)
+        self.tr._build()
+        self.batch, self.step_i = batch, 0
+        self.gen = torch.Generator(device=self.tr.device).manual_seed(0)
+        self.info = {"amp": str(self.tr.amp_dtype), "channels_last": self.tr.channels_last}
+        if flops:
+            self.info["gflop_per_step"] = round(step_flops(self.tr, batch) / 1e9, 2)
+        self.info["warmup_s"] = round(self.run(warmup), 1)
+        self.rates: list[float] = []
+
+    def run(self, steps: int) -> float:
+        images, labels = self.batch
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            total, _ = self.tr._step(images, labels, self.gen, Progress(0, self.step_i, 0.0))
+            self.step_i += 1
+        _sync(self.tr.device)
+        if not torch.isfinite(total):
+            raise FloatingPointError("non-finite loss in the benchmark")
+        return time.perf_counter() - t0
+
+    def time_round(self, steps: int) -> None:
+        self.rates.append(self.batch[0].shape[0] * steps / self.run(steps))
+
+    def result(self) -> dict:
+        rates = sorted(self.rates)
+        out = {**self.info, "img_per_s": round(rates[len(rates) // 2], 1), "img_per_s_rounds": [round(r, 1) for r in self.rates],
+               "engine": self.tr.engine_report()}
+        out["ms_per_step"] = round(1000 * self.batch[0].shape[0] / out["img_per_s"], 1)
+        out["compile_s"] = out["engine"].get("compile_s", 0.0)
+        if self.tr.device.type == "cuda":
+            out["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(self.tr.device) / 2**30, 2)
+        return out
 
 
 def eval_throughput(backbone: str, batch: int, n: int, dev, compile_eval: bool) -> dict:
@@ -115,7 +120,8 @@ def main(argv=None):
     ap.add_argument("--backbone", default="ir_cbam_18")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--classes", type=int, default=4000, help="identities of the margin head")
-    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=3, help="steps per timing round")
+    ap.add_argument("--rounds", type=int, default=3, help="timing rounds; the parts alternate, the median counts")
     ap.add_argument("--warmup", type=int, default=8, help="steps before timing: compile + the engine probe (2+3+3)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--method", default="logit+attention")
@@ -140,19 +146,26 @@ def main(argv=None):
     res = {"backbone": args.backbone, "batch": args.batch, "classes": args.classes, "method": args.method,
            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "threads": torch.get_num_threads(), "cpu_flags": flags, "torch": torch.__version__,
-           "steps": args.steps, "warmup_steps": args.warmup, "date": time.strftime("%Y-%m-%d %H:%M"),
+           "steps_per_round": args.steps, "rounds": args.rounds, "warmup_steps": args.warmup, "date": time.strftime("%Y-%m-%d %H:%M"),
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "")}
-    parts = {
+    configs = {
         "naive": dict(amp="off", channels_last=False, compile=False),
         "default": dict(),
         "teacher": dict(role="teacher"),
     }
-    for name, over in parts.items():
-        if name in args.skip:
-            continue
-        cfg = TrainConfig.from_dict({**base, **over})
-        res[name] = time_steps(cfg, (teacher, head), (images, labels), args.steps, args.warmup,
+    parts = {}
+    for name, over in configs.items():
+        if name not in args.skip:
+            cfg = TrainConfig.from_dict({**base, **over})
+            parts[name] = Part(cfg, (teacher, head), (images, labels), args.warmup,
                                flops=name == "naive" and "flops" not in args.skip)
+            print(name, "ready", parts[name].info, flush=True)
+    # the parts take turns, round after round: drifts of a shared machine hit all of them alike
+    for _ in range(args.rounds):
+        for part in parts.values():
+            part.time_round(args.steps)
+    for name, part in parts.items():
+        res[name] = part.result()
         print(name, res[name], flush=True)
     if "naive" in res and "default" in res:
         res["speedup_default_vs_naive"] = round(res["default"]["img_per_s"] / res["naive"]["img_per_s"], 2)

@@ -36,7 +36,9 @@ class TrainConfig:
     # data
     data: str = "lfw-half"                   # split name | train.rec | packs dir | identity folders | synthetic
     data_dir: Optional[str] = None
-    max_images: Optional[int] = None         # deterministic subset for smoke runs
+    max_images: Optional[int] = None         # deterministic class-balanced subset for smoke runs
+    min_images_per_class: int = 1            # 2: drop single-image identities
+    max_images_per_class: Optional[int] = None  # cap large identities (their first images)
     synthetic: dict = field(default_factory=lambda: {"num_classes": 20, "images_per_class": 10})
     num_workers: int = 2
     # model

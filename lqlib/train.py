@@ -128,9 +128,10 @@ class Trainer:
     def _build(self):
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
+        per_class = dict(min_per_class=cfg.min_images_per_class, max_per_class=cfg.max_images_per_class)
         dataset, self.num_classes, self.split = build_dataset(
-            cfg.data, cfg.data_dir, max_images=cfg.max_images, synthetic=cfg.synthetic, seed=cfg.seed)
-        self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images))  # decode once
+            cfg.data, cfg.data_dir, max_images=cfg.max_images, synthetic=cfg.synthetic, seed=cfg.seed, **per_class)
+        self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class))  # decode once
         if self.num_classes < 2:
             raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
                                           f"{self.num_classes} class(es): a classifier needs at least 2")

@@ -16,8 +16,13 @@ from .sources import training_source
 
 
 def build_dataset(spec: str, data_dir=None, *, max_images: int | None = None, synthetic: dict | None = None,
-                  seed: int = 0) -> tuple[Dataset, int, str]:
-    """The training set named by ``spec``, its number of identities and its split name."""
+                  seed: int = 0, min_per_class: int = 1, max_per_class: int | None = None
+                  ) -> tuple[Dataset, int, str]:
+    """The training set named by ``spec``, its number of identities and its split name.
+
+    ``min_per_class`` drops identities with fewer images (e.g. 2: no single-image identities);
+    ``max_per_class`` keeps at most that many images of an identity (its first ones) — both before
+    the ``max_images`` subset."""
     src = training_source(spec)
     if src.kind == "synthetic":
         from .synthetic import SyntheticFaces
@@ -40,17 +45,38 @@ def build_dataset(spec: str, data_dir=None, *, max_images: int | None = None, sy
         split = get_split(src.split, data_dir)
         ds = FolderDataset.from_samples([(s.path, s.label) for s in split.train])
     n_cls = int(ds.num_classes)
+    if min_per_class > 1 or max_per_class is not None:
+        ds, n_cls = per_class_filter(ds, min_per_class, max_per_class)
     if max_images is not None and max_images < len(ds):
         ds, n_cls = class_balanced_subset(ds, max_images)
     return ds, n_cls, src.split
 
 
-def data_key(spec: str, data_dir=None, max_images: int | None = None) -> dict | None:
+def per_class_filter(ds, min_per_class: int = 1, max_per_class: int | None = None):
+    """Identities with at least ``min_per_class`` images, at most ``max_per_class`` of each (the first)."""
+    labels = _dataset_labels(ds)
+    counts = torch.bincount(labels)
+    keep = {c for c in range(len(counts)) if counts[c] >= max(1, min_per_class)}
+    if len(keep) < 2:
+        raise ValueError(f"min_per_class={min_per_class}: fewer than 2 identities are left")
+    seen: dict[int, int] = {}
+    idx = []
+    for i, lab in enumerate(labels.tolist()):
+        if lab in keep and (max_per_class is None or seen.get(lab, 0) < max_per_class):
+            seen[lab] = seen.get(lab, 0) + 1
+            idx.append(i)
+    mapping = {c: k for k, c in enumerate(sorted(keep))}
+    return _Relabel(ds, torch.tensor(idx), mapping), len(mapping)
+
+
+def data_key(spec: str, data_dir=None, max_images: int | None = None, min_per_class: int = 1,
+             max_per_class: int | None = None) -> dict | None:
     """What identifies a training set's decoded pixels (the decode cache's key); None for synthetic data."""
     src = training_source(spec)
     if src.kind == "synthetic":
         return None
-    key = {"kind": src.kind, "split": src.split, "max_images": max_images, "per_class": SUBSET_PER_CLASS}
+    key = {"kind": src.kind, "split": src.split, "max_images": max_images, "per_class": SUBSET_PER_CLASS,
+           "min_per_class": min_per_class, "max_per_class": max_per_class}
     if src.kind == "rec":
         st = src.path.stat()
         key.update(path=str(src.path), bytes=st.st_size, mtime=st.st_mtime)
