@@ -78,7 +78,8 @@ class Part:
         images, labels = self.batch
         t0 = time.perf_counter()
         for _ in range(steps):
-            total, _ = self.tr._step(images, labels, self.gen, Progress(0, self.step_i, 0.0))
+            index = torch.arange(len(labels)) % len(self.tr.dataset)  # rows of the (cached) teacher table
+            total, _ = self.tr._step(images, labels, self.gen, Progress(0, self.step_i, 0.0), index)
             self.step_i += 1
         _sync(self.tr.device)
         if not torch.isfinite(total):
@@ -124,7 +125,9 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=3, help="timing rounds; the parts alternate, the median counts")
     ap.add_argument("--warmup", type=int, default=8, help="steps before timing: compile + the engine probe (2+3+3)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--method", default="logit+attention")
+    ap.add_argument("--method", default=None, help="default: logit+attention; angular_emb with --teacher")
+    ap.add_argument("--teacher", default="", help="an external teacher (e.g. faceapi-resnet): times the live "
+                    "teacher against its cached embeddings (part 'cached')")
     ap.add_argument("--eval-images", type=int, default=512)
     ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive default teacher eval flops")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
@@ -132,18 +135,27 @@ def main(argv=None):
 
     dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     torch.manual_seed(0)
-    teacher = build_backbone(args.backbone)
-    head = build_head("arcface", teacher.embedding_size, args.classes)
+    args.method = args.method or ("angular_emb" if args.teacher else "logit+attention")
+    if args.teacher:
+        from lqlib.teachers import build_teacher
+
+        teacher_arg = build_teacher(args.teacher)
+    else:
+        teacher = build_backbone(args.backbone)
+        teacher_arg = (teacher, build_head("arcface", teacher.embedding_size, args.classes))
     images = torch.randint(0, 256, (args.batch, 3, 112, 112), dtype=torch.uint8)
     labels = torch.randint(0, args.classes, (args.batch,))
     if dev.type == "cuda":
         images, labels = images.to(dev), labels.to(dev)
+    synthetic = ({"num_classes": 64, "images_per_class": 4} if args.teacher  # the table the cache part builds
+                 else {"num_classes": args.classes, "images_per_class": 1})
     base = dict(name="bench", out_dir=str(ROOT / "runs" / "_bench"), data="synthetic",
-                synthetic={"num_classes": args.classes, "images_per_class": 1}, backbone=args.backbone,
+                synthetic=synthetic, backbone=args.backbone, teacher_cache=False,
                 batch_size=args.batch, method=args.method, device=str(dev), num_workers=0, progress=False,
                 resume=False, epochs=1)
     flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma")))
-    res = {"backbone": args.backbone, "batch": args.batch, "classes": args.classes, "method": args.method,
+    res = {"backbone": args.backbone, "teacher": args.teacher or "same architecture", "batch": args.batch,
+           "classes": args.classes, "method": args.method,
            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "threads": torch.get_num_threads(), "cpu_flags": flags, "torch": torch.__version__,
            "steps_per_round": args.steps, "rounds": args.rounds, "warmup_steps": args.warmup, "date": time.strftime("%Y-%m-%d %H:%M"),
@@ -153,11 +165,13 @@ def main(argv=None):
         "default": dict(),
         "teacher": dict(role="teacher"),
     }
+    if args.teacher:  # live external teacher vs its cached embeddings; teacher-only training is not the point
+        configs = {"naive": configs["naive"], "default": {}, "cached": dict(teacher_cache=True)}
     parts = {}
     for name, over in configs.items():
         if name not in args.skip:
             cfg = TrainConfig.from_dict({**base, **over})
-            parts[name] = Part(cfg, (teacher, head), (images, labels), args.warmup,
+            parts[name] = Part(cfg, teacher_arg, (images, labels), args.warmup,
                                flops=name == "naive" and "flops" not in args.skip)
             print(name, "ready", parts[name].info, flush=True)
     # the parts take turns, round after round: drifts of a shared machine hit all of them alike
@@ -167,6 +181,8 @@ def main(argv=None):
     for name, part in parts.items():
         res[name] = part.result()
         print(name, res[name], flush=True)
+    if "cached" in res and "default" in res:
+        res["speedup_cached_vs_live"] = round(res["cached"]["img_per_s"] / res["default"]["img_per_s"], 2)
     if "naive" in res and "default" in res:
         res["speedup_default_vs_naive"] = round(res["default"]["img_per_s"] / res["naive"]["img_per_s"], 2)
     gflop = res.get("naive", {}).get("gflop_per_step")
@@ -180,26 +196,30 @@ def main(argv=None):
                 res[name]["peak_gflops_est"] = peak[dtype]
                 res[name]["fraction_of_peak"] = round(achieved / peak[dtype], 3)
         res["peak_assumption"] = peak["assumption"]
-    if "eval" not in args.skip:
+    if "eval" not in args.skip and not args.teacher:
         res["eval"] = eval_throughput(args.backbone, args.batch, args.eval_images, dev, compile_eval=True)
         print("eval", res["eval"], flush=True)
 
     out = Path(args.out)
-    tag = f"{args.backbone}_b{args.batch}_{'cuda' if dev.type == 'cuda' else 'cpu'}"
+    tag = f"{args.backbone}{'_' + args.teacher if args.teacher else ''}_b{args.batch}_{'cuda' if dev.type == 'cuda' else 'cpu'}"
     write_json(out / f"kd_step_{tag}.json", res)
     md = out / "kd_step.md"
-    head_row = ("| date | backbone | batch | method | device | threads | naive img/s | default img/s | speed-up | "
-                "compile s | teacher-only img/s | eval img/s (flips count) | GFLOP/s (of est. peak) | torch |\n"
-                "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+    head_row = ("| date | backbone | teacher | batch | method | device | threads | naive img/s | default img/s | "
+                "speed-up | compile s | teacher-only img/s | cached-teacher img/s (× live) | eval img/s (flips count) | "
+                "GFLOP/s (of est. peak) | torch |\n"
+                "|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
     d = res.get("default", {})
-    row = (f"| {res['date']} | {args.backbone} | {args.batch} | {args.method} | {res['device']} | {res['threads']} | "
+    cached = (f"{res['cached']['img_per_s']} (×{res['speedup_cached_vs_live']})" if "cached" in res else "")
+    row = (f"| {res['date']} | {args.backbone} | {res['teacher']} | {args.batch} | {args.method} | {res['device']} | "
+           f"{res['threads']} | "
            f"{res.get('naive', {}).get('img_per_s', '')} | {d.get('img_per_s', '')} | "
            f"{res.get('speedup_default_vs_naive', '')} | {d.get('compile_s', '')} | "
-           f"{res.get('teacher', {}).get('img_per_s', '')} | {res.get('eval', {}).get('img_per_s_with_flips', '')} | "
+           f"{res.get('teacher', {}).get('img_per_s', '')} | {cached} | "
+           f"{res.get('eval', {}).get('img_per_s_with_flips', '')} | "
            f"{d.get('achieved_gflops', '')} ({d.get('fraction_of_peak', '')}) | {res['torch']} |\n")
-    text = md.read_text() if md.is_file() else ""
-    if head_row.splitlines()[0] not in text:
-        text = "# KD step throughput (bench/kd_step.py)\n\n" + head_row
+    text = md.read_text() if md.is_file() else "# KD step throughput (bench/kd_step.py)\n"
+    if head_row.splitlines()[0] not in text:  # a new table format: earlier rows stay above it
+        text += "\n## Alternating rounds, median (from 2026-11-27)\n\n" + head_row
     write_text(md, text + row)
     print(json.dumps(res, indent=2))
     return 0

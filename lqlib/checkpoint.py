@@ -9,6 +9,7 @@ fully done), ``batch_in_epoch`` (batches done in the current epoch, for mid-epoc
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -60,3 +61,13 @@ def load_trained(run_or_file: str | Path, map_location="cpu", eval_mode: bool = 
 def load_backbone(run_or_file: str | Path, map_location="cpu"):
     """The trained backbone of a run, in eval mode."""
     return load_trained(run_or_file, map_location)[0]
+
+
+def is_finished(run_dir: str | Path, epochs: Optional[int] = None) -> bool:
+    """True when ``run_dir`` holds a summary and a checkpoint with all epochs done."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "summary.json").is_file() or not (run_dir / "checkpoint.pt").is_file():
+        return False
+    ck = load_checkpoint(run_dir)
+    want = epochs if epochs is not None else ck["config"]["epochs"]
+    return ck["epoch"] >= want and ck["batch_in_epoch"] == 0

@@ -10,23 +10,29 @@ The teacher always sees the high-resolution batch and the student its degraded c
 if they are swapped). A teacher role (the HR teacher itself, BasicNet-HR) trains on ``hr`` with no
 teacher and no degradation. The teacher is pinned to eval mode and runs under ``no_grad`` (not
 ``inference_mode``: cosine terms save its outputs for the student's backward). A
-:class:`~lqlib.teachers.cache.TeacherEmbeddingCache` can stand in for the teacher when the terms
-need only its embeddings of unmodified HR images (then ``index`` — the samples' dataset indices —
-selects the cached rows).
+:class:`~lqlib.teachers.cache.TeacherEmbeddingCache` stands in for the teacher when the terms need
+only its embeddings: ``index`` (the samples' dataset indices) and the flip pick the cached rows, and
+only the faces that face-content replacement changed in this step go through the live teacher.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+import os
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
 
+from . import paths
 from .augment import face_content_replacement
+from .checkpoint import checkpoint_path, is_finished, load_trained
+from .data.memory import DecodedDataset
 from .degrade import degrade
 from .images import normalize
 from .losses import LossComposer, ModelOutputs, Progress
 from .models.interface import forward_outputs
 from .precision import full_precision
+from .teachers import is_external_teacher
+from .teachers.cache import TeacherEmbeddingCache
 
 
 class Distiller(nn.Module):
@@ -49,13 +55,10 @@ class Distiller(nn.Module):
         self.want_att, self.want_feat = "attention" in needs, "features" in needs
         if composer.needs_teacher and teacher is None and teacher_cache is None:
             raise ValueError("these KD terms need a teacher (a run directory or an external teacher)")
-        if teacher_cache is not None and not self.cache_covers_step:
-            raise ValueError(f"a teacher-embedding cache serves embedding-only terms on unmodified HR images; "
-                             f"these terms need {sorted(needs)} (face-content replacement p={self.fcr})")
-
-    @property
-    def cache_covers_step(self) -> bool:
-        return self.composer.needs <= {"embedding"} and self.fcr == 0
+        if teacher_cache is not None and not self.composer.needs <= {"embedding"}:
+            raise ValueError(f"a teacher-embedding cache serves embedding-only terms; these terms need {sorted(needs)}")
+        if teacher_cache is not None and self.fcr > 0 and teacher is None:
+            raise ValueError("face-content replacement changes HR faces: the live teacher must embed those")
 
     def train(self, mode: bool = True) -> "Distiller":
         super().train(mode)
@@ -65,30 +68,39 @@ class Distiller(nn.Module):
         return self
 
     # ------------------------------------------------------------------------------ the HR/LR split
-    def inputs(self, hr: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(hr, student_input, flipped)``: the augmented HR batch the teacher sees, the (degraded)
-        uint8 batch the student sees, and which images were flipped."""
-        flipped = torch.zeros(hr.shape[0], dtype=torch.bool, device=hr.device)
+    def inputs(self, hr: torch.Tensor, generator: torch.Generator | None):
+        """``(hr, student_input, flipped, replaced)``: the augmented HR batch the teacher sees, the
+        (degraded) uint8 batch the student sees, which images were flipped and which had a facial
+        region replaced."""
+        b = hr.shape[0]
+        flipped = torch.zeros(b, dtype=torch.bool, device=hr.device)
+        replaced = torch.zeros(b, dtype=torch.bool, device=hr.device)
         if self.hflip:
-            flipped = torch.rand(hr.shape[0], generator=generator, device=hr.device) < 0.5
+            flipped = torch.rand(b, generator=generator, device=hr.device) < 0.5
             hr = torch.where(flipped[:, None, None, None], hr.flip(-1), hr)
         if self.fcr > 0:
-            hr = face_content_replacement(hr, generator=generator, p=self.fcr)[0]
+            hr, choices = face_content_replacement(hr, generator=generator, p=self.fcr)
+            replaced = choices.applied.to(hr.device)
         if self.role == "teacher":
-            return hr, hr, flipped
-        return hr, degrade(hr, self.scales, preset=self.degrade_preset, generator=generator), flipped
+            return hr, hr, flipped, replaced
+        return hr, degrade(hr, self.scales, preset=self.degrade_preset, generator=generator), flipped, replaced
 
     def _prepare(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return normalize(images_uint8).contiguous(memory_format=self.memory_format)
 
     def teacher_outputs(self, hr: torch.Tensor, labels: torch.Tensor, flipped: torch.Tensor,
-                        index: torch.Tensor | None) -> Optional[ModelOutputs]:
+                        replaced: torch.Tensor, index: torch.Tensor | None) -> Optional[ModelOutputs]:
         if not self.composer.needs_teacher:
             return None
         if self.teacher_cache is not None:
             if index is None:
                 raise ValueError("a teacher-embedding cache needs the samples' dataset indices")
-            return ModelOutputs(self.teacher_cache.lookup(index, flipped).to(hr.device))
+            emb = self.teacher_cache.lookup(index, flipped).to(hr.device)
+            if self.fcr > 0 and bool(replaced.any()):  # changed faces: the live teacher embeds them
+                with torch.no_grad():
+                    live = self.teacher(self._prepare(hr[replaced])).float()
+                emb = emb.index_put((replaced.nonzero()[:, 0],), live)
+            return ModelOutputs(emb)
         needs = self.composer.needs
         with torch.no_grad():
             return forward_outputs(self.teacher, self.teacher_head, self._prepare(hr), labels,
@@ -98,8 +110,86 @@ class Distiller(nn.Module):
                 progress: Progress, index: torch.Tensor | None = None):
         """One step's loss: ``(total, {term: value})`` (call it under the trainer's autocast)."""
         with full_precision(hr_uint8.device.type):  # augmentation and degradation are data, not network
-            hr, x_student, flipped = self.inputs(hr_uint8, generator)
-        teacher_out = self.teacher_outputs(hr, labels, flipped, index)
+            hr, x_student, flipped, replaced = self.inputs(hr_uint8, generator)
+        teacher_out = self.teacher_outputs(hr, labels, flipped, replaced, index)
         lab = labels if self.composer.needs_labels else None
         out = forward_outputs(self.student, self.head, self._prepare(x_student), lab, self.want_att, self.want_feat)
         return self.composer(out, teacher_out, lab, progress)
+
+# ------------------------------------------------------------------------------ the frozen teacher
+def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[nn.Module]]:
+    """The frozen teacher (backbone, head or None) named by ``spec``: a run directory (which must hold
+    a finished training run), an external teacher (registered name, ``.onnx``, spec ``.json``), a
+    ``(backbone, head)`` tuple or a bare backbone."""
+    if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
+        from .teachers import build_teacher
+
+        backbone, head = build_teacher(spec), None
+    elif isinstance(spec, (str, os.PathLike)):
+        run = paths.resolve(spec)
+        if not is_finished(run):
+            state = "has no checkpoint" if not checkpoint_path(run).is_file() else "has not finished training"
+            raise ValueError(f"teacher run {run} {state}: train the teacher first (01_teacher_training), "
+                             "then its students")
+        backbone, head, _ = load_trained(run)
+    elif isinstance(spec, tuple):
+        backbone, head = spec
+    else:  # a bare backbone (external teacher): no head, no logits
+        backbone, head = spec, None
+    backbone = backbone.to(device).eval().requires_grad_(False)
+    return backbone, (head.to(device).eval().requires_grad_(False) if head is not None else None)
+
+
+def teacher_fingerprint(spec: Any, teacher: nn.Module) -> Optional[dict]:
+    """What identifies a frozen teacher's outputs: an external teacher's spec, or a run's checkpoint
+    (path and time); None for a teacher object passed in directly (no stable identity)."""
+    if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
+        ts = getattr(teacher, "spec", None)
+        return {"external": str(spec), "spec": ts.to_dict() if ts is not None else None}
+    if isinstance(spec, (str, os.PathLike)):
+        ck = checkpoint_path(paths.resolve(spec))
+        return {"run": str(ck), "mtime": ck.stat().st_mtime}
+    return None
+
+
+def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[nn.Module]]:
+    """The frozen teacher (backbone, head or None) named by ``spec``: a run directory (which must hold
+    a finished training run), an external teacher (registered name, ``.onnx``, spec ``.json``), a
+    ``(backbone, head)`` tuple or a bare backbone."""
+    if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
+        from .teachers import build_teacher
+
+        backbone, head = build_teacher(spec), None
+    elif isinstance(spec, (str, os.PathLike)):
+        run = paths.resolve(spec)
+        if not is_finished(run):
+            state = "has no checkpoint" if not checkpoint_path(run).is_file() else "has not finished training"
+            raise ValueError(f"teacher run {run} {state}: train the teacher first (01_teacher_training), "
+                             "then its students")
+        backbone, head, _ = load_trained(run)
+    elif isinstance(spec, tuple):
+        backbone, head = spec
+    else:  # a bare backbone (external teacher): no head, no logits
+        backbone, head = spec, None
+    backbone = backbone.to(device).eval().requires_grad_(False)
+    return backbone, (head.to(device).eval().requires_grad_(False) if head is not None else None)
+
+
+def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossComposer, dataset, data_key: Optional[dict],
+                      device: torch.device, amp: str, log=None) -> Optional[TeacherEmbeddingCache]:
+    """Cached teacher embeddings of the training set when the KD terms need only embeddings
+    (``want="auto"``) or always (``want=True``, an error where impossible); built once per (teacher,
+    data) with :func:`lqlib.evaluation.embed` — :mod:`lqlib.teachers.cache`."""
+    usable = composer.needs_teacher and composer.needs <= {"embedding"} and isinstance(dataset, DecodedDataset)
+    if want is True and not usable:
+        raise ValueError(f"teacher_cache=True: these KD terms need {sorted(composer.needs)} from the teacher (a "
+                         "cache serves embedding-only terms), or the training set is not held in memory")
+    if not (usable and want in ("auto", True)):
+        return None
+    from .evaluation import embed
+
+    key = teacher_fingerprint(spec, teacher)
+    if key is not None:
+        key = {"teacher": key, "amp": amp, "data": data_key}
+    fn = lambda x: embed(teacher, x, batch_size=64, device=device, flip=True)  # noqa: E731
+    return TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None))

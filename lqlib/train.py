@@ -32,13 +32,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from . import paths
 from .callbacks import MetricsLog, Validation, write_summary
-from .checkpoint import checkpoint_path, load_checkpoint, load_trained, save_checkpoint
+from .checkpoint import is_finished, load_checkpoint, save_checkpoint  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
 from .data.memory import batch_stream, decoded
 from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
-from .distiller import Distiller
+from .distiller import Distiller, load_teacher, teacher_cache_for
 from .engine import CompileProbe, compiled, compiled_modules
 from .heads import build_head
 from .losses import Progress
@@ -48,7 +47,6 @@ from .models.interface import unwrap
 from .precision import autocast, autocast_dtype
 from .runtime import compile_enabled
 from .schedules import lr_factor
-from .teachers import is_external_teacher
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -76,29 +74,6 @@ def _resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
     if cfg.device == "auto":
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     return torch.device(cfg.device)
-
-
-def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[nn.Module]]:
-    """The frozen teacher (backbone, head or None) named by ``spec``: a run directory (which must hold
-    a finished training run), an external teacher (registered name, ``.onnx``, spec ``.json``), a
-    ``(backbone, head)`` tuple or a bare backbone."""
-    if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
-        from .teachers import build_teacher
-
-        backbone, head = build_teacher(spec), None
-    elif isinstance(spec, (str, os.PathLike)):
-        run = paths.resolve(spec)
-        if not is_finished(run):
-            state = "has no checkpoint" if not checkpoint_path(run).is_file() else "has not finished training"
-            raise ValueError(f"teacher run {run} {state}: train the teacher first (01_teacher_training), "
-                             "then its students")
-        backbone, head, _ = load_trained(run)
-    elif isinstance(spec, tuple):
-        backbone, head = spec
-    else:  # a bare backbone (external teacher): no head, no logits
-        backbone, head = spec, None
-    backbone = backbone.to(device).eval().requires_grad_(False)
-    return backbone, (head.to(device).eval().requires_grad_(False) if head is not None else None)
 
 
 class Trainer:
@@ -152,10 +127,15 @@ class Trainer:
         fcr = (self.method.face_content_replacement if cfg.face_content_replacement is None
                else float(cfg.face_content_replacement))
         use_compile = compile_enabled(cfg.compile)
+        cache = None
+        if teacher is not None:
+            key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
+            cache = teacher_cache_for(cfg.teacher_cache, self._teacher_arg, teacher, composer, self.dataset,
+                                      key, self.device, str(self.amp_dtype), log=print if self.is_main else None)
         self.distiller = Distiller(
-            compiled(backbone, use_compile), head, composer,
-            teacher=compiled(teacher, use_compile) if teacher is not None else None, teacher_head=teacher_head,
-            role=cfg.role, scales=cfg.scales,
+            compiled(backbone, use_compile), head, composer, teacher_cache=cache,
+            teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,
+            teacher_head=teacher_head, role=cfg.role, scales=cfg.scales,
             degrade_preset=cfg.degrade_preset, hflip=cfg.hflip, face_content_replacement=fcr,
             channels_last=self.channels_last).to(self.device)
         if self.channels_last:
@@ -432,16 +412,6 @@ def train_teacher(cfg: TrainConfig | dict, **kw) -> dict:
 def train_student(cfg: TrainConfig | dict, teacher: Any = None, **kw) -> dict:
     cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
     return train(dataclasses.replace(cfg, role="student"), teacher=teacher, **kw)
-
-
-def is_finished(run_dir: str | Path, epochs: Optional[int] = None) -> bool:
-    """True when ``run_dir`` holds a summary and a checkpoint with all epochs done."""
-    run_dir = paths.resolve(run_dir)
-    if not (run_dir / "summary.json").is_file() or not (run_dir / "checkpoint.pt").is_file():
-        return False
-    ck = load_checkpoint(run_dir)
-    want = epochs if epochs is not None else ck["config"]["epochs"]
-    return ck["epoch"] >= want and ck["batch_in_epoch"] == 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
