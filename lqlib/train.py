@@ -35,7 +35,7 @@ from torch import nn
 from .callbacks import MetricsLog, Validation, write_summary
 from .checkpoint import is_finished, load_checkpoint, save_checkpoint  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
-from .data.memory import batch_stream, decoded
+from .data.memory import DecodedDataset, batch_stream, decoded
 from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .distiller import Distiller, load_teacher, teacher_cache_for
 from .engine import CompileProbe, compiled, compiled_modules
@@ -107,6 +107,8 @@ class Trainer:
         dataset, self.num_classes, self.split = build_dataset(
             cfg.data, cfg.data_dir, max_images=cfg.max_images, synthetic=cfg.synthetic, seed=cfg.seed, **per_class)
         self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class))  # decode once
+        if self.device.type == "cuda" and isinstance(self.dataset, DecodedDataset):
+            self.dataset = self.dataset.to(self.device)  # the uint8 pack lives on the GPU
         if self.num_classes < 2:
             raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
                                           f"{self.num_classes} class(es): a classifier needs at least 2")

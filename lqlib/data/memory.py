@@ -42,6 +42,10 @@ class DecodedDataset(Dataset):
     def __getitem__(self, i: int):
         return self.images[i], int(self.labels[i])
 
+    def to(self, device) -> "DecodedDataset":
+        """The same set with its pixels on ``device`` (e.g. once on the GPU: batches never cross the bus)."""
+        return DecodedDataset(self.images.to(device), self.labels.to(device), self.num_classes)
+
 
 def _labels(ds) -> torch.Tensor:
     lab = getattr(ds, "labels", None)
@@ -97,6 +101,7 @@ def batch_stream(ds: Dataset, order: Sequence[int], batch_size: int, *, num_work
     order = torch.as_tensor(list(order), dtype=torch.int64)
     n = len(order) // batch_size * batch_size
     if isinstance(ds, DecodedDataset):
+        order = order.to(ds.images.device)
         for s in range(0, n, batch_size):
             idx = order[s:s + batch_size]
             yield ds.images.index_select(0, idx), ds.labels.index_select(0, idx), idx

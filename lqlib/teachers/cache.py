@@ -43,8 +43,9 @@ class TeacherEmbeddingCache:
 
     def lookup(self, index: torch.Tensor, flipped: torch.Tensor) -> torch.Tensor:
         """(B, E) teacher embeddings of dataset rows ``index``, mirrored where ``flipped``."""
-        index = index.to("cpu", torch.int64)
-        flipped = flipped.to("cpu", torch.bool)
+        if self.emb.device != index.device:  # the tables follow the batch (e.g. onto the GPU), once
+            self.emb, self.emb_flip = self.emb.to(index.device), self.emb_flip.to(index.device)
+        index, flipped = index.to(torch.int64), flipped.to(index.device, torch.bool)
         return torch.where(flipped[:, None], self.emb_flip.index_select(0, index), self.emb.index_select(0, index))
 
     @classmethod
