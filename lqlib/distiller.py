@@ -99,6 +99,8 @@ class Distiller(nn.Module):
             if self.fcr > 0 and bool(replaced.any()):  # changed faces: the live teacher embeds them
                 with torch.no_grad():
                     live = self.teacher(self._prepare(hr[replaced])).float()
+                if self.teacher_cache.mean is not None:
+                    live = live - self.teacher_cache.mean.to(live.device)
                 emb = emb.index_put((replaced.nonzero()[:, 0],), live)
             return ModelOutputs(emb)
         needs = self.composer.needs
@@ -176,11 +178,13 @@ def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[n
 
 
 def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossComposer, dataset, data_key: Optional[dict],
-                      device: torch.device, amp: str, log=None) -> Optional[TeacherEmbeddingCache]:
+                      device: torch.device, amp: str, log=None, center: bool = False) -> Optional[TeacherEmbeddingCache]:
     """Cached teacher embeddings of the training set when the KD terms need only embeddings
-    (``want="auto"``) or always (``want=True``, an error where impossible); built once per (teacher,
-    data) with :func:`lqlib.evaluation.embed` — :mod:`lqlib.teachers.cache`."""
+    (``want="auto"``) or always (``want=True``, or ``center``: an error where impossible); built once
+    per (teacher, data) with :func:`lqlib.evaluation.embed` — :mod:`lqlib.teachers.cache`. ``center``
+    subtracts the training-set mean of the teacher's embeddings from every target."""
     usable = composer.needs_teacher and composer.needs <= {"embedding"} and isinstance(dataset, DecodedDataset)
+    want = True if center else want
     if want is True and not usable:
         raise ValueError(f"teacher_cache=True: these KD terms need {sorted(composer.needs)} from the teacher (a "
                          "cache serves embedding-only terms), or the training set is not held in memory")
@@ -192,4 +196,5 @@ def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossCompose
     if key is not None:
         key = {"teacher": key, "amp": amp, "data": data_key}
     fn = lambda x: embed(teacher, x, batch_size=64, device=device, flip=True)  # noqa: E731
-    return TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None))
+    cache = TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None))
+    return cache.centered() if center else cache

@@ -24,6 +24,7 @@ class Method:
     head: str | None = None                         # margin head override
     description: str = ""
     face_content_replacement: float = 0.0           # probability per image, applied to the HR batch
+    teacher_center: bool = False                    # targets: teacher embeddings minus their training-set mean
 
 
 METHODS: dict[str, Method] = {
@@ -62,6 +63,9 @@ METHODS: dict[str, Method] = {
     "angular_emb": Method({"angular": 1.0}, {"angular": {"stages": False}},
                           description="embedding-level angular KD: 1 − cos(e_T, h(e_S)), h a linear connector "
                                       "when the sizes differ"),
+    "angular_emb_c": Method({"angular": 1.0}, {"angular": {"stages": False}}, teacher_center=True,
+                            description="embedding-level angular KD to CENTRED teacher targets: "
+                                        "1 − cos(e_T − mean_train(e_T), h(e_S)) (cached teacher embeddings)"),
     "relational": Method({"relational": 10.0}, {"relational": {"kind": "cosine"}},
                          description="relational KD: mean off-diagonal (G_S − G_T)², G the batch cosine matrix, "
                                      "weight 10"),
@@ -97,7 +101,8 @@ def get_method(name: str) -> Method:
         att = m.backbone_attention or att
         head = m.head or head
         fcr = max(fcr, m.face_content_replacement)
-    return Method(kd, params, att, bkw, head, description=" + ".join(parts), face_content_replacement=fcr)
+    return Method(kd, params, att, bkw, head, description=" + ".join(parts), face_content_replacement=fcr,
+                  teacher_center=any(METHODS[p].teacher_center for p in parts))
 
 
 def list_methods() -> list[str]:

@@ -21,6 +21,7 @@ import argparse
 import ast
 import itertools
 import json
+import os
 import re
 import sys
 import time
@@ -233,7 +234,39 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         total = sum(v.get("seconds", 0) for v in status.values())
         log(f"lqlib.run: all {len(steps)} notebook runs done in {time.time() - t_all:.0f} s "
             f"(notebook time recorded: {total:.0f} s); executed copies in {nb_out}")
+        if preset.get("publish"):
+            dst = publish_run_info(preset, out_dir, status)
+            log(f"lqlib.run: run record (command, environment, seconds per step) → {dst}")
     return written
+
+
+def environment() -> dict:
+    """Where a run ran: CPU model and flags, cores, torch, Python, GPU."""
+    import platform
+
+    import torch
+
+    from .precision import cpu_flags
+
+    model = ""
+    try:
+        model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma"))),
+            "torch": torch.__version__, "python": platform.python_version(),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}}
+
+
+def publish_run_info(preset: dict, out_dir: Path, status: dict) -> Path:
+    """``<publish>/run_info.json``: the command, the environment and the wall seconds of every step."""
+    dst = paths.resolve(preset["publish"])
+    info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"], "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "environment": environment(),
+            "steps": {k: {"seconds": v.get("seconds"), "status": v.get("status")} for k, v in status.items()},
+            "total_seconds": round(sum(v.get("seconds", 0) for v in status.values()), 1)}
+    return write_json(dst / "run_info.json", info)
 
 
 class RunError(RuntimeError):

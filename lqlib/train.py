@@ -133,7 +133,8 @@ class Trainer:
         if teacher is not None:
             key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
             cache = teacher_cache_for(cfg.teacher_cache, self._teacher_arg, teacher, composer, self.dataset,
-                                      key, self.device, str(self.amp_dtype), log=print if self.is_main else None)
+                                      key, self.device, str(self.amp_dtype), log=print if self.is_main else None,
+                                      center=self.method.teacher_center)
         self.distiller = Distiller(
             compiled(backbone, use_compile), head, composer, teacher_cache=cache,
             teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,

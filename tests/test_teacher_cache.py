@@ -113,3 +113,15 @@ def test_trainer_uses_the_cache_for_an_embedding_only_method(tmp_path, monkeypat
     assert off.distiller.teacher_cache is None
     with pytest.raises(ValueError, match="teacher_cache=True"):
         Trainer(TrainConfig(**{**cfg.to_dict(), "method": "angular", "teacher_cache": True}), teacher=teacher)._build()
+
+
+def test_centred_targets_subtract_the_training_mean(setup):
+    images, _, teacher, _ = setup
+    cache = TeacherEmbeddingCache.build(_fn(teacher), images)
+    c = cache.centered()
+    mean = torch.cat([cache.emb, cache.emb_flip]).mean(0)
+    assert torch.allclose(c.emb, cache.emb - mean) and torch.allclose(c.mean, mean)
+    assert torch.cat([c.emb, c.emb_flip]).mean(0).abs().max() < 1e-5
+    from lqlib.methods import get_method
+
+    assert get_method("angular_emb_c").teacher_center and not get_method("angular_emb").teacher_center

@@ -37,6 +37,17 @@ class TeacherEmbeddingCache:
     def __len__(self) -> int:
         return len(self.emb)
 
+    mean: Optional[torch.Tensor] = None  # set by centered(): the training-set mean that was subtracted
+
+    def centered(self) -> "TeacherEmbeddingCache":
+        """The tables minus their training-set mean (over images and mirror images): a teacher whose
+        unit descriptors all point one way (faceapi-resnet: ‖mean‖ ≈ 0.9) gives targets that differ in
+        the part that tells people apart. ``mean`` is kept for live embeddings of changed faces."""
+        mean = torch.cat([self.emb, self.emb_flip]).mean(0)
+        out = TeacherEmbeddingCache(self.emb - mean, self.emb_flip - mean, {**self.manifest, "centered": True})
+        out.mean = mean
+        return out
+
     @property
     def embedding_size(self) -> int:
         return self.emb.shape[1]
