@@ -1,6 +1,6 @@
 """Verification accuracy of an external teacher (:func:`lqlib.teachers.build_teacher`) with :func:`lqlib.evaluation.evaluate`.
 
-    python bench/external_teacher.py --teacher vladmandic-mobilefacenet --pairs lfw-10fold --scales 1 \\
+    python bench/external_teacher.py --teacher faceapi-resnet --pairs lfw-10fold --scales 1 2 4 8 \\
         [--runtime torch|onnx] [--no-flip] [--threads 2] [--out bench/results]
 
 ``--teacher`` is anything ``build_teacher`` takes (a registered name, an ``.onnx`` file, a spec
@@ -51,7 +51,7 @@ def onnx_teacher(teacher: ExternalTeacher, threads: int | None) -> ExternalTeach
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default="vladmandic-mobilefacenet")
+    ap.add_argument("--teacher", default="faceapi-resnet")
     ap.add_argument("--pairs", default="lfw-10fold")
     ap.add_argument("--scales", type=float, nargs="+", default=[1])
     ap.add_argument("--mode", default="both", help="eval mode: both | cross | both+cross")

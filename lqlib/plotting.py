@@ -87,7 +87,7 @@ def _new_axes(ax=None, figsize=(4.0, 3.0)):
 
 
 def _legend_outside_if_long(ax, labels, max_chars: int = 20):
-    """Long method names (e.g. "angular_emb+relational ← vladmandic-mobilefacenet") would cover the
+    """Long method names (e.g. "angular_emb+relational ← faceapi-resnet") would cover the
     lines: move the legend right of the axes and widen the figure by the legend's width."""
     longest = max((len(str(lab)) for lab in labels), default=0)
     if longest <= max_chars or ax.get_legend() is None:

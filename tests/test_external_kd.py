@@ -50,7 +50,7 @@ def test_relational_matches_hand_formula_and_has_gradient():
 
 def test_cross_architecture_terms_need_only_embeddings():
     student = build_backbone("ir_cbam_tiny", embedding_size=64)
-    teacher = build_backbone("mobilefacenet_tf", embedding_size=32)
+    teacher = build_backbone("mobilefacenet", embedding_size=32)
     for method in ("angular_emb", "relational", "angular_emb+relational"):
         m = get_method(method)
         for name in m.kd:

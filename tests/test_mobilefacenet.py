@@ -1,18 +1,17 @@
-"""MobileFaceNet: shapes, attention maps, stage features, gradients, TF padding."""
+"""MobileFaceNet: shapes, attention maps, stage features, gradients."""
 from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lqlib.models import BACKBONES, build_backbone
-from lqlib.models.mobilefacenet import MobileFaceNet, tf_same_pad
+from lqlib.models.mobilefacenet import MobileFaceNet
 
 SIZES = [(112, 112), (112, 96)]
 
 
 def test_registered():
-    for name in ("mobilefacenet", "mobilefacenet_cbam", "mobilefacenet_esca", "mobilefacenet_tf"):
+    for name in ("mobilefacenet", "mobilefacenet_cbam", "mobilefacenet_esca"):
         assert name in BACKBONES
 
 
@@ -60,7 +59,7 @@ def test_registered_attention_variants():
     assert build_backbone("mobilefacenet_cbam").attention_type == "cbam"
 
 
-@pytest.mark.parametrize("name", ["mobilefacenet_cbam", "mobilefacenet_tf"])
+@pytest.mark.parametrize("name", ["mobilefacenet", "mobilefacenet_cbam"])
 def test_gradient_reaches_every_parameter(name):
     torch.manual_seed(0)
     m = build_backbone(name, embedding_size=32).train()
@@ -69,21 +68,3 @@ def test_gradient_reaches_every_parameter(name):
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert not missing, missing
-
-
-def test_tf_variant_layers():
-    m = build_backbone("mobilefacenet_tf").eval()
-    assert m.embedding_size == 192 and len(m.stem) == 3 and len(m.hidden) == 2
-    assert isinstance(m.blocks[0].depthwise.act, torch.nn.ReLU)
-    assert m(torch.randn(2, 3, 112, 112)).shape == (2, 192)
-
-
-@pytest.mark.parametrize("size,stride,expected", [(112, 2, (0, 1)), (7, 2, (1, 1)), (8, 1, (1, 1))])
-def test_tf_same_pad(size, stride, expected):
-    x = torch.ones(1, 1, size, size)
-    y = tf_same_pad(x, (3, 3), stride)
-    top_left = expected[0]
-    assert y.shape[-1] == size + sum(expected)
-    assert y[0, 0, top_left, top_left] == 1 and (top_left == 0 or y[0, 0, 0, 0] == 0)
-    # the conv output grid has TF's size: ceil(size / stride)
-    assert F.conv2d(y, torch.ones(1, 1, 3, 3), stride=stride).shape[-1] == -(-size // stride)

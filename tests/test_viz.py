@@ -159,7 +159,7 @@ def test_method_comparison_and_curves(tmp_path):
 
 
 def test_accuracy_vs_scale_long_names_put_the_legend_outside(tmp_path):
-    df = _results().replace({"model": {"hr-lr": "angular_emb+relational ← vladmandic-mobilefacenet"}})
+    df = _results().replace({"model": {"hr-lr": "angular_emb+relational ← faceapi-resnet"}})
     ax = plotting.accuracy_vs_scale(df)
     fig = ax.figure
     assert fig.get_size_inches()[0] > 4.0  # widened for the legend

