@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,10 @@ def _lqlib_run(*args: str, timeout: float) -> None:
     env = {**os.environ, **_kernel_env()}
     subprocess.run([sys.executable, "-m", "lqlib.run", "--preset", "smoke", "--out", f"runs/{RUN}", *args],
                    cwd=REPO, env=env, check=True, timeout=timeout)
+
+
+def _interrupt(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 class Budget:
@@ -123,11 +128,14 @@ def budget(notebooks) -> Budget:
 def lab(budget):
     """A JupyterLab server on a free localhost port with a random token and the repository as root dir."""
     server = JupyterLab(REPO, OUT / "jupyterlab.log", env=_kernel_env())
+    # a SIGTERM (a CI timeout, `timeout`, kill) ends the session like Ctrl-C, so that this teardown still runs
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.start(timeout=min(60.0, budget.left()))
         yield server
     finally:
         server.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")
