@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The project's test command (README, CI): unit tests, then every notebook through nbval on the smoke
-# preset (papermill --prepare-only parameterises them, nbval executes them in order), then the numbers
-# the smoke study produced (tests/test_smoke_results.py).
+# The project's test command (README, CI): the import layers, unit tests, then every notebook through
+# nbval on the smoke preset (papermill --prepare-only parameterises them, nbval executes them in order),
+# the numbers the smoke study produced (tests/test_smoke_results.py), and notebooks 04 and 05 of that
+# study opened in JupyterLab in headless Chromium (tests/browser).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lint-imports --no-cache | tail -n 2
-python -m pytest -q tests
+python -m pytest -q tests --ignore=tests/browser
 out=runs/ci-nbval
 rm -rf "$out"
 python -m lqlib.run --preset smoke --prepare-only --out "$out"
@@ -14,3 +15,6 @@ python -m lqlib.run --preset smoke --prepare-only --out "$out"
 LQLIB_COMPILE=0 python -m pytest -q -p no:cacheprovider --nbval-lax --nbval-current-env \
     --nbval-sanitize-with tests/nbval_sanitize.cfg "$out"/notebooks/*.ipynb
 LQLIB_SMOKE_RUN="$out" python -m pytest -q -p no:cacheprovider tests/test_smoke_results.py
+# JupyterLab + the explorer's widget in a real browser (skips with one line when there is no Chromium,
+# except in CI, where .ci/run installs it and sets LQLIB_REQUIRE_BROWSER=1)
+python -m pytest -q -p no:cacheprovider tests/browser
