@@ -292,12 +292,31 @@ def pair_correct_reader(study: Study, eval_set: str, eval_mode: str = "both"):
 
 
 def compare(study: Study, results, baseline: str = "none", scales: Sequence[float] = (4, 8),
-            eval_mode: str = "both"):
-    """Every model vs ``baseline`` across seeds (:func:`lqlib.evaluation.compare_to_baseline`)."""
+            eval_mode: str = "both", methods: Optional[Sequence[str]] = None):
+    """Every model (or ``methods``) vs ``baseline`` across seeds, Holm over this comparison
+    (:func:`lqlib.evaluation.compare_to_baseline`)."""
     from .evaluation import compare_to_baseline
 
     eval_set = str(results["dataset"].iloc[0])
-    return compare_to_baseline(results, baseline, scales, eval_mode, pair_correct_reader(study, eval_set, eval_mode))
+    return compare_to_baseline(results, baseline, scales, eval_mode, pair_correct_reader(study, eval_set, eval_mode),
+                               methods=methods)
+
+
+def compare_all(study: Study, results, external_teachers: Sequence[str] = (), scales: Sequence[float] = (4, 8),
+                eval_mode: str = "both"):
+    """The study's tests: every model vs BasicNet-LR; and, for each external teacher, its students vs
+    the teacher's own accuracy (a one-sample test over seeds). One DataFrame, Holm within each."""
+    import pandas as pd
+
+    parts = [compare(study, results, "none", scales, eval_mode,
+                     methods=[m for m in dict.fromkeys(results["method"]) if m not in ("none",)
+                              and not m.startswith("teacher:")])]
+    for t in external_teachers:
+        label = teacher_label(t)
+        students = [m for m in dict.fromkeys(results["method"]) if f"@{label}" in m]
+        if students and f"teacher:{label}" in set(results["method"]):
+            parts.append(compare(study, results, f"teacher:{label}", scales, eval_mode, methods=students))
+    return pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else parts[0]
 
 
 def save_tables(study: Study, results, comparison=None, publish_dir: str = "") -> list[Path]:
@@ -314,8 +333,9 @@ def save_tables(study: Study, results, comparison=None, publish_dir: str = "") -
         out.append(save_dataframe_csv(comparison, out_dir / "tests.csv", index=False))
         cols = [c for c in ("model", "scale", "n", "acc", "baseline_acc", "delta", "delta_sd", "t", "p", "p_holm",
                             "significant", "pair_boot_p_max") if c in comparison.columns]
-        md.append(f"## vs {comparison['baseline'].iloc[0]}, across training seeds (paired t over seeds, Holm "
-                  f"over the table; pair_boot_p_max: pair noise only)\n\n{to_markdown(comparison[cols], index=False)}\n")
+        for base, part in comparison.groupby("baseline", sort=False):
+            md.append(f"## vs {display_name(base)}, across training seeds (t-test over seeds, Holm within this "
+                      f"table; pair_boot_p_max: pair noise only)\n\n{to_markdown(part[cols], index=False)}\n")
     out.append(write_text(out_dir / "tables.md", "\n".join(md)))
     if publish_dir:
         dst = paths.resolve(publish_dir)

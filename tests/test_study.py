@@ -125,3 +125,14 @@ def test_runner_reruns_a_step_whose_parameters_changed(tmp_path, monkeypatch):
     preset.write_text("notebooks:\n  - notebook: 03_evaluation\n    parameters: {MAX_PAIRS: 20}\n")
     run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
     assert len(calls) == 2 and calls[-1]["MAX_PAIRS"] == 20
+
+
+def test_students_of_an_external_teacher_are_tested_against_its_own_accuracy():
+    from lqlib.evaluation import compare_to_baseline
+
+    rows = [{"model": "T", "method": "teacher:ext", "seed": 0, "eval_mode": "both", "scale": 8.0, "acc_mean": 70.0}]
+    rows += [{"model": "S", "method": "angular_emb@ext", "seed": s, "eval_mode": "both", "scale": 8.0, "acc_mean": a}
+             for s, a in ((0, 74.0), (1, 75.0), (2, 76.0))]
+    t = compare_to_baseline(pd.DataFrame(rows), "teacher:ext", scales=(8,))
+    r = t.iloc[0]
+    assert r["test"] == "one-sample t" and r["delta"] == pytest.approx(5.0) and r["p"] < 0.05

@@ -7,7 +7,8 @@ runs (seeds), not from the pairs of one run: with ~3,000 pairs the pair-level no
 * :func:`seed_summary` — per (model, eval mode, scale): mean over seeds, the seeds' sample std
   (ddof = 1; NaN for one seed), n seeds, and the mean over seeds of the fold std (its own column);
 * :func:`seed_test` — a paired t-test over seeds of per-seed accuracy (method seed k vs baseline seed
-  k), or Welch's t-test when the seeds are not paired;
+  k), a one-sample t-test against a deterministic baseline (one run, e.g. a frozen external teacher),
+  or Welch's t-test when the seeds are not paired;
 * :func:`holm` — Holm's step-down correction of the p-values of one table;
 * :func:`compare_to_baseline` — every method vs a baseline at the given scales: Δ, its seeds' spread,
   t, p, Holm-adjusted p, and (secondary, pair noise only) a paired bootstrap over the pairs of each
@@ -51,6 +52,12 @@ def seed_test(a: dict, b: dict) -> dict:
         return {"test": "paired t", "n": len(d), "delta": float(d.mean()), "delta_sd": sd, "t": float(t), "p": p}
     va, vb = np.array(list(a.values()), float), np.array(list(b.values()), float)
     delta = float(va.mean() - vb.mean()) if len(va) and len(vb) else np.nan
+    if len(vb) == 1 and len(va) >= 2:  # a deterministic baseline (e.g. a frozen external teacher): one-sample t
+        res = stats.ttest_1samp(va, vb[0])
+        sd = float(va.std(ddof=1))
+        p = float(res.pvalue) if sd > 0 else (1.0 if delta == 0 else 0.0)
+        return {"test": "one-sample t", "n": len(va), "delta": delta, "delta_sd": sd,
+                "t": float(res.statistic) if sd > 0 else np.nan, "p": p}
     if len(va) < 2 or len(vb) < 2:
         return {"test": "none (n < 2)", "n": min(len(va), len(vb)), "delta": delta, "delta_sd": np.nan,
                 "t": np.nan, "p": np.nan}
