@@ -94,17 +94,18 @@ class Step:
     notebook: str
     parameters: dict
     grid_values: dict
+    tag: str = ""          # a preset item's ``tag``: the same notebook twice (e.g. 03 after each half)
 
     @property
     def key(self) -> str:
-        """Executed-copy name: the (numbered) notebook stem plus its grid values."""
-        tag = "".join(f"__{k}-{_slug(v)}" for k, v in self.grid_values.items())
-        return f"{Path(self.notebook).stem}{tag}"
+        """Executed-copy name: the (numbered) notebook stem, its tag and its grid values."""
+        grid = "".join(f"__{k}-{_slug(v)}" for k, v in self.grid_values.items())
+        return f"{Path(self.notebook).stem}{'__' + _slug(self.tag) if self.tag else ''}{grid}"
 
     @property
     def label(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.grid_values.items())
-        return f"{Path(self.notebook).stem} {extra}".strip()
+        return f"{Path(self.notebook).stem} {self.tag} {extra}".replace("  ", " ").strip()
 
 
 def _expand(v):
@@ -153,7 +154,7 @@ def plan(preset: dict, run_name: str) -> list[Step]:
         keys = list(grid)
         for values in itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys)):
             gv = dict(zip(keys, values))
-            steps.append(Step(len(steps), nb_path.name, {**base, **gv}, gv))
+            steps.append(Step(len(steps), nb_path.name, {**base, **gv}, gv, str(item.get("tag", ""))))
     keys = [s.key for s in steps]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
