@@ -49,6 +49,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
+T_START = time.monotonic()  # the budget counts from the process start, imports included
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -79,10 +80,10 @@ class Budget:
     that is left; evaluation may use the benchmark's reserve too; the benchmark gets the rest."""
 
     def __init__(self, total_s: float, *, reserve_eval_s: float, reserve_bench_s: float, margin_s: float,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, start: Optional[float] = None):
         self.clock = clock
         self.total_s = float(total_s)
-        self.end = clock() + self.total_s
+        self.end = (clock() if start is None else start) + self.total_s
         self.reserve = {"train": reserve_eval_s + reserve_bench_s + margin_s, "eval": margin_s, "bench": margin_s}
 
     def left(self, phase: str) -> float:
@@ -244,11 +245,23 @@ def _nvidia_smi(field: str) -> Optional[str]:
 
 
 # ----------------------------------------------------------------------------------------------- training
+def _same_config(cfg) -> bool:
+    """The finished run in ``cfg.run_dir`` was trained with ``cfg`` (up to what a resume may change)."""
+    from lqlib.checkpoint import load_checkpoint
+    from lqlib.train import RESUMABLE_CHANGES
+
+    saved, mine = load_checkpoint(cfg.run_dir)["config"], cfg.to_dict()
+    return all(saved.get(k) == v for k, v in mine.items() if k not in RESUMABLE_CHANGES)
+
+
 def run_summary(summary: dict, run_dir: Path) -> dict:
     """Per-run timing facts: engine, compile seconds, steady seconds per epoch, images/s."""
     import csv
 
-    rows = list(csv.DictReader(open(run_dir / "metrics.csv"))) if (run_dir / "metrics.csv").is_file() else []
+    rows = []
+    if (run_dir / "metrics.csv").is_file():
+        with open(run_dir / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
     secs = sorted(float(r["seconds"]) for r in rows)
     ips = sorted(float(r["img_per_s"]) for r in rows)
     eng = summary.get("engine", {}) if summary else {}
@@ -289,7 +302,7 @@ class Block:
 
         role = cfg.role
         step = key if key == "teacher" else f"student:{key}"
-        if is_finished(cfg.run_dir, cfg.epochs):
+        if is_finished(cfg.run_dir, cfg.epochs) and _same_config(cfg):
             self.finished[key] = cfg.run_dir
             self.rec.step(step, "reused", run_dir=str(cfg.run_dir))
             return
@@ -307,7 +320,7 @@ class Block:
         try:
             summary = trainer.fit()
         except TrainingInterrupted as e:
-            status, reason = "stopped", f"time budget: {e}"
+            status, reason = "stopped", f"{'time budget' if self.budget.left('train') <= 0 else 'signal'}: {e}"
         except Exception as e:  # noqa: BLE001 - one failed model must not lose the block
             traceback.print_exc()
             status, reason = "failed", f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
@@ -465,7 +478,7 @@ def run(args, clock: Callable[[], float] = time.monotonic) -> int:
     import torch
 
     budget = Budget(args.budget_s, reserve_eval_s=args.reserve_eval_s, reserve_bench_s=args.reserve_bench_s,
-                    margin_s=args.margin_s, clock=clock)
+                    margin_s=args.margin_s, clock=clock, start=T_START if clock is time.monotonic else None)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work).resolve() if args.work else paths.runs_dir() / f"gpu-block-s{args.seed}"
@@ -482,6 +495,7 @@ def run(args, clock: Callable[[], float] = time.monotonic) -> int:
     check_packs(packs)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     meta = {"seed": args.seed, "dry_run": bool(args.dry_run), "started": started, "budget_s": args.budget_s,
+            "startup_s": round(time.monotonic() - T_START, 1),
             "reserves_s": {"eval": args.reserve_eval_s, "bench": args.reserve_bench_s, "margin": args.margin_s},
             "scales": list(SCALES), "eval_modes": list(EVAL_MODES), "students": list(STUDENTS), "work": str(work),
             "env": environment(device, packs)}
@@ -596,17 +610,14 @@ def rebuild(root: Path) -> list[Path]:
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     written = [save_dataframe_csv(results, root / "accuracy_all.csv", index=False)]
     seeds = sorted(int(s) for s in results["seed"].unique()) if len(results) else []
-    by_seed = {int(b["seed"]): b["dir"] for b in blocks}
-
-    def pair_correct(mode):
-        def read(method, seed, scale):
-            p = by_seed.get(int(seed), Path("/nonexistent")) / "pairs_correct.npz"
-            if not p.is_file():
-                return None
-            with np.load(p) as z:
-                k = f"{model_slug(method)}__{mode}__x{float(scale):g}"
-                return z[k] if k in z.files else None
-        return read
+    correct = {}  # (model slug, seed, eval mode, scale) → per-pair correctness, for the pair-level test
+    for b in blocks:
+        if (b["dir"] / "pairs_correct.npz").is_file():
+            with np.load(b["dir"] / "pairs_correct.npz") as z:
+                for k in z.files:
+                    slug_, mode, scale = k.split("__")
+                    correct[(slug_, int(b["seed"]), mode, float(scale[1:]))] = z[k]
+    pair_correct = lambda mode: lambda m, seed, sc: correct.get((model_slug(m), int(seed), mode, float(sc)))  # noqa: E731
 
     table = pd.DataFrame([{k: v for k, v in b.items() if k != "dir"} for b in blocks])
     md = ["# GPU blocks: lfw-half, IR-CBAM-18 (gpu recipe), accuracy (%)\n",
