@@ -154,7 +154,7 @@ def main(argv=None):
                 batch_size=args.batch, method=args.method, device=str(dev), num_workers=0, progress=False,
                 resume=False, epochs=1)
     flags = sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma")))
-    res = {"backbone": args.backbone, "teacher": args.teacher or "same architecture", "batch": args.batch,
+    res = {"backbone": args.backbone, "teacher_model": args.teacher or "same architecture", "batch": args.batch,
            "classes": args.classes, "method": args.method,
            "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
            "threads": torch.get_num_threads(), "cpu_flags": flags, "torch": torch.__version__,
@@ -210,7 +210,7 @@ def main(argv=None):
                 "|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
     d = res.get("default", {})
     cached = (f"{res['cached']['img_per_s']} (×{res['speedup_cached_vs_live']})" if "cached" in res else "")
-    row = (f"| {res['date']} | {args.backbone} | {res['teacher']} | {args.batch} | {args.method} | {res['device']} | "
+    row = (f"| {res['date']} | {args.backbone} | {res['teacher_model']} | {args.batch} | {args.method} | {res['device']} | "
            f"{res['threads']} | "
            f"{res.get('naive', {}).get('img_per_s', '')} | {d.get('img_per_s', '')} | "
            f"{res.get('speedup_default_vs_naive', '')} | {d.get('compile_s', '')} | "
