@@ -3,6 +3,11 @@ import os
 os.environ.setdefault("MPLBACKEND", "Agg")
 # torch.compile is exercised by the tests about compiling (test_engine.py), not by every training test
 os.environ.setdefault("LQLIB_COMPILE", "0")
+# caches (decoded packs, teacher embeddings, converted teachers) of the tests stay out of the repo's cache/
+if "LQLIB_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["LQLIB_CACHE"] = tempfile.mkdtemp(prefix="lqlib-test-cache-")
 
 import pytest
 import torch
