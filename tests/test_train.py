@@ -273,3 +273,23 @@ def test_malformed_mapping_option_is_a_one_line_error(capsys):
     assert err.count("\n") == 0 and "synthetic" in err and "num_classes" in err and "accepted" in err
     with pytest.raises(ValueError, match="head_kw"):
         TrainConfig(head_kw={"scale": 3}).validate()
+
+
+def test_check_learning_flags_degenerate_runs(tmp_path):
+    from lqlib.callbacks import DegenerateRunError, MetricsLog, check_learning
+
+    log = MetricsLog(tmp_path)
+    log.write([{"epoch": 1, "loss": 9.0, "loss_ce": 6.0, "loss_dkd": 0.5}, {"epoch": 2, "loss": 9.5, "loss_ce": 5.0,
+                                                                            "loss_dkd": 2.0}])
+    assert check_learning(tmp_path, min_ce=1.0)["loss_ce"] == (6.0, 5.0)  # a rising KD term (warm-up) is fine
+    with pytest.raises(DegenerateRunError, match="first-epoch CE 6.0000 < 7.0"):
+        check_learning(tmp_path, min_ce=7.0)
+    log.write([{"epoch": 1, "loss": 1.0, "loss_ce": 0.0}, {"epoch": 2, "loss": 0.5, "loss_ce": 0.0}])
+    with pytest.raises(DegenerateRunError, match="exactly 0"):
+        check_learning(tmp_path)
+    log.write([{"epoch": 1, "loss": 3.0, "loss_ce": 3.0}, {"epoch": 2, "loss": 3.5, "loss_ce": 3.5}])
+    with pytest.raises(DegenerateRunError, match="never fell"):
+        check_learning(tmp_path)
+    log.write([{"epoch": 1, "loss": float("nan"), "loss_ce": 3.0}, {"epoch": 2, "loss": 2.0, "loss_ce": 2.0}])
+    with pytest.raises(DegenerateRunError, match="not finite"):
+        check_learning(tmp_path)
