@@ -118,6 +118,7 @@ class Distiller(nn.Module):
         out = forward_outputs(self.student, self.head, self._prepare(x_student), lab, self.want_att, self.want_feat)
         return self.composer(out, teacher_out, lab, progress)
 
+
 # ------------------------------------------------------------------------------ the frozen teacher
 def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[nn.Module]]:
     """The frozen teacher (backbone, head or None) named by ``spec``: a run directory (which must hold
@@ -152,29 +153,6 @@ def teacher_fingerprint(spec: Any, teacher: nn.Module) -> Optional[dict]:
         ck = checkpoint_path(paths.resolve(spec))
         return {"run": str(ck), "mtime": ck.stat().st_mtime}
     return None
-
-
-def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[nn.Module]]:
-    """The frozen teacher (backbone, head or None) named by ``spec``: a run directory (which must hold
-    a finished training run), an external teacher (registered name, ``.onnx``, spec ``.json``), a
-    ``(backbone, head)`` tuple or a bare backbone."""
-    if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
-        from .teachers import build_teacher
-
-        backbone, head = build_teacher(spec), None
-    elif isinstance(spec, (str, os.PathLike)):
-        run = paths.resolve(spec)
-        if not is_finished(run):
-            state = "has no checkpoint" if not checkpoint_path(run).is_file() else "has not finished training"
-            raise ValueError(f"teacher run {run} {state}: train the teacher first (01_teacher_training), "
-                             "then its students")
-        backbone, head, _ = load_trained(run)
-    elif isinstance(spec, tuple):
-        backbone, head = spec
-    else:  # a bare backbone (external teacher): no head, no logits
-        backbone, head = spec, None
-    backbone = backbone.to(device).eval().requires_grad_(False)
-    return backbone, (head.to(device).eval().requires_grad_(False) if head is not None else None)
 
 
 def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossComposer, dataset, data_key: Optional[dict],
