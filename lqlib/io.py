@@ -53,11 +53,10 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Path:
 
 
 def _json_default(o: Any):
-    if hasattr(o, "item"):
-        return o.item()
+    """numpy / torch scalars → numbers, arrays and tensors → lists, paths → strings."""
     if isinstance(o, Path):
         return str(o)
-    if hasattr(o, "tolist"):
+    if hasattr(o, "tolist"):  # arrays, tensors and their scalars (a 0-d tolist() is a number)
         return o.tolist()
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 

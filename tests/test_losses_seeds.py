@@ -355,20 +355,11 @@ def test_every_method_one_step(name):
 
 
 # ------------------------------------------------------------------------------ through the train loop
-def _train_api():
-    try:
-        from lqlib import train as T
-    except ImportError:  # pragma: no cover
-        return None
-    return T if hasattr(T, "train_student") else None
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["at", "askd", "askd_pre", "dkd", "hkdd", "angular", "ecacface", "labelfree"])
 def test_train_loop_few_steps(name, tmp_path):
-    T = _train_api()
-    if T is None:
-        pytest.skip("lqlib.train.train_student not available")
+    from lqlib import train as T
+
     method = get_method(name)
     att = method.backbone_attention or "cbam"
     kw = dict(SMALL, **method.backbone_kw)
