@@ -78,7 +78,7 @@ def study(chromium) -> str:
     from lqlib.study import Study
 
     def trained() -> bool:
-        kinds = {m == "teacher" for m, _s, _d in Study(RUN).models()}
+        kinds = {m.key == "teacher" for m in Study(RUN).models()}
         return kinds == {True, False}
 
     if not trained():
