@@ -318,7 +318,9 @@ def attention_similarity_curve(data: pd.DataFrame | Mapping[str, Sequence[float]
         for i in range(1, len(block_stage)):
             if block_stage[i] != block_stage[i - 1]:
                 ax.axvline(i - 0.5, color="0.6", ls=":", lw=1)
-    ax.set_xlabel("block")
+    blocks = sorted(data["block"].unique())
+    ax.set_xticks(blocks)  # blocks are whole numbers: no 0.5 ticks
+    ax.set_xlabel("block (dotted: stage boundary)" if block_stage is not None else "block")
     ax.set_ylabel("cosine similarity (teacher HR vs student LR)")
     if title:
         ax.set_title(title)

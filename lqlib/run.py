@@ -230,13 +230,15 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
             status[step.key] = {"status": "done", "output": str(target), "seconds": round(dt, 1),
                                 "parameters": params, "params_hash": digest}
             write_json(_status_path(out_dir), status)
+            if preset.get("publish"):  # after every step: a stopped or partial run is recorded too
+                publish_run_info(preset, out_dir, status, steps)
         written.append(target)
     if not prepare_only:
         total = sum(v.get("seconds", 0) for v in status.values())
         log(f"lqlib.run: all {len(steps)} notebook runs done in {time.time() - t_all:.0f} s "
             f"(notebook time recorded: {total:.0f} s); executed copies in {nb_out}")
         if preset.get("publish"):
-            dst = publish_run_info(preset, out_dir, status)
+            dst = publish_run_info(preset, out_dir, status, steps)
             log(f"lqlib.run: run record (command, environment, seconds per step) → {dst}")
     return written
 
@@ -261,12 +263,17 @@ def environment() -> dict:
             "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}}
 
 
-def publish_run_info(preset: dict, out_dir: Path, status: dict) -> Path:
-    """``<publish>/run_info.json``: the command, the environment and the wall seconds of every step."""
+def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list) -> Path:
+    """``<publish>/run_info.json``: the command, the environment, the wall seconds and parameters of every step
+    done so far, and the steps of the preset still pending (a run stopped part-way says so)."""
     dst = paths.resolve(preset["publish"])
-    info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"], "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "environment": environment(),
-            "steps": {k: {"seconds": v.get("seconds"), "status": v.get("status")} for k, v in status.items()},
-            "total_seconds": round(sum(v.get("seconds", 0) for v in status.values()), 1)}
+    done = {k: v for k, v in status.items() if v.get("status") == "done"}
+    pending = [s.key for s in steps if s.key not in done]
+    info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"],
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
+            "environment": environment(),
+            "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters")} for k, v in done.items()},
+            "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
     return write_json(dst / "run_info.json", info)
 
 

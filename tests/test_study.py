@@ -127,6 +127,31 @@ def test_runner_reruns_a_step_whose_parameters_changed(tmp_path, monkeypatch):
     assert len(calls) == 2 and calls[-1]["MAX_PAIRS"] == 20
 
 
+def test_run_info_is_published_after_every_step_and_names_what_is_pending(tmp_path, monkeypatch):
+    import json
+
+    from lqlib import run
+
+    def fake(src, dst, parameters, **kw):
+        if parameters.get("MAX_PAIRS") == 20:
+            raise RuntimeError("a step that fails")
+        open(dst, "w").write("{}")
+
+    monkeypatch.setattr("papermill.execute_notebook", fake)
+    preset = tmp_path / "p.yaml"
+    pub = tmp_path / "published"
+    preset.write_text(f"publish: {pub}\nnotebooks:\n  - notebook: 03_evaluation\n    tag: a\n"
+                      "    parameters: {MAX_PAIRS: 10}\n  - notebook: 03_evaluation\n    tag: b\n"
+                      "    parameters: {MAX_PAIRS: 20}\n")
+    with pytest.raises(run.RunError):
+        run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
+    info = json.loads((pub / "run_info.json").read_text())
+    assert info["complete"] is False and info["pending"] == ["03_evaluation__b"]
+    assert list(info["steps"]) == ["03_evaluation__a"]
+    assert info["steps"]["03_evaluation__a"]["parameters"]["MAX_PAIRS"] == 10
+    assert info["command"] == f"python -m lqlib.run --preset {info['preset']}" and info["environment"]["torch"]
+
+
 def test_students_of_an_external_teacher_are_tested_against_its_own_accuracy():
     from lqlib.evaluation import compare_to_baseline
 
