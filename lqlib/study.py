@@ -74,6 +74,11 @@ class Model:
     def name(self) -> str:
         return display_name(self.key)
 
+    @property
+    def external_teacher(self) -> str:
+        """The external teacher a student was distilled from ("" for the study's own teacher and its students)."""
+        return self.key.removesuffix(HEAD_INIT).partition("@")[2]
+
 
 @dataclass
 class Study:

@@ -137,7 +137,9 @@ def test_study_keys_students_of_external_teachers(tmp_path, monkeypatch):
     assert cfg.init_head_from_teacher is False and cfg.teacher.endswith("spec.json")
     assert cfg.out_dir == str(st.student_dir("relational@mbf", 1))
     train_student(cfg)
-    assert [(m.key, m.seed) for m in st.models()] == [("relational@mbf", 1)]
+    assert [(m.key, m.seed, m.external_teacher) for m in st.models()] == [("relational@mbf", 1, "mbf")]
+    assert S.Model("logit~headinit", 0, folder, "x").external_teacher == ""
+    assert S.Model("angular_emb@mbf~headinit", 0, folder, "x").external_teacher == "mbf"
     assert S.display_name("relational@mbf") == "relational ← mbf"
     assert S.display_name("none") == "BasicNet-LR"
     assert S.display_name("logit~headinit") == "+logit KD (head from teacher)"
