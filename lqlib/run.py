@@ -189,12 +189,11 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
     preset = load_preset(preset_name)
     out_dir = paths.resolve(out) if out else paths.runs_dir() / preset["name"]
     run_name = out_dir.name
-    steps = plan(preset, run_name)
-    if only:
-        steps = [s for s in steps if any(o in s.key for o in only)]
+    all_steps = plan(preset, run_name)
+    steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
     nb_out = out_dir / "notebooks"
     nb_out.mkdir(parents=True, exist_ok=True)
-    status = {} if force else _load_status(out_dir)
+    status = _load_status(out_dir)  # --force re-runs the selected steps; the record of the others stays
     written = []
     t_all = time.time()
     log(f"lqlib.run: preset {preset['name']!r} → {out_dir} ({len(steps)} notebook runs"
@@ -204,7 +203,7 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         params = _expand(step.parameters)
         digest = params_hash(params)
         earlier = status.get(step.key, {})
-        if not prepare_only and earlier.get("status") == "done" and target.is_file():
+        if not (prepare_only or force) and earlier.get("status") == "done" and target.is_file():
             if earlier.get("params_hash") == digest:
                 log(f"[{i}/{len(steps)}] {step.label}: done earlier, skipped")
                 written.append(target)
@@ -231,14 +230,14 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
                                 "parameters": params, "params_hash": digest}
             write_json(_status_path(out_dir), status)
             if preset.get("publish"):  # after every step: a stopped or partial run is recorded too
-                publish_run_info(preset, out_dir, status, steps)
+                publish_run_info(preset, out_dir, status, all_steps)
         written.append(target)
     if not prepare_only:
         total = sum(v.get("seconds", 0) for v in status.values())
         log(f"lqlib.run: all {len(steps)} notebook runs done in {time.time() - t_all:.0f} s "
             f"(notebook time recorded: {total:.0f} s); executed copies in {nb_out}")
         if preset.get("publish"):
-            dst = publish_run_info(preset, out_dir, status, steps)
+            dst = publish_run_info(preset, out_dir, status, all_steps)
             log(f"lqlib.run: run record (command, environment, seconds per step) → {dst}")
     return written
 
@@ -272,7 +271,8 @@ def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list) -> 
     info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"],
             "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
             "environment": environment(),
-            "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters")} for k, v in done.items()},
+            "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"),
+                      **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
             "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
     return write_json(dst / "run_info.json", info)
 

@@ -152,6 +152,27 @@ def test_run_info_is_published_after_every_step_and_names_what_is_pending(tmp_pa
     assert info["command"] == f"python -m lqlib.run --preset {info['preset']}" and info["environment"]["torch"]
 
 
+def test_force_with_only_reruns_those_steps_and_keeps_the_record_of_the_others(tmp_path, monkeypatch):
+    import json
+
+    from lqlib import run
+
+    calls = []
+    monkeypatch.setattr("papermill.execute_notebook", lambda src, dst, parameters, **kw: (calls.append(parameters),
+                                                                                         open(dst, "w").write("{}")))
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"publish: {tmp_path / 'pub'}\nnotebooks:\n  - notebook: 03_evaluation\n    tag: a\n"
+                      "    parameters: {MAX_PAIRS: 10}\n  - notebook: 03_evaluation\n    tag: b\n"
+                      "    parameters: {MAX_PAIRS: 20}\n")
+    out = tmp_path / "out"
+    run.run(str(preset), str(out), log=lambda *a: None)
+    run.run(str(preset), str(out), force=True, only=["__b"], log=lambda *a: None)
+    assert [c["MAX_PAIRS"] for c in calls] == [10, 20, 20]
+    assert set(json.loads((out / "status.json").read_text())) == {"03_evaluation__a", "03_evaluation__b"}
+    info = json.loads((tmp_path / "pub" / "run_info.json").read_text())
+    assert info["complete"] is True and set(info["steps"]) == {"03_evaluation__a", "03_evaluation__b"}
+
+
 def test_students_of_an_external_teacher_are_tested_against_its_own_accuracy():
     from lqlib.evaluation import compare_to_baseline
 
