@@ -143,12 +143,12 @@ def main(argv=None):
     else:
         teacher = build_backbone(args.backbone)
         teacher_arg = (teacher, build_head("arcface", teacher.embedding_size, args.classes))
-    images = torch.randint(0, 256, (args.batch, 3, 112, 112), dtype=torch.uint8)
-    labels = torch.randint(0, args.classes, (args.batch,))
-    if dev.type == "cuda":
-        images, labels = images.to(dev), labels.to(dev)
     synthetic = ({"num_classes": 64, "images_per_class": 4} if args.teacher  # the table the cache part builds
                  else {"num_classes": args.classes, "images_per_class": 1})
+    images = torch.randint(0, 256, (args.batch, 3, 112, 112), dtype=torch.uint8)
+    labels = torch.randint(0, synthetic["num_classes"], (args.batch,))  # the head has that many classes
+    if dev.type == "cuda":
+        images, labels = images.to(dev), labels.to(dev)
     base = dict(name="bench", out_dir=str(ROOT / "runs" / "_bench"), data="synthetic",
                 synthetic=synthetic, backbone=args.backbone, teacher_cache=False,
                 batch_size=args.batch, method=args.method, device=str(dev), num_workers=0, progress=False,
