@@ -236,9 +236,9 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         total = sum(v.get("seconds", 0) for v in status.values())
         log(f"lqlib.run: all {len(steps)} notebook runs done in {time.time() - t_all:.0f} s "
             f"(notebook time recorded: {total:.0f} s); executed copies in {nb_out}")
-        if preset.get("publish"):
-            dst = publish_run_info(preset, out_dir, status, all_steps)
-            log(f"lqlib.run: run record (command, environment, seconds per step) → {dst}")
+        if preset.get("publish"):  # written after every step above
+            log(f"lqlib.run: run record (command, environment, seconds per step) → "
+                f"{paths.resolve(preset['publish']) / RUN_INFO}")
     return written
 
 
@@ -262,6 +262,9 @@ def environment() -> dict:
             "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}}
 
 
+RUN_INFO = "run_info.json"
+
+
 def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list) -> Path:
     """``<publish>/run_info.json``: the command, the environment, the wall seconds and parameters of every step
     done so far, and the steps of the preset still pending (a run stopped part-way says so)."""
@@ -274,7 +277,7 @@ def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list) -> 
             "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"),
                       **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
             "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
-    return write_json(dst / "run_info.json", info)
+    return write_json(dst / RUN_INFO, info)
 
 
 class RunError(RuntimeError):

@@ -48,12 +48,16 @@ def model_key(method: str, teacher: str = "", head_from_teacher: bool = False) -
     return key + (HEAD_INIT if head_from_teacher else "")
 
 
+def parse_key(key: str) -> tuple[str, str, bool]:
+    """The inverse of :func:`model_key`: ``(method, external teacher label or "", head_from_teacher)``."""
+    method, _, teacher = key.removesuffix(HEAD_INIT).partition("@")
+    return method, teacher, key.endswith(HEAD_INIT)
+
+
 def display_name(key: str) -> str:
     """Table name of a model: the teacher is BasicNet-HR, a student without KD BasicNet-LR; an external
     teacher's student reads "<method> ← <teacher>"; a head copied from the teacher is said so."""
-    head = key.endswith(HEAD_INIT)
-    key = key.removesuffix(HEAD_INIT)
-    method, _, teacher = key.partition("@")
+    method, teacher, head = parse_key(key)
     name = DISPLAY.get(method, method) + (f" ← {teacher}" if teacher else "")
     return name + (" (head from teacher)" if head else "")
 
@@ -77,7 +81,7 @@ class Model:
     @property
     def external_teacher(self) -> str:
         """The external teacher a student was distilled from ("" for the study's own teacher and its students)."""
-        return self.key.removesuffix(HEAD_INIT).partition("@")[2]
+        return parse_key(self.key)[1]
 
 
 @dataclass

@@ -127,6 +127,15 @@ def test_runner_reruns_a_step_whose_parameters_changed(tmp_path, monkeypatch):
     assert len(calls) == 2 and calls[-1]["MAX_PAIRS"] == 20
 
 
+def _two_step_preset(tmp_path):
+    """A preset of two 03 steps (tags a, b; MAX_PAIRS 10, 20) that publishes its run record to tmp_path/pub."""
+    preset = tmp_path / "p.yaml"
+    preset.write_text(f"publish: {tmp_path / 'pub'}\nnotebooks:\n  - notebook: 03_evaluation\n    tag: a\n"
+                      "    parameters: {MAX_PAIRS: 10}\n  - notebook: 03_evaluation\n    tag: b\n"
+                      "    parameters: {MAX_PAIRS: 20}\n")
+    return preset
+
+
 def test_run_info_is_published_after_every_step_and_names_what_is_pending(tmp_path, monkeypatch):
     import json
 
@@ -138,14 +147,9 @@ def test_run_info_is_published_after_every_step_and_names_what_is_pending(tmp_pa
         open(dst, "w").write("{}")
 
     monkeypatch.setattr("papermill.execute_notebook", fake)
-    preset = tmp_path / "p.yaml"
-    pub = tmp_path / "published"
-    preset.write_text(f"publish: {pub}\nnotebooks:\n  - notebook: 03_evaluation\n    tag: a\n"
-                      "    parameters: {MAX_PAIRS: 10}\n  - notebook: 03_evaluation\n    tag: b\n"
-                      "    parameters: {MAX_PAIRS: 20}\n")
     with pytest.raises(run.RunError):
-        run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
-    info = json.loads((pub / "run_info.json").read_text())
+        run.run(str(_two_step_preset(tmp_path)), str(tmp_path / "out"), log=lambda *a: None)
+    info = json.loads((tmp_path / "pub" / "run_info.json").read_text())
     assert info["complete"] is False and info["pending"] == ["03_evaluation__b"]
     assert list(info["steps"]) == ["03_evaluation__a"]
     assert info["steps"]["03_evaluation__a"]["parameters"]["MAX_PAIRS"] == 10
@@ -160,10 +164,7 @@ def test_force_with_only_reruns_those_steps_and_keeps_the_record_of_the_others(t
     calls = []
     monkeypatch.setattr("papermill.execute_notebook", lambda src, dst, parameters, **kw: (calls.append(parameters),
                                                                                          open(dst, "w").write("{}")))
-    preset = tmp_path / "p.yaml"
-    preset.write_text(f"publish: {tmp_path / 'pub'}\nnotebooks:\n  - notebook: 03_evaluation\n    tag: a\n"
-                      "    parameters: {MAX_PAIRS: 10}\n  - notebook: 03_evaluation\n    tag: b\n"
-                      "    parameters: {MAX_PAIRS: 20}\n")
+    preset = _two_step_preset(tmp_path)
     out = tmp_path / "out"
     run.run(str(preset), str(out), log=lambda *a: None)
     run.run(str(preset), str(out), force=True, only=["__b"], log=lambda *a: None)
