@@ -60,10 +60,11 @@ METHODS: dict[str, Method] = {
     "angular": Method({"angular": 1.0}, {"angular": {"stages": True}},
                       description="angular KD (ShrinkTeaNet): Σ_stages (1 − cos) + (1 − cos) of embeddings"),
     # --- cross-architecture methods (external teachers, lqlib.teachers): embeddings only, no teacher logits ---
-    "angular_emb": Method({"angular": 1.0}, {"angular": {"stages": False}},
+    # weight 5: the calibration probe's (issue 14); a student of another weight gets its own key
+    "angular_emb": Method({"angular": 5.0}, {"angular": {"stages": False}},
                           description="embedding-level angular KD: 1 − cos(e_T, h(e_S)), h a linear connector "
                                       "when the sizes differ"),
-    "angular_emb_c": Method({"angular": 1.0}, {"angular": {"stages": False}}, teacher_center=True,
+    "angular_emb_c": Method({"angular": 5.0}, {"angular": {"stages": False}}, teacher_center=True,
                             description="embedding-level angular KD to CENTRED teacher targets: "
                                         "1 − cos(e_T − mean_train(e_T), h(e_S)) (cached teacher embeddings)"),
     "relational": Method({"relational": 10.0}, {"relational": {"kind": "cosine"}},

@@ -8,8 +8,9 @@ The notebooks share this layout through the run name::
     runs/<name>/results/<eval set>/            tables: tidy CSV, paper-layout markdown, tests across seeds
     figures/<name>/                            figures (PDF + PNG)
 
-A student's *key* is its KD method, plus ``@<teacher>`` for an external teacher and ``~headinit``
-when its margin head was copied from the teacher (an ablation switch, off by default). Results and
+A student's *key* is its KD method, plus ``[term=w,...]`` for KD weights or parameters other than the
+method's own, ``@<teacher>`` for an external teacher and ``~headinit`` when its margin head was copied
+from the teacher (an ablation switch, off by default). Results and
 caches are keyed by evaluation set, so AgeDB-30 and CPLFW runs of one study never overwrite each
 other. The functions here turn the notebooks' literal parameters into library calls, so a notebook
 stays narrative plus a few lines; tables and tests live in :mod:`lqlib.evaluation`.
@@ -41,15 +42,32 @@ class LeakageError(ValueError):
     """A model would be evaluated on pairs whose identities it was trained on."""
 
 
-def model_key(method: str, teacher: str = "", head_from_teacher: bool = False) -> str:
-    """The study's key of a student: its method, ``@<teacher>`` for an external teacher, and
-    ``~headinit`` when its head was initialised from the teacher's."""
-    key = f"{method}@{teacher_label(teacher)}" if teacher else method
+def model_key(method: str, teacher: str = "", head_from_teacher: bool = False,
+              kd_weights: Optional[dict] = None, kd_params: Optional[dict] = None) -> str:
+    """The study's key of a student: its method, ``[term=w,term.param=v]`` for KD weights or parameters
+    that differ from the method's own (so a weight sweep never shares a run folder), ``@<teacher>``
+    for an external teacher, and ``~headinit`` when its head was initialised from the teacher's."""
+    key = method + _override_suffix(method, kd_weights, kd_params)
+    key = f"{key}@{teacher_label(teacher)}" if teacher else key
     return key + (HEAD_INIT if head_from_teacher else "")
 
 
+def _override_suffix(method: str, kd_weights: Optional[dict], kd_params: Optional[dict]) -> str:
+    from .methods import get_method
+
+    if not (kd_weights or kd_params):
+        return ""
+    m = get_method(method)
+    parts = [f"{t}={float(w):g}" for t, w in sorted((kd_weights or {}).items()) if float(w) != m.kd.get(t)]
+    parts += [f"{t}.{k}={v:g}" if isinstance(v, (int, float)) else f"{t}.{k}={v}"
+              for t, kw in sorted((kd_params or {}).items()) for k, v in sorted(kw.items())
+              if m.params.get(t, {}).get(k) != v]
+    return f"[{','.join(parts)}]" if parts else ""
+
+
 def parse_key(key: str) -> tuple[str, str, bool]:
-    """The inverse of :func:`model_key`: ``(method, external teacher label or "", head_from_teacher)``."""
+    """The inverse of :func:`model_key`: ``(method, external teacher label or "", head_from_teacher)``;
+    the method keeps its ``[...]`` overrides."""
     method, _, teacher = key.removesuffix(HEAD_INIT).partition("@")
     return method, teacher, key.endswith(HEAD_INIT)
 
@@ -129,7 +147,8 @@ class Study:
                 cfg = json.loads((d / "config.json").read_text())
                 teacher = cfg.get("teacher") or ""
                 external = teacher if is_external_teacher(teacher) else ""
-                key = model_key(cfg["method"], external, bool(cfg.get("init_head_from_teacher")))
+                key = model_key(cfg["method"], external, bool(cfg.get("init_head_from_teacher")),
+                                cfg.get("kd_weights"), cfg.get("kd_params"))
                 out.append(Model(key, int(cfg.get("seed", 0)), d, _split_of(d)))
         return out
 
@@ -203,7 +222,7 @@ def training_config(study: Study, role: str, *, recipe: str, data: str = "", dat
     from .config import TrainConfig, recipe as load_recipe
 
     d = load_recipe(recipe, role)
-    key = model_key(method, teacher, head_from_teacher) if role == "student" else "teacher"
+    key = model_key(method, teacher, head_from_teacher, kd_weights, kd_params) if role == "student" else "teacher"
     d.update(name=f"{study.name}-{model_slug(key)}-s{seed}", role=role, seed=seed,
              out_dir=str(study.teacher_dir if role == "teacher" else study.student_dir(key, seed)))
     d["data"] = resolve_training_data(data or d.get("data", "lfw-half"), data_dir)

@@ -1,5 +1,6 @@
 """The on-disk study: layout and keys, cached evaluation keyed by eval set, refusals, seed statistics."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,30 @@ def test_layout_keys_and_models(study):
     assert keys == [("logit", 0), ("logit", 1), ("none", 0), ("none", 1), ("teacher", 0)]
     assert all(m.split == "synthetic" for m in study.models())
     assert study.student("logit", 1) == study.student_dir("logit", 1)
+
+
+def test_students_of_other_kd_weights_or_params_get_their_own_key_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
+    st = S.Study("w")
+    cfg = lambda **kw: S.training_config(st, "student", recipe="smoke", method="angular_emb_c",  # noqa: E731
+                                         teacher="faceapi-resnet", overrides=OVR, **kw)
+    default, w50 = cfg(kd_weights={"angular": 5.0}), cfg(kd_weights={"angular": 50})
+    assert S.model_key("angular_emb_c", "faceapi-resnet", False, {"angular": 5.0}) == "angular_emb_c@faceapi-resnet"
+    assert default.out_dir == str(st.student_dir("angular_emb_c@faceapi-resnet"))
+    assert w50.out_dir == str(st.student_dir("angular_emb_c[angular=50]@faceapi-resnet")) != default.out_dir
+    assert S.model_key("logit", kd_params={"logit": {"T": 2.0, "lam": 0.5}}) == "logit[logit.T=2]"
+    assert S.model_key("logit+attention", kd_weights={"attention": 10}, head_from_teacher=True) == \
+        "logit+attention[attention=10]~headinit"
+    assert S.parse_key("angular_emb_c[angular=50]@faceapi-resnet") == ("angular_emb_c[angular=50]", "faceapi-resnet", False)
+    assert S.display_name("angular_emb_c[angular=50]@faceapi-resnet") == "angular_emb_c[angular=50] ← faceapi-resnet"
+    # the study finds the key again from the run's config
+    run = Path(w50.out_dir)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(w50.to_dict()))
+    (run / "summary.json").write_text(json.dumps({"split": "synthetic"}))
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert [(m.key, m.external_teacher) for m in st.models()] == [("angular_emb_c[angular=50]@faceapi-resnet",
+                                                                     "faceapi-resnet")]
 
 
 def test_unknown_student_raises_and_lists_the_trained_ones(study):
