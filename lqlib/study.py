@@ -295,7 +295,24 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
             torch.cuda.empty_cache()
     if not frames:
         raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
-    return pd.concat(frames, ignore_index=True)
+    results = pd.concat(frames, ignore_index=True)
+    order = {k: i for i, k in enumerate(sorted(dict.fromkeys(results["method"]), key=reading_order))}
+    return results.sort_values("method", key=lambda c: c.map(order), kind="stable", ignore_index=True)
+
+
+def reading_order(key: str) -> tuple:
+    """Sort key of a model key for tables and figures: BasicNet-HR, then the study's own students in the
+    method registry's order (BasicNet-LR first; a combination after its last part, e.g. logit, attention,
+    logit+attention), then each external teacher followed by its students in the same order."""
+    from .methods import METHODS
+
+    if key == "teacher":
+        return (0,)
+    if key.startswith("teacher:"):
+        return (1, key.partition(":")[2], 0)
+    method, teacher, _ = parse_key(key)
+    pos = [list(METHODS).index(p) if p in METHODS else len(METHODS) for p in method.partition("[")[0].split("+")]
+    return (1, teacher, 1, max(pos), len(pos), key)
 
 
 def external_teachers(names: Sequence[str]) -> dict:

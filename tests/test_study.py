@@ -67,6 +67,14 @@ def test_students_of_other_kd_weights_or_params_get_their_own_key_and_folder(tmp
                                                                      "faceapi-resnet")]
 
 
+def test_tables_read_baselines_then_own_students_in_registry_order_then_each_external_teacher():
+    keys = ["angular_emb_c@faceapi-resnet", "logit+attention", "labelfree@faceapi-resnet", "logit", "ecacface",
+            "teacher:faceapi-resnet", "attention", "none", "teacher", "angular_emb_c[angular=50]@faceapi-resnet", "at"]
+    assert sorted(keys, key=S.reading_order) == [
+        "teacher", "none", "logit", "attention", "logit+attention", "at", "ecacface", "teacher:faceapi-resnet",
+        "angular_emb_c@faceapi-resnet", "angular_emb_c[angular=50]@faceapi-resnet", "labelfree@faceapi-resnet"]
+
+
 def test_unknown_student_raises_and_lists_the_trained_ones(study):
     with pytest.raises(FileNotFoundError, match=r"no student 'attention'.*logit \(seed 0\)"):
         study.student("attention", 0)
@@ -76,6 +84,7 @@ def test_evaluation_is_cached_per_eval_set(study):
     a = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
     assert set(a["method"]) == {"teacher", "none", "logit"} and set(a["model"]) >= {"BasicNet-HR", "BasicNet-LR"}
     assert len(a) == 5 * 2 and a.groupby(["method", "seed", "scale"]).size().max() == 1
+    assert list(dict.fromkeys(a["method"])) == ["teacher", "none", "logit"]  # reading order, not folder order
     files = sorted(p.name for p in study.eval_dir("set-a").iterdir())
     assert "logit_s1.npz" in files and "teacher_s0.csv" in files
     stamp = (study.eval_dir("set-a") / "none_s0.csv").stat().st_mtime
