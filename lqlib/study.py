@@ -300,6 +300,27 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
     return results.sort_values("method", key=lambda c: c.map(order), kind="stable", ignore_index=True)
 
 
+PAPER_ABLATION = ("logit", "attention", "logit+attention")
+
+
+def model_groups(results) -> dict[str, list[str]]:
+    """The model keys of ``results`` in figure-sized groups, each in reading order and each with the
+    baselines it is read against: "paper ablation" (BasicNet-HR, BasicNet-LR, the paper's KD terms),
+    "other methods" (the same baselines and the study's other students, e.g. the seed methods) and,
+    per external teacher, "← <teacher>" (the teacher's own row, BasicNet-LR and its students).
+    Groups with no student of their own are left out ("all models" when that leaves none)."""
+    keys = sorted(dict.fromkeys(results["method"]), key=reading_order)
+    base = [k for k in keys if k in ("teacher", "none")]
+    own = [k for k in keys if k not in base and not k.startswith("teacher:") and not parse_key(k)[1]]
+    paper = [k for k in own if parse_key(k)[0].partition("[")[0] in PAPER_ABLATION]
+    groups = {"paper ablation": base + paper, "other methods": base + [k for k in own if k not in paper]}
+    for t in dict.fromkeys(parse_key(k)[1] for k in keys if parse_key(k)[1]):
+        groups[f"← {t}"] = [k for k in keys if k == f"teacher:{t}"] + [k for k in base if k == "none"] + \
+            [k for k in keys if parse_key(k)[1] == t]
+    kept = {g: ks for g, ks in groups.items() if any(k not in base and not k.startswith("teacher:") for k in ks)}
+    return kept or {"all models": keys}
+
+
 def reading_order(key: str) -> tuple:
     """Sort key of a model key for tables and figures: BasicNet-HR, then the study's own students in the
     method registry's order (BasicNet-LR first; a combination after its last part, e.g. logit, attention,

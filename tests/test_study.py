@@ -75,6 +75,17 @@ def test_tables_read_baselines_then_own_students_in_registry_order_then_each_ext
         "angular_emb_c@faceapi-resnet", "angular_emb_c[angular=50]@faceapi-resnet", "labelfree@faceapi-resnet"]
 
 
+def test_figure_groups_carry_their_baselines():
+    keys = ["labelfree@faceapi-resnet", "logit+attention", "at", "none", "teacher", "teacher:faceapi-resnet",
+            "logit[logit.T=2]", "angular_emb_c@faceapi-resnet"]
+    groups = S.model_groups(pd.DataFrame({"method": keys}))
+    assert groups == {"paper ablation": ["teacher", "none", "logit[logit.T=2]", "logit+attention"],
+                      "other methods": ["teacher", "none", "at"],
+                      "← faceapi-resnet": ["teacher:faceapi-resnet", "none", "angular_emb_c@faceapi-resnet",
+                                           "labelfree@faceapi-resnet"]}
+    assert S.model_groups(pd.DataFrame({"method": ["none", "teacher"]})) == {"all models": ["teacher", "none"]}
+
+
 def test_unknown_student_raises_and_lists_the_trained_ones(study):
     with pytest.raises(FileNotFoundError, match=r"no student 'attention'.*logit \(seed 0\)"):
         study.student("attention", 0)
