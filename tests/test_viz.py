@@ -146,6 +146,13 @@ def test_method_comparison_and_curves(tmp_path):
     assert len(ax.patches) == 2
     lo, hi = ax.get_ylim()
     assert 0 <= lo < 83 and hi <= 100
+    many = pd.concat([_results().assign(model=f"method number {i}") for i in range(6)], ignore_index=True)
+    fig = plotting.method_comparison(many, scale=8).figure
+    fig.canvas.draw()
+    labels = [t.get_window_extent() for t in fig.axes[0].get_xticklabels()]
+    bars = [p.get_window_extent() for p in fig.axes[0].patches]
+    assert len(labels) == len(bars) == 6
+    assert all(lab.x1 <= bar.x1 for lab, bar in zip(labels, bars))  # each name ends under its own bar
     metrics = pd.DataFrame({"epoch": [0, 0, 1, 1], "step": [1, 2, 3, 4], "loss": [3.0, 2.5, 2.0, 1.8],
                             "loss_arcface": [2.0, 1.8, 1.5, 1.4], "loss_attention": [1.0, 0.7, 0.5, 0.4],
                             "lr": [0.1, 0.1, 0.01, 0.01], "val_acc": [np.nan, 0.6, np.nan, 0.7]})
