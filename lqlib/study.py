@@ -72,6 +72,12 @@ def parse_key(key: str) -> tuple[str, str, bool]:
     return method, teacher, key.endswith(HEAD_INIT)
 
 
+def method_parts(key: str) -> list[str]:
+    """The registry methods a student key combines, without overrides or teacher: ``logit+attention[attention=10]``
+    → ``["logit", "attention"]``."""
+    return parse_key(key)[0].partition("[")[0].split("+")
+
+
 def display_name(key: str) -> str:
     """Table name of a model: the teacher is BasicNet-HR, a student without KD BasicNet-LR; an external
     teacher's student reads "<method> ← <teacher>"; a head copied from the teacher is said so."""
@@ -310,13 +316,14 @@ def model_groups(results) -> dict[str, list[str]]:
     per external teacher, "← <teacher>" (the teacher's own row, BasicNet-LR and its students).
     Groups with no student of their own are left out ("all models" when that leaves none)."""
     keys = sorted(dict.fromkeys(results["method"]), key=reading_order)
+    teacher_of = {k: parse_key(k)[1] for k in keys}
     base = [k for k in keys if k in ("teacher", "none")]
-    own = [k for k in keys if k not in base and not k.startswith("teacher:") and not parse_key(k)[1]]
-    paper = [k for k in own if parse_key(k)[0].partition("[")[0] in PAPER_ABLATION]
+    own = [k for k in keys if k not in base and not k.startswith("teacher:") and not teacher_of[k]]
+    paper = [k for k in own if "+".join(method_parts(k)) in PAPER_ABLATION]
     groups = {"paper ablation": base + paper, "other methods": base + [k for k in own if k not in paper]}
-    for t in dict.fromkeys(parse_key(k)[1] for k in keys if parse_key(k)[1]):
+    for t in dict.fromkeys(t for t in teacher_of.values() if t):
         groups[f"← {t}"] = [k for k in keys if k == f"teacher:{t}"] + [k for k in base if k == "none"] + \
-            [k for k in keys if parse_key(k)[1] == t]
+            [k for k in keys if teacher_of[k] == t]
     kept = {g: ks for g, ks in groups.items() if any(k not in base and not k.startswith("teacher:") for k in ks)}
     return kept or {"all models": keys}
 
@@ -331,9 +338,8 @@ def reading_order(key: str) -> tuple:
         return (0,)
     if key.startswith("teacher:"):
         return (1, key.partition(":")[2], 0)
-    method, teacher, _ = parse_key(key)
-    pos = [list(METHODS).index(p) if p in METHODS else len(METHODS) for p in method.partition("[")[0].split("+")]
-    return (1, teacher, 1, max(pos), len(pos), key)
+    pos = [list(METHODS).index(p) if p in METHODS else len(METHODS) for p in method_parts(key)]
+    return (1, parse_key(key)[1], 1, max(pos), len(pos), key)
 
 
 def external_teachers(names: Sequence[str]) -> dict:
