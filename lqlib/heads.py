@@ -169,6 +169,7 @@ class AdaFace(MarginHead):
 
 HEADS: dict[str, type[MarginHead]] = {"arcface": ArcFace, "cosface": CosFace, "curricularface": CurricularFace,
                                       "adaface": AdaFace}
+HEAD_NAMES = {"arcface": "ArcFace", "cosface": "CosFace", "curricularface": "CurricularFace", "adaface": "AdaFace"}
 
 
 def build_head(name: str, embedding_size: int, num_classes: int, **kw) -> MarginHead:
