@@ -17,25 +17,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from ..models.interface import block_stage, stage_pairing
+from ..models.maps import cosine_distance, match_spatial
 from .base import KDTerm, ModelOutputs, Progress, register_kd
 
 REDUCTIONS = ("paper", "askd", "mean")
-
-
-def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Batch mean of 1 − cos(a_k, b_k) over flattened samples k."""
-    return (1.0 - F.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=1, eps=1e-8)).mean()
-
-
-def match_spatial(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adaptive-average-pool the larger of two (B, C, H, W) maps to the smaller's size."""
-    if t.shape[-2:] == s.shape[-2:]:
-        return t, s
-    size = (min(t.shape[-2], s.shape[-2]), min(t.shape[-1], s.shape[-1]))
-    return F.adaptive_avg_pool2d(t, size), F.adaptive_avg_pool2d(s, size)
 
 
 def attention_kd(teacher_maps: Sequence, student_maps: Sequence, reduction: str = "paper",
