@@ -1,7 +1,7 @@
 """EXPLORATORY: BasicNet-LR (method ``none``) with the AdaFace head vs the ArcFace head, `cpu` recipe.
 
     python bench/adaface_explore.py train --head adaface --seed 0     # one student (HEAVY: ~8-14 min, 2 cores)
-    python bench/adaface_explore.py report                            # evaluate what is trained, write the tables
+    python bench/adaface_explore.py report [--runs DIR]               # evaluate what is trained, write the tables
 
 Each student is the `cpu` recipe's BasicNet-LR (``lqlib.config.recipe("cpu", "student")``, method ``none``,
 8 epochs on per-sample ×2/×4/×8, seed k) with only the margin head changed: ``--head adaface`` uses
@@ -104,13 +104,22 @@ def _summary(values: list[float]) -> dict:
     return {"mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None, "n": int(len(v))}
 
 
-def cmd_report() -> int:
+def ce_curve(d: Path) -> list[float]:
+    """The training CE per epoch (``metrics.csv``): evidence that the student learns."""
+    import csv
+
+    with open(d / "metrics.csv") as f:
+        return [round(float(r["loss_ce"]), 4) for r in csv.DictReader(f)]
+
+
+def cmd_report(runs: Path | None = None) -> int:
     from lqlib.evaluation.seeds import seed_test
     from lqlib.study import load_eval_pairs
 
+    runs_root = Path(runs) if runs else paths.runs_dir() / RUNS
     trained = {}
     for head in HEAD_KW:
-        for d in sorted((paths.runs_dir() / RUNS).glob(f"{head}-s*")):
+        for d in sorted(runs_root.glob(f"{head}-s*")):
             from lqlib.train import is_finished
 
             if is_finished(d):
@@ -127,6 +136,7 @@ def cmd_report() -> int:
         acc[key][seed] = {r["scale"]: r["acc_mean"] for r in rows}
         m = json.loads((d / "summary.json").read_text())
         runs[f"{head}-s{seed}"] = {"train_seconds": m.get("seconds_this_call"), "final": m.get("final"),
+                                   "ce_per_epoch": ce_curve(d),
                                    "engine": m.get("engine", {}).get("engine"),
                                    "eval_seconds": json.loads((d / "eval_lfw-half_both.json").read_text())["seconds"]}
     acc["arcface"] = committed_arcface()
@@ -178,8 +188,8 @@ def markdown(out: dict) -> str:
             for sc, v in per.items():
                 lines.append(f"| {s} | {sc} | {v['retrained']:.2f} | {v['committed']:.2f} | {v['diff']:+.2f} |")
     lines += ["", "Runs (training seconds of the last call, engine decision, evaluation seconds):", ""]
-    lines += [f"- {k}: train {v['train_seconds']} s ({v['engine']}), eval {v['eval_seconds']} s, final epoch "
-              f"loss {v['final'].get('loss', float('nan')):.3f}" for k, v in out["runs"].items()]
+    lines += [f"- {k}: train {v['train_seconds']} s ({v['engine']}), eval {v['eval_seconds']} s, training CE per "
+              f"epoch {' → '.join(f'{c:.2f}' for c in v.get('ce_per_epoch', []))}" for k, v in out["runs"].items()]
     lines += ["", f"Command: `{out['command']}`", ""]
     return "\n".join(lines)
 
@@ -190,9 +200,10 @@ def main(argv=None) -> int:
     t = sub.add_parser("train")
     t.add_argument("--head", choices=sorted(HEAD_KW), required=True)
     t.add_argument("--seed", type=int, required=True)
-    sub.add_parser("report")
+    r = sub.add_parser("report")
+    r.add_argument("--runs", help="folder of the trained students (default runs/adaface_explore)")
     args = ap.parse_args(argv)
-    return cmd_train(args.head, args.seed) if args.cmd == "train" else cmd_report()
+    return cmd_train(args.head, args.seed) if args.cmd == "train" else cmd_report(args.runs)
 
 
 if __name__ == "__main__":
