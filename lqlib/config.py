@@ -68,7 +68,7 @@ class TrainConfig:
     kd_weights: dict = field(default_factory=dict)
     kd_params: dict = field(default_factory=dict)
     init_head_from_teacher: bool = False     # ablation switch: copy the teacher's margin head into the student
-    teacher_cache: Any = "auto"              # auto: cached teacher embeddings for embedding-only KD | True | False
+    teacher_cache: Any = "auto"              # auto: cached teacher embeddings (embedding-only KD) or an own teacher run's outputs (logit/attention/DKD) | True | False
     # validation (curves only; never used to select anything)
     val_pairs: Optional[str] = None
     val_scales: Any = field(default_factory=lambda: [1, 8])

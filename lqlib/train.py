@@ -134,7 +134,8 @@ class Trainer:
             key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
             cache = teacher_cache_for(cfg.teacher_cache, self._teacher_arg, teacher, composer, self.dataset,
                                       key, self.device, str(self.amp_dtype), log=print if self.is_main else None,
-                                      center=self.method.teacher_center)
+                                      center=self.method.teacher_center, teacher_head=teacher_head,
+                                      face_content_replacement=fcr, amp_dtype=self.amp_dtype)
         self.distiller = Distiller(
             compiled(backbone, use_compile), head, composer, teacher_cache=cache,
             teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,
