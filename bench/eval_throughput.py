@@ -8,6 +8,11 @@
 ``data/packs/lfw.bin``). Weights are random (a timing run: accuracies are meaningless). ``--limit N``
 times the first N pairs only and extrapolates the total to the full set (linear in images).
 
+Where the time goes: the phases of :func:`~lqlib.evaluation.evaluate` are timed in the same run
+(``decode``: loading the pair set; ``dedupe``: hashing images to embed each distinct one once;
+``degrade``; ``model``: embedding with flips, incl. normalisation; ``scoring``: protocol scores and
+k-fold verification; the rest is ``other``), reported as seconds and fractions.
+
 Writes ``<out>/eval_throughput_<backbone>_<device>_<stamp>.json`` and appends a row to
 ``<out>/eval_throughput.md`` (atomic writes via :mod:`lqlib.io`).
 """
@@ -65,6 +70,40 @@ def subset(ps, limit: int | None):
                            name=f"{ps.name}[{len(idx)} of {n}]")
 
 
+class PhaseTimer:
+    """Wraps the functions :mod:`lqlib.evaluation.pipeline` calls, summing their seconds per phase."""
+
+    def __init__(self):
+        import lqlib.evaluation.pipeline as pl
+
+        self.pl, self.seconds, self.saved = pl, {}, {}
+        for fn, phase in (("unique_images", "dedupe"), ("degrade_eval", "degrade"), ("_embed_on", "model"),
+                          ("verify_scores", "scoring")):
+            self.saved[fn] = getattr(pl, fn)
+            setattr(pl, fn, self._wrap(self.saved[fn], phase))
+
+    def _wrap(self, fn, phase):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+        return timed
+
+    def wrap_protocol(self, proto):
+        """Time a protocol's ``score`` (the flip fusion + cosine) as scoring too."""
+        orig = proto.score
+        proto.score = self._wrap(orig, "scoring")
+        return orig
+
+    def restore(self):
+        for fn, f in self.saved.items():
+            setattr(self.pl, fn, f)
+
+
 def _clean(v):
     return None if isinstance(v, float) and v != v else v
 
@@ -104,12 +143,23 @@ def main(argv=None) -> dict:
         evaluate(model, (ps.images[:64], ps.issame[:32]), scales=scales[:1], device=device, nfolds=2)
         torch.cuda.synchronize()
         forwards[0] = 0
+    timer = PhaseTimer()
+    proto = get_protocol(a.protocol)
+    timer.wrap_protocol(proto)
     t0 = time.perf_counter()
-    df = evaluate(model, ps, scales=scales, eval_mode=a.mode, protocol=a.protocol, seed=a.seed,
-                  batch_size=a.batch_size, device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    try:
+        df = evaluate(model, ps, scales=scales, eval_mode=a.mode, protocol=proto, seed=a.seed,
+                      batch_size=a.batch_size, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    finally:
+        timer.restore()
+        del proto.score  # the class method again
     total = time.perf_counter() - t0
+    phases = {"decode": load_s, **{k: round(v, 2) for k, v in timer.seconds.items()}}
+    phases["other"] = round(total - sum(timer.seconds.values()), 2)
+    whole = total + load_s
+    phase_frac = {k: round(v / whole, 3) for k, v in phases.items()}
     n_img = 2 * n  # distinct pair images per scale; their flips are part of the cost
     images_embedded = forwards[0] // (2 if get_protocol(a.protocol).uses_flip else 1)  # flips cost a forward
     est_full = total * n_full / n
@@ -123,6 +173,8 @@ def main(argv=None) -> dict:
         "torch": torch.__version__, "python": platform.python_version(), "load_seconds": load_s,
         "total_seconds": total, "forward_images": forwards[0], "images_embedded": images_embedded,
         "images_per_s": images_embedded / total, "forwards_per_s": forwards[0] / total,
+        "model_forwards_per_s": forwards[0] / max(timer.seconds.get("model", 0.0), 1e-9),
+        "phases_s": phases, "phases_fraction_incl_decode": phase_frac,
         "estimated_full_seconds": est_full, "extrapolated": n < n_full, "stamp": stamp,
         "note": "random weights: accuracies are meaningless; time = degrade + embed (orig + flip) + verify",
         "rows": [{k: _clean(v) for k, v in r.items()} for r in df.to_dict(orient="records")],
@@ -138,6 +190,7 @@ def main(argv=None) -> dict:
            f"{result['forwards_per_s']:.1f} | {total:.1f} | {est_full:.0f}{' (extrapolated)' if n < n_full else ''} |\n")
     io.write_text(md, old + row)
     print(to_markdown(df.drop(columns=["preset", "seed"]).set_index("scale"), floatfmt=".3f"))
+    print(f"[bench] phases (s): {phases}; fractions incl. decode: {phase_frac}", flush=True)
     print(f"[bench] {forwards[0]} forward images in {total:.1f}s: {result['images_per_s']:.1f} images/s "
           f"({result['forwards_per_s']:.1f} forwards/s incl. flips); full set ≈ {est_full:.0f}s"
           f"{' (extrapolated)' if n < n_full else ''}\n[bench] wrote {jpath} and {md}", flush=True)
