@@ -13,6 +13,10 @@ Where the time goes: the phases of :func:`~lqlib.evaluation.evaluate` are timed 
 ``degrade``; ``model``: embedding with flips, incl. normalisation; ``scoring``: protocol scores and
 k-fold verification; the rest is ``other``), reported as seconds and fractions.
 
+``--variants`` times the model phase alone (:func:`lqlib.evaluation.embed` with flips, on the pair
+set's first images) for each (batch size, compiled or eager) side by side in the same run, the
+variants taking turns in rounds (median), so a default can be chosen from one measurement.
+
 Writes ``<out>/eval_throughput_<backbone>_<device>_<stamp>.json`` and appends a row to
 ``<out>/eval_throughput.md`` (atomic writes via :mod:`lqlib.io`).
 """
@@ -104,6 +108,26 @@ class PhaseTimer:
             setattr(self.pl, fn, f)
 
 
+def embed_variants(model, images: torch.Tensor, batches, compiles, rounds: int, device) -> list[dict]:
+    """Forwards/s (flips count) of ``embed`` per (batch size, compile), alternating rounds, median."""
+    from lqlib.evaluation import embed
+
+    variants = [(b, c) for b in batches for c in compiles]
+    rates: dict = {v: [] for v in variants}
+    warm = {}
+    for b, c in variants:  # warm-up: compile, oneDNN primitives
+        t0 = time.perf_counter()
+        embed(model, images[: 2 * b], batch_size=b, device=device, flip=True, compile=c)
+        warm[(b, c)] = round(time.perf_counter() - t0, 1)
+    for _ in range(rounds):
+        for b, c in variants:
+            t0 = time.perf_counter()
+            embed(model, images, batch_size=b, device=device, flip=True, compile=c)
+            rates[(b, c)].append(2 * len(images) / (time.perf_counter() - t0))
+    return [{"batch": b, "compiled": c, "forwards_per_s": round(sorted(r)[len(r) // 2], 1),
+             "rounds": [round(x, 1) for x in r], "warmup_s": warm[(b, c)]} for (b, c), r in rates.items()]
+
+
 def _clean(v):
     return None if isinstance(v, float) and v != v else v
 
@@ -121,6 +145,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="time only the first N pairs, extrapolate")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", nargs="*", type=int, default=None, metavar="BATCH",
+                    help="also time embed alone at these batch sizes, compiled and eager, side by side")
+    ap.add_argument("--variant-images", type=int, default=512)
+    ap.add_argument("--variant-rounds", type=int, default=3)
     ap.add_argument("--out", default="bench/results")
     a = ap.parse_args(argv)
 
@@ -179,6 +207,12 @@ def main(argv=None) -> dict:
         "note": "random weights: accuracies are meaningless; time = degrade + embed (orig + flip) + verify",
         "rows": [{k: _clean(v) for k, v in r.items()} for r in df.to_dict(orient="records")],
     }
+    if a.variants:
+        result["embed_variants"] = embed_variants(model, full.images[: a.variant_images], a.variants, [True, False],
+                                                  a.variant_rounds, device)
+        for v in result["embed_variants"]:
+            print(f"[bench] embed batch {v['batch']} {'compiled' if v['compiled'] else 'eager'}: "
+                  f"{v['forwards_per_s']} forwards/s (flips count)", flush=True)
     out = paths.resolve(a.out)
     jpath = out / f"eval_throughput_{a.backbone}_{device.type}_{stamp}.json"
     io.write_json(jpath, result)
