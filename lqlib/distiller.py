@@ -61,8 +61,8 @@ class Distiller(nn.Module):
             raise ValueError("these KD terms need a teacher (a run directory or an external teacher)")
         serves = getattr(teacher_cache, "serves", frozenset({"embedding"}))
         if teacher_cache is not None and not self.composer.needs <= serves:
-            raise ValueError(f"a {type(teacher_cache).__name__} serves terms that need {sorted(serves)}; "
-                             f"these terms need {sorted(needs)}")
+            what = "embedding-only terms" if serves == {"embedding"} else f"terms that need only {sorted(serves)}"
+            raise ValueError(f"a {type(teacher_cache).__name__} serves {what}; these terms need {sorted(needs)}")
         if teacher_cache is not None and self.fcr > 0 and (teacher is None or self._output_cache):
             raise ValueError("face-content replacement changes HR faces: the live teacher must see those")
 
