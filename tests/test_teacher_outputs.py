@@ -164,3 +164,26 @@ def test_which_terms_and_steps_get_the_output_cache(setup):
     comp_at = build_composer(get_method("at"), student, teacher)
     with pytest.raises(ValueError, match="TeacherOutputCache serves"):
         Distiller(student, teacher_head, comp_at, teacher=teacher, teacher_head=teacher_head, teacher_cache=cache)
+
+
+def test_students_of_a_teacher_run_share_its_stored_outputs(tmp_path, monkeypatch):
+    from lqlib.train import Trainer, TrainConfig, train_teacher
+
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
+    common = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, backbone="ir_cbam_tiny",
+                  epochs=1, batch_size=8, progress=False)
+    train_teacher(TrainConfig(name="t", out_dir=str(tmp_path / "t"), **common))
+    built = []
+    real = teacher_outputs.build_table
+    monkeypatch.setattr(teacher_outputs, "build_table", lambda *a, **k: built.append(1) or real(*a, **k))
+    for name in ("s1", "s2"):
+        tr = Trainer(TrainConfig(name=name, out_dir=str(tmp_path / name), method="logit+attention",
+                                 teacher=str(tmp_path / "t"), **common))
+        tr.fit()
+        assert isinstance(tr.distiller.teacher_cache, teacher_outputs.TeacherOutputCache)
+        assert len(tr.distiller.teacher_cache) == 16 and set(tr.last_parts) == {"ce", "logit", "attention"}
+    assert built == [1]  # the second student read the stored table
+    assert len(list((tmp_path / "cache" / "teacher_outputs").glob("*.pt"))) == 1
+    at = Trainer(TrainConfig(name="a", out_dir=str(tmp_path / "a"), method="at", teacher=str(tmp_path / "t"), **common))
+    at._build()
+    assert at.distiller.teacher_cache is None  # stage features: the live teacher
