@@ -12,7 +12,9 @@ threads the step uses, best of ``--repeats`` runs of each kernel:
 * every distinct convolution of the backbones (collected from one forward pass: channels, kernel,
   stride, input size), channels_last, forward at the step's batch, bf16 (autocast) and fp32; and
   the same convolutions forward + backward (input and weight gradients, what training runs),
-  FLOP-weighted over the network: the rate the backbone's own convolutions can reach here.
+  FLOP-weighted over the network: the rate the backbone's own convolutions can reach here (CBAM's
+  gate convolutions — the channel MLP on 1×1 maps, the 2→1 spatial conv, < 0.1 % of the FLOPs,
+  latency-bound — are measured and listed but left out of that rate; the step profile counts them).
 
 ``peak`` per dtype is the best rate of any kernel measured (GEMM or convolution); ``conv_fwd_bwd``
 is the network's FLOP-weighted convolution rate in training. Writes ``bench/results/peak.json``
@@ -75,7 +77,9 @@ def conv_shapes(backbone: str) -> list[dict]:
             macs = out.shape[1] * out.shape[2] * out.shape[3] * (mod.in_channels // mod.groups) * \
                 mod.kernel_size[0] * mod.kernel_size[1]
             seen[key] = {"cin": key[0], "cout": key[1], "k": key[2], "stride": key[3], "pad": key[4],
-                         "groups": key[5], "hw": key[6], "count": 0, "gflop_per_image": 2 * macs / 1e9}
+                         "groups": key[5], "hw": key[6], "count": 0, "gflop_per_image": 2 * macs / 1e9,
+                         # CBAM's gates: the channel MLP (1×1 on a 1×1 map) and the 2→1 spatial conv
+                         "gate": x.shape[-1] == 1 or mod.in_channels == 2}
         seen[key]["count"] += 1
 
     hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
@@ -134,10 +138,14 @@ def measure(backbones: list[str], batch: dict[str, int], repeats: int) -> dict:
         summary = {"batch": batch[bb], "shapes": rows}
         for name in dtypes:
             for kind in ("fwd", "fwd_bwd"):
-                # FLOP-weighted rate: total FLOPs / total time at each shape's measured rate
-                flop = sum(r["count"] * r["gflop_per_image"] for r in rows)
-                secs = sum(r["count"] * r["gflop_per_image"] / max(r[f"{name}_{kind}"], 1e-3) for r in rows)
+                # FLOP-weighted rate of the backbone's convolutions (the CBAM gates' tiny latency-bound
+                # convs, < 0.1 % of the FLOPs, are left to the profile): total FLOPs / total time
+                conv = [r for r in rows if not r["gate"]]
+                flop = sum(r["count"] * r["gflop_per_image"] for r in conv)
+                secs = sum(r["count"] * r["gflop_per_image"] / max(r[f"{name}_{kind}"], 1e-3) for r in conv)
                 summary[f"{name}_{kind}_weighted"] = round(flop / secs, 1)
+        summary["gate_gflop_fraction"] = round(sum(r["count"] * r["gflop_per_image"] for r in rows if r["gate"]) /
+                                               sum(r["count"] * r["gflop_per_image"] for r in rows), 5)
         res["conv"][bb] = summary
     res["peak"] = {}
     for name in dtypes:
