@@ -69,3 +69,35 @@ def test_add_mde_to_a_tests_table():
     assert out.loc[1, "power_at_delta"] == pytest.approx(paired_t_power(2.0, 0.5, 3, 0.01))
     assert math.isnan(out.loc[2, "mde"]) and "mde" not in tests.columns
     assert add_mde(tests).loc[0, "alpha_first"] == pytest.approx(0.025)   # default m: the 2 rows with a test
+
+
+def _results():
+    rows = []
+    for seed, (base, m) in enumerate([(80.0, 82.0), (81.0, 82.5), (82.0, 85.5)]):   # differences 2, 1.5, 3.5
+        rows += [{"method": "none", "seed": seed, "scale": 8, "eval_mode": "both", "acc_mean": base},
+                 {"method": "logit", "seed": seed, "scale": 8, "eval_mode": "both", "acc_mean": m},
+                 {"method": "logit", "seed": seed, "scale": 8, "eval_mode": "cross", "acc_mean": 0.0}]
+    return pd.DataFrame(rows)
+
+
+def test_paired_differences_and_power_plan():
+    from lqlib.evaluation.power import paired_differences, power_plan, sd_upper_bound
+
+    assert paired_differences(_results(), "logit", "none", 8) == {0: 2.0, 1: 1.5, 2: 3.5}
+    with pytest.raises(ValueError, match="attention"):
+        paired_differences(_results(), "attention", "none", 8)
+    # sd of (2, 1.5, 3.5) = sqrt(((−1/3)² + (−5/6)² + (7/6)²)/2) = sqrt(13/12) = 1.040833
+    # 80 % upper bound with 2 df: sd·sqrt(2/χ²_{0.2,2}); χ² with 2 df is exponential: χ²_{0.2,2} = −2 ln 0.8
+    closed = math.sqrt(13 / 12 * 2 / (-2 * math.log(0.8)))
+    assert closed == pytest.approx(2.203377, abs=1e-6)
+    assert sd_upper_bound(math.sqrt(13 / 12), 3) == pytest.approx(closed, rel=1e-9)
+    plan = power_plan(_results(), [{"name": "H1", "method": "logit", "baseline": "none", "scale": 8}] * 2,
+                      seeds=(3, 5), targets=(2.0,))
+    r = plan.iloc[0]
+    assert r["alpha_first"] == pytest.approx(0.025) and r["n_first"] == 3
+    assert r["delta"] == pytest.approx(7 / 3) and r["sd"] == pytest.approx(math.sqrt(13 / 12))
+    assert r["power_n5"] == pytest.approx(paired_t_power(7 / 3, math.sqrt(13 / 12), 5, 0.025))
+    assert r["mde_n3"] == pytest.approx(mde(math.sqrt(13 / 12), 3, 0.025))
+    assert r["seeds_for_2"] == seeds_needed(2.0, math.sqrt(13 / 12), 0.025)
+    assert r["seeds_for_2_sd_up"] == seeds_needed(2.0, sd_upper_bound(math.sqrt(13 / 12), 3), 0.025)
+    assert r["seeds_for_2_sd_up"] > r["seeds_for_2"]

@@ -16,7 +16,10 @@ the MDE beside each verdict.
 * :func:`mde` — the smallest δ (in the units of σ, accuracy points here) detected with the given power;
 * :func:`seeds_needed` — the smallest n ≥ 2 whose power for a target δ reaches the given power;
 * :func:`add_mde` — an ``mde`` and a ``power_at_delta`` column for a table of tests (``n``, ``delta``,
-  ``delta_sd`` columns, as :func:`~lqlib.evaluation.seeds.compare_to_baseline` writes them).
+  ``delta_sd`` columns, as :func:`~lqlib.evaluation.seeds.compare_to_baseline` writes them);
+* :func:`paired_differences`, :func:`power_plan` — from an earlier study's per-seed results, the sd of
+  each comparison's per-seed differences and the seeds a new study needs (with an upper confidence
+  bound of that sd, since an sd from 3 seeds has 2 degrees of freedom).
 """
 from __future__ import annotations
 
@@ -109,4 +112,62 @@ def add_mde(tests, alpha: float = 0.05, family_size: int | None = None, power: f
     return out
 
 
-__all__ = ["holm_first_alpha", "paired_t_power", "mde", "seeds_needed", "add_mde"]
+def paired_differences(results, method: str, baseline: str, scale: float, eval_mode: str = "both") -> dict:
+    """``{seed: acc(method, seed) − acc(baseline, seed)}`` at ``scale`` over the seeds both have
+    (``results``: one row per model × seed × scale × eval mode, columns method, seed, scale, eval_mode,
+    acc_mean — a study's ``results.csv``)."""
+    df = results[results["eval_mode"] == eval_mode]
+    df = df[np.isclose(df["scale"].astype(float), float(scale))]
+
+    def pick(m):
+        rows = df[df["method"] == m]
+        if rows.empty:
+            raise ValueError(f"no {eval_mode} rows at x{scale:g} for method {m!r}; methods: {sorted(set(df['method']))}")
+        return {int(r.seed): float(r.acc_mean) for r in rows.itertuples()}
+
+    a, b = pick(method), pick(baseline)
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+
+
+def sd_upper_bound(sd: float, n: int, confidence: float = 0.8) -> float:
+    """One-sided upper confidence bound of a normal sd estimated from ``n`` values:
+    sd·√((n − 1)/χ²_{1−confidence, n−1})."""
+    from scipy import stats
+
+    if int(n) < 2:
+        raise ValueError(f"an sd needs n >= 2 values, got {n}")
+    return float(sd) * math.sqrt((int(n) - 1) / stats.chi2.ppf(1 - confidence, int(n) - 1))
+
+
+def power_plan(results, comparisons, alpha: float = 0.05, power: float = 0.8, seeds=(3, 5, 8, 10),
+               targets=(1.0, 2.0, 3.0), sd_confidence: float = 0.8):
+    """Per comparison (dicts with ``name``, ``method``, ``baseline``, ``scale``, optional ``eval_mode``,
+    ``note``) of a family of ``len(comparisons)`` tested with Holm at ``alpha`` (first step α/m): the
+    earlier study's n, Δ and sd of the per-seed differences, the sd's upper ``sd_confidence`` bound,
+    the power for that Δ and the MDE at each n of ``seeds``, and the seeds needed for |Δ| and for each
+    of ``targets`` (points), with the sd and with its upper bound."""
+    import pandas as pd
+
+    a = holm_first_alpha(alpha, len(comparisons))
+    rows = []
+    for c in comparisons:
+        d = paired_differences(results, c["method"], c["baseline"], c["scale"], c.get("eval_mode", "both"))
+        v = np.array(list(d.values()))
+        n, delta, sd = len(v), float(v.mean()), float(v.std(ddof=1))
+        up = sd_upper_bound(sd, n, sd_confidence)
+        row = {"comparison": c["name"], "measured_as": f"{c['method']} vs {c['baseline']} x{c['scale']:g}",
+               "n_first": n, "delta": delta, "sd": sd, f"sd_up{int(100 * sd_confidence)}": up, "alpha_first": a}
+        for k in seeds:
+            row[f"power_n{k}"] = paired_t_power(delta, sd, k, a)
+            row[f"mde_n{k}"] = mde(sd, k, a, power)
+        row["seeds_for_delta"] = seeds_needed(abs(delta), sd, a, power) if abs(delta) > 0 else np.nan
+        for t in targets:
+            row[f"seeds_for_{t:g}"] = seeds_needed(t, sd, a, power)
+            row[f"seeds_for_{t:g}_sd_up"] = seeds_needed(t, up, a, power)
+        row["note"] = c.get("note", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+__all__ = ["holm_first_alpha", "paired_t_power", "mde", "seeds_needed", "add_mde", "paired_differences",
+           "sd_upper_bound", "power_plan"]
