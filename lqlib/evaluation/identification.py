@@ -49,7 +49,12 @@ GALLERY_BLOCK = 8192
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows of ``x`` over their L2 norm (float32; all-zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return x / _norms(x)[:, None]
+
+
+def _norms(x: np.ndarray) -> np.ndarray:
+    """Row norms without a full-size temporary (einsum), floored at 1e-12."""
+    return np.maximum(np.sqrt(np.einsum("ij,ij->i", x, x)), 1e-12)
 
 
 def image_features(emb, emb_flip=None) -> np.ndarray:
@@ -265,12 +270,14 @@ def identify(probe_features, probe_labels, gallery_features, gallery_labels, **k
     identity templates). ``probe_labels`` / ``gallery_labels``: one identity per row, :data:`NO_IDENTITY` for
     none. Keyword arguments: ``top_k``, ``probe_block``, ``gallery_block`` (:func:`identify_blocks`)."""
     p = l2_normalize(_np(probe_features, "probe features"))
-    g = l2_normalize(_np(gallery_features, "gallery features"))
-    if p.ndim != 2 or g.ndim != 2 or p.shape[1] != g.shape[1]:
+    g = np.asarray(_np(gallery_features, "gallery features"), dtype=np.float32)  # no copy when float32 already:
+    if p.ndim != 2 or g.ndim != 2 or p.shape[1] != g.shape[1]:                 # normalised block by block
         raise ValueError(f"probe features {p.shape} and gallery features {g.shape} must be (n, d) with one d")
     for name, x, lab in (("probe", p, probe_labels), ("gallery", g, gallery_labels)):
         if len(x) != len(np.asarray(lab).reshape(-1)):
             raise ValueError(f"{len(x)} {name} features for {len(np.asarray(lab).reshape(-1))} {name} labels")
         if not np.isfinite(x).all():
             raise ValueError(f"{name} features contain NaN/inf — the model diverged or the input was not normalised")
-    return identify_blocks(lambda p0, p1, g0, g1: p[p0:p1] @ g[g0:g1].T, probe_labels, gallery_labels, **kw)
+    inv_norm = (1.0 / _norms(g)).astype(np.float32)
+    return identify_blocks(lambda p0, p1, g0, g1: (p[p0:p1] @ g[g0:g1].T) * inv_norm[None, g0:g1],
+                           probe_labels, gallery_labels, **kw)
