@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
 from .. import paths
 from .folders import IMAGE_EXTENSIONS
 from .splits import LFW_IMAGES, LFW_PAIRS, SplitError, lfw_half, parse_pairs
@@ -76,6 +78,17 @@ def _check_roles(entries: Sequence[IdEntry], where: str) -> None:
         raise SplitError(f"{where}: unknown role {bad[0].role!r} for {bad[0].path} (roles: {', '.join(ROLES)})")
     if not any(e.role == "probe" for e in entries) or not any(e.role == "gallery" for e in entries):
         raise SplitError(f"{where}: an identification layout needs probe and gallery images")
+
+
+def subset_probes(layout: IdLayout, max_probes: int) -> IdLayout:
+    """The layout with about ``max_probes`` probes, evenly spaced over its probe list (mated and non-mated in
+    their proportions); the gallery and distractors stay whole. Named ``<name>[<n>]``."""
+    probes = [i for i, e in enumerate(layout.entries) if e.role == "probe"]
+    if not max_probes or max_probes >= len(probes):
+        return layout
+    keep = set(np.asarray(probes)[np.unique(np.linspace(0, len(probes) - 1, max_probes).round().astype(int))].tolist())
+    entries = [e for i, e in enumerate(layout.entries) if e.role != "probe" or i in keep]
+    return IdLayout(f"{layout.name}[{len(keep)}]", entries, {**layout.info, "probe_subset": len(keep)})
 
 
 # --------------------------------------------------------------------------- lfw-half-id
