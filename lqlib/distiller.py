@@ -31,6 +31,7 @@ from .images import normalize
 from .losses import LossComposer, ModelOutputs, Progress
 from .models.interface import forward_outputs
 from .precision import full_precision
+from .store import file_digest, tensor_digest
 from .teachers import is_external_teacher
 from .teachers.cache import TeacherEmbeddingCache
 
@@ -144,14 +145,23 @@ def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[n
 
 
 def teacher_fingerprint(spec: Any, teacher: nn.Module) -> Optional[dict]:
-    """What identifies a frozen teacher's outputs: an external teacher's spec, or a run's checkpoint
-    (path and time); None for a teacher object passed in directly (no stable identity)."""
+    """What identifies a frozen teacher's outputs — its weights' content, never only their path: a
+    file teacher's SHA-256 (an ``.onnx``; a spec ``.json`` and its ``weights`` file) with its spec, a
+    registered teacher's spec (which records its sources' SHA-256), a run's checkpoint SHA-256; None
+    for a teacher object passed in directly (no stable identity). See :func:`lqlib.store.file_digest`."""
     if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
         ts = getattr(teacher, "spec", None)
-        return {"external": str(spec), "spec": ts.to_dict() if ts is not None else None}
+        key = {"external": str(spec), "spec": ts.to_dict() if ts is not None else None}
+        path = paths.resolve(spec)
+        if path.is_file():  # a file teacher (not a registered name)
+            files = [path]
+            if path.suffix.lower() == ".json" and ts is not None and ts.weights:
+                files.append(path.parent / ts.weights)
+            key["sha256"] = {f.name: file_digest(f) for f in files if f.is_file()}
+        return key
     if isinstance(spec, (str, os.PathLike)):
         ck = checkpoint_path(paths.resolve(spec))
-        return {"run": str(ck), "mtime": ck.stat().st_mtime}
+        return {"run": str(ck), "sha256": file_digest(ck)}
     return None
 
 
@@ -171,8 +181,11 @@ def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossCompose
     from .evaluation import embed
 
     key = teacher_fingerprint(spec, teacher)
-    if key is not None:
-        key = {"teacher": key, "amp": amp, "data": data_key}
+    if key is not None:  # data without a description (synthetic sets) is keyed by its pixels
+        data = data_key if data_key is not None else {"images_sha256": tensor_digest(dataset.images)}
+        key = {"teacher": key, "amp": amp, "data": data}
     fn = lambda x: embed(teacher, x, batch_size=64, device=device, flip=True)  # noqa: E731
-    cache = TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None))
+    width = getattr(teacher, "embedding_size", None)
+    cache = TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None),
+                                                embedding_size=width if isinstance(width, int) else None)
     return cache.centered() if center else cache
