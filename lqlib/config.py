@@ -72,9 +72,11 @@ class TrainConfig:
     kd_params: dict = field(default_factory=dict)
     init_head_from_teacher: bool = False     # ablation switch: copy the teacher's margin head into the student
     teacher_cache: Any = "auto"              # auto: cached teacher embeddings for embedding-only KD | True | False
-    # validation (curves only; never used to select anything)
+    # validation: curves; with early_stop also the stopping epoch (lqlib.convergence), so then val_pairs
+    # must be a validation set (lfw-half-val), never test folds
     val_pairs: Optional[str] = None
     val_scales: Any = field(default_factory=lambda: [1, 8])
+    early_stop: dict = field(default_factory=dict)  # {} off; else ConvergenceRule fields (metric, min_delta, patience, min_epochs)
     # engine
     device: str = "auto"
     amp: str = "auto"                        # auto (bf16 on CUDA and bf16-capable CPUs) | bf16 | off
@@ -118,7 +120,28 @@ class TrainConfig:
         get_degradation(self.degradation)
         get_method(self.method)
         self._check_mappings()
+        if self.early_stop:
+            self._check_early_stop()
         return self
+
+    def _check_early_stop(self):
+        """``early_stop`` needs validation pairs that are not a test set, and a scale it evaluates."""
+        from .convergence import ConvergenceRule
+        from .data.sources import eval_role
+
+        rule = ConvergenceRule.from_dict(self.early_stop)
+        if not self.val_pairs:
+            raise ValueError("early_stop needs val_pairs (the validation pairs it reads, e.g. lfw-half-val)")
+        if eval_role(self.val_pairs) == "test":
+            raise ValueError(f"early_stop reads val_pairs={self.val_pairs!r}, a TEST set: choices read validation "
+                             "pairs only (e.g. val_pairs=lfw-half-val with data=lfw-half-val)")
+        from .evaluation.tables import scale_label
+
+        produced = {f"val_acc_{scale_label(float(s)).replace('×', 'x')}" for s in (
+            self.val_scales if isinstance(self.val_scales, (list, tuple)) else [self.val_scales])}
+        if rule.metric not in produced:
+            raise ValueError(f"early_stop.metric {rule.metric!r} is not a validation column; val_scales "
+                             f"{self.val_scales} give {sorted(produced)}")
 
     def _check_mappings(self):
         """Dict-valued fields: a dict whose keys the receiving code accepts (one-line errors)."""
@@ -136,7 +159,7 @@ class TrainConfig:
             raise ValueError(f"head must be one of {sorted(HEADS)}, got {self.head!r}")
         checks = {"synthetic": accepted(SyntheticFaces.__init__),
                   "head_kw": [k for k in accepted(head_cls.__init__) if k not in ("embedding_size", "num_classes")],
-                  "kd_weights": None, "kd_params": None, "backbone_kw": None}
+                  "kd_weights": None, "kd_params": None, "backbone_kw": None, "early_stop": None}
         for name, keys in checks.items():
             value = getattr(self, name)
             if not isinstance(value, dict):
