@@ -297,7 +297,7 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
         if not force and csv_p.is_file() and npz_p.is_file() and meta_p.is_file():
             meta = json.loads(meta_p.read_text())
             if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
-                frames.append(pd.read_csv(csv_p))
+                frames.append(pd.read_csv(csv_p).rename(columns={"preset": "degradation"}))  # written before the rename
                 continue
         net = mdl if mdl is not None else load_backbone(model.run_dir)
         df, details = evaluate(net, pairs, scales=tuple(scales), eval_mode="+".join(eval_modes), protocol=protocol,
