@@ -539,7 +539,7 @@ def run(args, clock: Callable[[], float] = time.monotonic) -> int:
 
 def _cfg_facts(cfg) -> dict:
     keys = ("backbone", "epochs", "batch_size", "lr", "schedule", "nesterov", "head_kw", "amp", "compile", "scales",
-            "degrade_preset", "data", "max_images", "device", "method", "teacher", "init_head_from_teacher")
+            "degradation", "data", "max_images", "device", "method", "teacher", "init_head_from_teacher")
     return {k: getattr(cfg, k) for k in keys}
 
 

@@ -34,6 +34,7 @@ from .images import normalize
 from .losses import LossComposer, ModelOutputs, Progress
 from .models.interface import forward_outputs
 from .precision import full_precision
+from .store import file_digest, tensor_digest
 from .teachers import is_external_teacher
 from .teachers import outputs as teacher_outputs
 from .teachers.cache import TeacherEmbeddingCache
@@ -43,7 +44,7 @@ class Distiller(nn.Module):
     def __init__(self, student: nn.Module, head: nn.Module, composer: LossComposer, *,
                  teacher: Optional[nn.Module] = None, teacher_head: Optional[nn.Module] = None,
                  teacher_cache=None, role: str = "student", scales: float | Sequence[float] = (2, 4, 8),
-                 degrade_preset: str = "paper", hflip: bool = True, face_content_replacement: float = 0.0,
+                 degradation: str = "paper", hflip: bool = True, face_content_replacement: float = 0.0,
                  channels_last: bool = True):
         super().__init__()
         if role not in ("teacher", "student"):
@@ -52,7 +53,7 @@ class Distiller(nn.Module):
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.teacher_head = teacher_head.eval().requires_grad_(False) if teacher_head is not None else None
         self.teacher_cache = teacher_cache
-        self.role, self.scales, self.degrade_preset = role, scales, degrade_preset
+        self.role, self.scales, self.degradation = role, scales, degradation
         self.hflip, self.fcr = bool(hflip), float(face_content_replacement)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         needs = composer.needs
@@ -93,7 +94,7 @@ class Distiller(nn.Module):
             replaced = choices.applied.to(hr.device)
         if self.role == "teacher":
             return hr, hr, flipped, replaced
-        return hr, degrade(hr, self.scales, preset=self.degrade_preset, generator=generator), flipped, replaced
+        return hr, degrade(hr, self.scales, degradation=self.degradation, generator=generator), flipped, replaced
 
     def _prepare(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return normalize(images_uint8).contiguous(memory_format=self.memory_format)
@@ -157,14 +158,23 @@ def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[n
 
 
 def teacher_fingerprint(spec: Any, teacher: nn.Module) -> Optional[dict]:
-    """What identifies a frozen teacher's outputs: an external teacher's spec, or a run's checkpoint
-    (path and time); None for a teacher object passed in directly (no stable identity)."""
+    """What identifies a frozen teacher's outputs — its weights' content, never only their path: a
+    file teacher's SHA-256 (an ``.onnx``; a spec ``.json`` and its ``weights`` file) with its spec, a
+    registered teacher's spec (which records its sources' SHA-256), a run's checkpoint SHA-256; None
+    for a teacher object passed in directly (no stable identity). See :func:`lqlib.store.file_digest`."""
     if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
         ts = getattr(teacher, "spec", None)
-        return {"external": str(spec), "spec": ts.to_dict() if ts is not None else None}
+        key = {"external": str(spec), "spec": ts.to_dict() if ts is not None else None}
+        path = paths.resolve(spec)
+        if path.is_file():  # a file teacher (not a registered name)
+            files = [path]
+            if path.suffix.lower() == ".json" and ts is not None and ts.weights:
+                files.append(path.parent / ts.weights)
+            key["sha256"] = {f.name: file_digest(f) for f in files if f.is_file()}
+        return key
     if isinstance(spec, (str, os.PathLike)):
         ck = checkpoint_path(paths.resolve(spec))
-        return {"run": str(ck), "mtime": ck.stat().st_mtime}
+        return {"run": str(ck), "sha256": file_digest(ck)}
     return None
 
 
@@ -197,8 +207,9 @@ def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossCompose
     if want not in ("auto", True) or not (usable or outputs_usable):
         return None
     key = teacher_fingerprint(spec, teacher)
-    if key is not None:
-        key = {"teacher": key, "amp": amp, "data": data_key}
+    if key is not None:  # data without a description (synthetic sets) is keyed by its pixels
+        data = data_key if data_key is not None else {"images_sha256": tensor_digest(dataset.images)}
+        key = {"teacher": key, "amp": amp, "data": data}
     if outputs_usable:
         if key is None and want == "auto":
             return None
@@ -207,5 +218,7 @@ def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossCompose
     from .evaluation import embed
 
     fn = lambda x: embed(teacher, x, batch_size=64, device=device, flip=True)  # noqa: E731
-    cache = TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None))
+    width = getattr(teacher, "embedding_size", None)
+    cache = TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None),
+                                                embedding_size=width if isinstance(width, int) else None)
     return cache.centered() if center else cache

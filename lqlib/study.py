@@ -9,7 +9,7 @@ The notebooks share this layout through the run name::
     figures/<name>/                            figures (PDF + PNG)
 
 A student's *key* is its KD method, plus ``[term=w,...]`` for KD weights or parameters other than the
-method's own, ``@<teacher>`` for an external teacher and ``~headinit`` when its margin head was copied
+method's own, ``^<head>`` for a margin head other than ArcFace (``none^adaface``), ``@<teacher>`` for an external teacher and ``~headinit`` when its margin head was copied
 from the teacher (an ablation switch, off by default). Results and
 caches are keyed by evaluation set, so AgeDB-30 and CPLFW runs of one study never overwrite each
 other. The functions here turn the notebooks' literal parameters into library calls, so a notebook
@@ -36,6 +36,7 @@ from .teachers import is_external_teacher, teacher_label
 DISPLAY = {"teacher": "BasicNet-HR", "none": "BasicNet-LR", "logit": "+logit KD", "attention": "+attention KD",
            "logit+attention": "+logit+attention KD"}
 HEAD_INIT = "~headinit"
+HEAD_MARK = "^"
 
 
 class LeakageError(ValueError):
@@ -43,11 +44,17 @@ class LeakageError(ValueError):
 
 
 def model_key(method: str, teacher: str = "", head_from_teacher: bool = False,
-              kd_weights: Optional[dict] = None, kd_params: Optional[dict] = None) -> str:
+              kd_weights: Optional[dict] = None, kd_params: Optional[dict] = None, head: str = "") -> str:
     """The study's key of a student: its method, ``[term=w,term.param=v]`` for KD weights or parameters
-    that differ from the method's own (so a weight sweep never shares a run folder), ``@<teacher>``
-    for an external teacher, and ``~headinit`` when its head was initialised from the teacher's."""
+    that differ from the method's own (so a weight sweep never shares a run folder), ``^<head>`` for a
+    margin head other than ArcFace that the method does not choose itself (``none^adaface``: an AdaFace
+    BasicNet-LR never shares the ArcFace one's folder), ``@<teacher>`` for an external teacher, and
+    ``~headinit`` when its head was initialised from the teacher's."""
+    from .methods import get_method
+
     key = method + _override_suffix(method, kd_weights, kd_params)
+    if head and head != "arcface" and get_method(method).head is None:
+        key += HEAD_MARK + head
     key = f"{key}@{teacher_label(teacher)}" if teacher else key
     return key + (HEAD_INIT if head_from_teacher else "")
 
@@ -75,14 +82,23 @@ def parse_key(key: str) -> tuple[str, str, bool]:
 def method_parts(key: str) -> list[str]:
     """The registry methods a student key combines, without overrides or teacher: ``logit+attention[attention=10]``
     → ``["logit", "attention"]``."""
-    return parse_key(key)[0].partition("[")[0].split("+")
+    return parse_key(key)[0].partition(HEAD_MARK)[0].partition("[")[0].split("+")
+
+
+def student_head(key: str) -> str:
+    """The margin head a student key names (``none^adaface`` → ``adaface``); "" for the default."""
+    return parse_key(key)[0].partition(HEAD_MARK)[2]
 
 
 def display_name(key: str) -> str:
     """Table name of a model: the teacher is BasicNet-HR, a student without KD BasicNet-LR; an external
     teacher's student reads "<method> ← <teacher>"; a head copied from the teacher is said so."""
+    from .heads import HEAD_NAMES
+
     method, teacher, head = parse_key(key)
-    name = DISPLAY.get(method, method) + (f" ← {teacher}" if teacher else "")
+    method, _, margin = method.partition(HEAD_MARK)
+    name = DISPLAY.get(method, method) + (f" ({HEAD_NAMES.get(margin, margin)} head)" if margin else "")
+    name += f" ← {teacher}" if teacher else ""
     return name + (" (head from teacher)" if head else "")
 
 
@@ -154,7 +170,7 @@ class Study:
                 teacher = cfg.get("teacher") or ""
                 external = teacher if is_external_teacher(teacher) else ""
                 key = model_key(cfg["method"], external, bool(cfg.get("init_head_from_teacher")),
-                                cfg.get("kd_weights"), cfg.get("kd_params"))
+                                cfg.get("kd_weights"), cfg.get("kd_params"), cfg.get("head", ""))
                 out.append(Model(key, int(cfg.get("seed", 0)), d, _split_of(d)))
         return out
 
@@ -228,7 +244,8 @@ def training_config(study: Study, role: str, *, recipe: str, data: str = "", dat
     from .config import TrainConfig, recipe as load_recipe
 
     d = load_recipe(recipe, role)
-    key = model_key(method, teacher, head_from_teacher, kd_weights, kd_params) if role == "student" else "teacher"
+    head = (overrides or {}).get("head") or d.get("head", "")  # TRAIN_OVERRIDES {"head": "adaface"} → none^adaface
+    key = model_key(method, teacher, head_from_teacher, kd_weights, kd_params, head) if role == "student" else "teacher"
     d.update(name=f"{study.name}-{model_slug(key)}-s{seed}", role=role, seed=seed,
              out_dir=str(study.teacher_dir if role == "teacher" else study.student_dir(key, seed)))
     d["data"] = resolve_training_data(data or d.get("data", "lfw-half"), data_dir)
@@ -280,7 +297,7 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
         if not force and csv_p.is_file() and npz_p.is_file() and meta_p.is_file():
             meta = json.loads(meta_p.read_text())
             if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
-                frames.append(pd.read_csv(csv_p))
+                frames.append(pd.read_csv(csv_p).rename(columns={"preset": "degradation"}))  # written before the rename
                 continue
         net = mdl if mdl is not None else load_backbone(model.run_dir)
         df, details = evaluate(net, pairs, scales=tuple(scales), eval_mode="+".join(eval_modes), protocol=protocol,

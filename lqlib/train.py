@@ -35,6 +35,7 @@ from torch import nn
 from .callbacks import MetricsLog, Validation, write_summary
 from .checkpoint import is_finished, load_checkpoint, save_checkpoint  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
+from .convergence import ConvergenceRule
 from .data.memory import DecodedDataset, batch_stream, decoded
 from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .distiller import Distiller, load_teacher, teacher_cache_for
@@ -107,6 +108,9 @@ class Trainer:
         self._teacher_arg = teacher if teacher is not None else (cfg.teacher if cfg.role == "student" else None)
         self.metrics = MetricsLog(self.run_dir)
         self.validation = Validation(cfg.val_pairs, cfg.val_scales) if cfg.val_pairs else None
+        self.convergence = ConvergenceRule.from_dict(cfg.early_stop) if cfg.early_stop else None
+        self._val_history: list[float] = []   # the convergence metric per finished epoch (kept in checkpoints)
+        self._converged: Optional[dict] = None  # the rule's last decision
 
     # ---- set-up
     def _build(self):
@@ -118,6 +122,13 @@ class Trainer:
         self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class))  # decode once
         if self.device.type == "cuda" and isinstance(self.dataset, DecodedDataset):
             self.dataset = self.dataset.to(self.device)  # the uint8 pack lives on the GPU
+        if cfg.val_pairs:
+            from .data.sources import leaks
+
+            if leaks(self.split, cfg.val_pairs):
+                raise ValueError(f"val_pairs={cfg.val_pairs!r} holds identities of the training split "
+                                 f"{self.split!r}; validate on that split's own held-out pairs (data=lfw-half-val "
+                                 "with val_pairs=lfw-half-val)")
         if self.num_classes < 2:
             raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
                                           f"{self.num_classes} class(es): a classifier needs at least 2")
@@ -149,7 +160,7 @@ class Trainer:
             compiled(backbone, use_compile), head, composer, teacher_cache=cache,
             teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,
             teacher_head=teacher_head, role=cfg.role, scales=cfg.scales,
-            degrade_preset=cfg.degrade_preset, hflip=cfg.hflip, face_content_replacement=fcr,
+            degradation=cfg.degradation, hflip=cfg.hflip, face_content_replacement=fcr,
             channels_last=self.channels_last).to(self.device)
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
@@ -196,6 +207,7 @@ class Trainer:
             "epoch_sums": {k: float(v) for k, v in sums.items()}, "config": self.cfg.to_dict(),
             "num_classes": self.num_classes, "backbone_name": self.backbone_name, "backbone_kw": self.backbone_kw,
             "head_name": self.head_name, "split": self.split,
+            "val_history": list(self._val_history), "converged": self._converged,
         }
 
     def _save(self, *a):
@@ -207,7 +219,7 @@ class Trainer:
         if not (self.cfg.resume and ck_path.is_file()):
             return None
         ck = load_checkpoint(ck_path, map_location="cpu")
-        saved, mine = dict(ck["config"]), self.cfg.to_dict()
+        saved, mine = TrainConfig.upgrade(ck["config"]), self.cfg.to_dict()
         diff = {k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]}
         if diff:
             raise ValueError(f"{ck_path} was written with a different config ({sorted(diff)}); "
@@ -219,6 +231,7 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         torch.set_rng_state(ck["rng"]["torch"])
+        self._val_history, self._converged = list(ck.get("val_history", [])), ck.get("converged")
         if ck["rng"].get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
         return ck
@@ -268,6 +281,8 @@ class Trainer:
         t_run = time.time()
         with self._signals():
             for epoch in range(start_epoch, cfg.epochs):
+                if self._converged and self._converged["stop"]:
+                    break  # a resumed run that had already met its stopping rule
                 gen = torch.Generator(device=self.device).manual_seed(step_seed(cfg.seed, epoch, self.rank))
                 b0 = start_batch if epoch == start_epoch else 0
                 if ck is not None and epoch == start_epoch and b0 > 0:
@@ -319,11 +334,16 @@ class Trainer:
                 row.update({k if k == "loss" else f"loss_{k}": float(v) / done for k, v in sums.items()})
                 if self.validation is not None:
                     row.update(self.validation(unwrap(self.distiller.student), self.device))
+                if self.convergence is not None:
+                    self._val_history.append(float(row.get(self.convergence.metric, float("nan"))))
+                    self._converged = self.convergence.decide(self._val_history)
                 row.update({"seconds": round(seconds, 3), "img_per_s": round(n_img / max(seconds, 1e-9), 1)})
                 self._save(epoch + 1, 0, step, gen, {})
                 if self.is_main:
                     self.metrics.append(row)
                 ck = None
+                if self._converged and self._converged["stop"]:
+                    break
         summary = self._summary(time.time() - t_run)
         if self.distributed:
             dist.barrier()
@@ -403,6 +423,15 @@ class Trainer:
             "torch": torch.__version__, "amp": str(self.amp_dtype), "engine": self.engine_report(),
             "effective_ce_weight": self.distiller.composer.effective_ce_weight, "run_dir": str(self.run_dir),
         }
+        if self.cfg.val_pairs:
+            from .data.sources import eval_role
+
+            summary["validation"] = {"pairs": self.cfg.val_pairs, "role": eval_role(self.cfg.val_pairs),
+                                     "scales": list(self.validation.scales)}
+        if self.convergence is not None:
+            summary["convergence"] = {"rule": self.convergence.to_dict(), "history": list(self._val_history),
+                                      "max_epochs": self.cfg.epochs, "epochs_trained": len(self._val_history),
+                                      "decision": self._converged, "pairs": self.cfg.val_pairs}
         if torch.cuda.is_available() and self.device.type == "cuda":
             summary["gpu"] = torch.cuda.get_device_name(self.device)
         if self.is_main:

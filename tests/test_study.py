@@ -228,3 +228,26 @@ def test_students_of_an_external_teacher_are_tested_against_its_own_accuracy():
     t = compare_to_baseline(pd.DataFrame(rows), "teacher:ext", scales=(8,))
     r = t.iloc[0]
     assert r["test"] == "one-sample t" and r["delta"] == pytest.approx(5.0) and r["p"] < 0.05
+
+
+def test_a_student_with_another_margin_head_gets_its_own_key_and_folder(tmp_path, monkeypatch):
+    """``TRAIN_OVERRIDES={"head": "adaface"}`` in 02: BasicNet-LR with the AdaFace head is ``none^adaface``,
+    never the ArcFace BasicNet-LR's folder; a method that picks its own head (ECACFace) keeps its key."""
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
+    st = S.Study("h")
+    ada = S.training_config(st, "student", recipe="smoke", method="none", overrides={**OVR, "head": "adaface"})
+    arc = S.training_config(st, "student", recipe="smoke", method="none", overrides=OVR)
+    assert ada.head == "adaface" and ada.out_dir == str(st.student_dir("none^adaface")) != arc.out_dir
+    assert S.model_key("none", head="arcface") == "none" and S.model_key("ecacface", head="adaface") == "ecacface"
+    key = S.model_key("logit", "faceapi-resnet", True, {"logit": 2.0}, head="adaface")
+    assert key == "logit[logit=2]^adaface@faceapi-resnet~headinit"
+    assert S.method_parts(key) == ["logit"] and S.student_head(key) == "adaface" and S.student_head("none") == ""
+    assert S.display_name("none^adaface") == "BasicNet-LR (AdaFace head)"
+    assert S.display_name(key) == "logit[logit=2] (AdaFace head) ← faceapi-resnet (head from teacher)"
+    assert S.reading_order("none^adaface")[:4] == S.reading_order("none")[:4]
+    run = Path(ada.out_dir)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(ada.to_dict()))
+    (run / "summary.json").write_text(json.dumps({"split": "synthetic"}))
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert [m.key for m in st.models()] == ["none^adaface"]
