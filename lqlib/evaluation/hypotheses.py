@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .power import holm_first_alpha, mde
+from .power import holm_first_alpha, key_column, mde
 from .seeds import holm, seed_test
 
 DIRECTIONS = ("greater", "less", "two-sided")
@@ -98,7 +98,7 @@ def _verdict(h: Hypothesis, delta: float, sd: float, n: int, p_holm: float, alph
 def family_tests(results, hypotheses: dict):
     """One row per hypothesis: id, model, baseline, scale, eval_mode, direction, n, seeds_ok, acc,
     baseline_acc, delta, delta_sd, t, p, p_holm, alpha_first, mde, verdict (module docstring).
-    ``results``: per model × seed rows (method, seed, scale, eval_mode, acc_mean — a study's results.csv)."""
+    ``results``: per model × seed rows (model_key, seed, scale, eval_mode, acc_mean — a study's results.csv)."""
     import pandas as pd
 
     fam = parse_family(hypotheses)
@@ -111,10 +111,10 @@ def family_tests(results, hypotheses: dict):
         df = results[(results["eval_mode"] == h.eval_mode) & np.isclose(results["scale"].astype(float), h.scale)]
         pick = {}
         for m in (h.model, h.baseline):
-            sel = df[df["method"] == m]
+            sel = df[df[key_column(df)] == m]
             if sel.empty:
                 raise HypothesesError(f"{h.id}: no {h.eval_mode} rows at x{h.scale:g} for {m!r}; "
-                                      f"methods: {sorted(set(df['method']))}")
+                                      f"models: {sorted(set(df[key_column(df)]))}")
             pick[m] = {int(r.seed): float(r.acc_mean) for r in sel.itertuples()}
         test = seed_test(pick[h.model], pick[h.baseline])
         n = int(test["n"])

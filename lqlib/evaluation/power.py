@@ -112,17 +112,24 @@ def add_mde(tests, alpha: float = 0.05, family_size: int | None = None, power: f
     return out
 
 
+def key_column(results) -> str:
+    """The column naming each row's model: ``model_key`` (since the key has its own columns), ``method`` in
+    results written before."""
+    return "model_key" if "model_key" in results else "method"
+
+
 def paired_differences(results, method: str, baseline: str, scale: float, eval_mode: str = "both") -> dict:
     """``{seed: acc(method, seed) − acc(baseline, seed)}`` at ``scale`` over the seeds both have
-    (``results``: one row per model × seed × scale × eval mode, columns method, seed, scale, eval_mode,
-    acc_mean — a study's ``results.csv``)."""
+    (``results``: one row per model × seed × scale × eval mode, columns model_key, seed, scale, eval_mode,
+    acc_mean — a study's ``results.csv``; ``method``/``baseline`` are model keys)."""
     df = results[results["eval_mode"] == eval_mode]
     df = df[np.isclose(df["scale"].astype(float), float(scale))]
 
     def pick(m):
-        rows = df[df["method"] == m]
+        col = key_column(df)
+        rows = df[df[col] == m]
         if rows.empty:
-            raise ValueError(f"no {eval_mode} rows at x{scale:g} for method {m!r}; methods: {sorted(set(df['method']))}")
+            raise ValueError(f"no {eval_mode} rows at x{scale:g} for model {m!r}; models: {sorted(set(df[col]))}")
         return {int(r.seed): float(r.acc_mean) for r in rows.itertuples()}
 
     a, b = pick(method), pick(baseline)
