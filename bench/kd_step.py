@@ -49,6 +49,7 @@ from lqlib.losses import Progress  # noqa: E402
 from lqlib.models import build_backbone  # noqa: E402
 from lqlib.models.interface import unwrap  # noqa: E402
 from lqlib.precision import cpu_flags, machine_peak_gflops  # noqa: E402
+from lqlib.runtime import compile_enabled  # noqa: E402
 from lqlib.train import Trainer  # noqa: E402
 
 
@@ -90,6 +91,8 @@ class Part:
         self.info = {"amp": str(self.tr.amp_dtype), "channels_last": self.tr.channels_last, **extra}
         if flops:
             self.info["gflop_per_step"] = round(step_flops(self.tr, batch) / 1e9, 2)
+        if not compile_enabled(cfg.compile):
+            warmup = min(warmup, 2)  # nothing to compile or probe: oneDNN's first-call set-up only
         self.info["warmup_s"] = round(self.run(warmup), 1)
         self.rates: list[float] = []
 
