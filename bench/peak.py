@@ -119,6 +119,32 @@ def conv_rates(shape: dict, batch: int, dtype: torch.dtype, repeats: int) -> tup
     return best_rate(fwd, flop, repeats), best_rate(fwd_bwd, bwd_factor * flop, repeats)
 
 
+def conv_summary(rows: list[dict], batch: int) -> dict:
+    """FLOP-weighted rates of the backbone's convolutions (the CBAM gates' tiny latency-bound convs,
+    < 0.1 % of the FLOPs, are left to the step profile): total FLOPs / total time at each shape's rate."""
+    summary = {"batch": batch, "shapes": rows}
+    conv = [r for r in rows if not r["gate"]]
+    flop = sum(r["count"] * r["gflop_per_image"] for r in conv)
+    for name in ("bf16", "fp32"):
+        for kind in ("fwd", "fwd_bwd"):
+            secs = sum(r["count"] * r["gflop_per_image"] / max(r[f"{name}_{kind}"], 1e-3) for r in conv)
+            summary[f"{name}_{kind}_weighted"] = round(flop / secs, 1)
+    summary["gate_gflop_fraction"] = round(sum(r["count"] * r["gflop_per_image"] for r in rows if r["gate"]) /
+                                           sum(r["count"] * r["gflop_per_image"] for r in rows), 5)
+    return summary
+
+
+def peak_of(res: dict) -> dict:
+    """Best rate per dtype over every kernel measured (GEMM and convolution, forward and forward+backward)."""
+    out = {}
+    for name in ("bf16", "fp32"):
+        cands = list(res["gemm"][name].values())
+        for summary in res["conv"].values():
+            cands += [r[f"{name}_fwd"] for r in summary["shapes"]] + [r[f"{name}_fwd_bwd"] for r in summary["shapes"]]
+        out[name] = max(cands)
+    return out
+
+
 def measure(backbones: list[str], batch: dict[str, int], repeats: int) -> dict:
     dtypes = {"bf16": torch.bfloat16, "fp32": torch.float32}
     res: dict = {"gemm": {}, "conv": {}}
@@ -135,24 +161,9 @@ def measure(backbones: list[str], batch: dict[str, int], repeats: int) -> dict:
                 row[f"{name}_fwd"], row[f"{name}_fwd_bwd"] = float(f"{f:.4g}"), float(f"{fb:.4g}")
             rows.append(row)
             print(bb, row, flush=True)
-        summary = {"batch": batch[bb], "shapes": rows}
-        for name in dtypes:
-            for kind in ("fwd", "fwd_bwd"):
-                # FLOP-weighted rate of the backbone's convolutions (the CBAM gates' tiny latency-bound
-                # convs, < 0.1 % of the FLOPs, are left to the profile): total FLOPs / total time
-                conv = [r for r in rows if not r["gate"]]
-                flop = sum(r["count"] * r["gflop_per_image"] for r in conv)
-                secs = sum(r["count"] * r["gflop_per_image"] / max(r[f"{name}_{kind}"], 1e-3) for r in conv)
-                summary[f"{name}_{kind}_weighted"] = round(flop / secs, 1)
-        summary["gate_gflop_fraction"] = round(sum(r["count"] * r["gflop_per_image"] for r in rows if r["gate"]) /
-                                               sum(r["count"] * r["gflop_per_image"] for r in rows), 5)
+        summary = conv_summary(rows, batch[bb])
         res["conv"][bb] = summary
-    res["peak"] = {}
-    for name in dtypes:
-        cands = list(res["gemm"][name].values())
-        for summary in res["conv"].values():
-            cands += [r[f"{name}_fwd"] for r in summary["shapes"]] + [r[f"{name}_fwd_bwd"] for r in summary["shapes"]]
-        res["peak"][name] = max(cands)
+    res["peak"] = peak_of(res)
     return res
 
 
@@ -177,20 +188,38 @@ def main(argv=None):
     ap.add_argument("--batch", nargs="*", type=int, default=[32, 64], help="per backbone (the KD bench batches)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--resummarize", default=None, metavar="JSON",
+                    help="recompute the summaries of a saved measurement (no timing) and write them as the latest")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     batch = dict(zip(args.backbones, args.batch + [args.batch[-1]] * len(args.backbones)))
     t0 = time.perf_counter()
+    if args.resummarize:
+        res = json.loads(Path(args.resummarize).read_text())
+        for bb, summary in res["conv"].items():
+            for r in summary["shapes"]:
+                r.setdefault("gate", r["hw"] == 1 or r["cin"] == 2)
+            res["conv"][bb] = conv_summary(summary["shapes"], summary["batch"])
+        res["peak"] = peak_of(res)
+        res["resummarized_from"] = Path(args.resummarize).name
+        args.backbones = list(res["conv"])
+        batch = {bb: s["batch"] for bb, s in res["conv"].items()}
+        return _write(res, args, batch)
     res = {"date": time.strftime("%Y-%m-%d %H:%M"), "threads": torch.get_num_threads(), "torch": torch.__version__,
            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma"))),
            "repeats": args.repeats}
     res.update(measure(args.backbones, batch, args.repeats))
     res["nominal_estimate"] = machine_peak_gflops(res["threads"])
     res["seconds"] = round(time.perf_counter() - t0, 1)
+    return _write(res, args, batch)
+
+
+def _write(res: dict, args, batch: dict) -> int:
     out = Path(args.out)
-    write_json(out / f"peak_{time.strftime('%Y%m%d-%H%M%S')}.json", res)
+    if not res.get("resummarized_from"):
+        write_json(out / f"peak_{time.strftime('%Y%m%d-%H%M%S')}.json", res)
     write_json(out / "peak.json", res)
     md = out / "peak.md"
     head = ("| date | threads | bf16 peak | fp32 peak | bf16 GEMM 2048³ | fp32 GEMM 2048³ | "
@@ -199,7 +228,8 @@ def main(argv=None):
             + "---:|" * len(args.backbones) + "---|---|\n")
     conv_cells = " | ".join(f"{res['conv'][bb]['bf16_fwd_weighted']} / {res['conv'][bb]['bf16_fwd_bwd_weighted']}"
                             for bb in args.backbones)
-    row = (f"| {res['date']} | {res['threads']} | {res['peak']['bf16']} | {res['peak']['fp32']} | "
+    when = res["date"] + (" (re-summarised)" if res.get("resummarized_from") else "")
+    row = (f"| {when} | {res['threads']} | {res['peak']['bf16']} | {res['peak']['fp32']} | "
            f"{res['gemm']['bf16']['2048x2048x2048']} | {res['gemm']['fp32']['2048x2048x2048']} | {conv_cells} | "
            f"{res['nominal_estimate']['bf16']} / {res['nominal_estimate']['fp32']} | {res['torch']} |\n")
     text = md.read_text() if md.is_file() else (
