@@ -108,6 +108,19 @@ class Part:
             raise FloatingPointError("non-finite loss in the benchmark")
         return time.perf_counter() - t0
 
+    def use_engine_of(self, other: "Part", steps: int = 2) -> None:
+        """Run compiled or eager as ``other``'s probe decided (a comparison of two parts is about what
+        differs between them, not about two noisy probes on a shared machine); this part's own decision
+        is kept in ``info``."""
+        from lqlib.engine import compiled_modules
+
+        compiled = other.tr.probe.decision == "compiled"
+        self.info["own_probe"] = self.tr.engine_report()
+        for m in compiled_modules(self.tr.distiller):
+            m.eager = not compiled
+        self.info["engine_as"] = f"{'compiled' if compiled else 'eager'}, as the live-teacher part"
+        self.run(steps)
+
     def time_round(self, steps: int) -> None:
         self.rates.append(self.batch[0].shape[0] * steps / self.run(steps))
 
@@ -198,6 +211,8 @@ def main(argv=None):
                                flops=name == "naive" and "flops" not in args.skip,
                                output_cache=name == "cached" and not args.teacher)
             print(name, "ready", parts[name].info, flush=True)
+    if "cached" in parts and "default" in parts:
+        parts["cached"].use_engine_of(parts["default"])
     # the parts take turns, round after round: drifts of a shared machine hit all of them alike
     for _ in range(args.rounds):
         for part in parts.values():
