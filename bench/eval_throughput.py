@@ -81,6 +81,7 @@ class PhaseTimer:
         import lqlib.evaluation.pipeline as pl
 
         self.pl, self.seconds, self.saved = pl, {}, {}
+        self.useful = 0  # forwards of real images (and their flips), padding of the last chunk not counted
         for fn, phase in (("unique_images", "dedupe"), ("degrade_eval", "degrade"), ("_embed_on", "model"),
                           ("verify_scores", "scoring")):
             self.saved[fn] = getattr(pl, fn)
@@ -88,6 +89,8 @@ class PhaseTimer:
 
     def _wrap(self, fn, phase):
         def timed(*a, **k):
+            if phase == "model":  # _embed_on(model, images, dev, batch_size, flip, compile)
+                self.useful += len(a[1]) * (2 if a[4] else 1)
             t0 = time.perf_counter()
             try:
                 return fn(*a, **k)
@@ -167,10 +170,15 @@ def main(argv=None) -> dict:
     model = build_backbone(a.backbone).to(device)
     forwards = [0]
     model.register_forward_pre_hook(lambda m, args: forwards.__setitem__(0, forwards[0] + args[0].shape[0]))
-    if device.type == "cuda":  # warm-up (cuDNN autotune, lazy init) outside the timed run
-        evaluate(model, (ps.images[:64], ps.issame[:32]), scales=scales[:1], device=device, nfolds=2)
+    # warm-up outside the timed run: torch.compile of the padded batch shape, oneDNN / cuDNN set-up
+    from lqlib.evaluation import embed
+
+    t_w = time.perf_counter()
+    embed(model, ps.images[:8], batch_size=a.batch_size, device=device, flip=True)
+    if device.type == "cuda":
         torch.cuda.synchronize()
-        forwards[0] = 0
+    warmup_s = time.perf_counter() - t_w
+    forwards[0] = 0
     timer = PhaseTimer()
     proto = get_protocol(a.protocol)
     timer.wrap_protocol(proto)
@@ -202,6 +210,8 @@ def main(argv=None) -> dict:
         "total_seconds": total, "forward_images": forwards[0], "images_embedded": images_embedded,
         "images_per_s": images_embedded / total, "forwards_per_s": forwards[0] / total,
         "model_forwards_per_s": forwards[0] / max(timer.seconds.get("model", 0.0), 1e-9),
+        "useful_forwards": timer.useful, "useful_forwards_per_s": timer.useful / total,
+        "padding_fraction": round(1 - timer.useful / max(forwards[0], 1), 3), "warmup_s": round(warmup_s, 1),
         "phases_s": phases, "phases_fraction_incl_decode": phase_frac,
         "estimated_full_seconds": est_full, "extrapolated": n < n_full, "stamp": stamp,
         "note": "random weights: accuracies are meaningless; time = degrade + embed (orig + flip) + verify",
@@ -225,7 +235,9 @@ def main(argv=None) -> dict:
     io.write_text(md, old + row)
     print(to_markdown(df.drop(columns=["degradation", "seed"]).set_index("scale"), floatfmt=".3f"))
     print(f"[bench] phases (s): {phases}; fractions incl. decode: {phase_frac}", flush=True)
-    print(f"[bench] {forwards[0]} forward images in {total:.1f}s: {result['images_per_s']:.1f} images/s "
+    print(f"[bench] useful forwards (flips count, padding not): {timer.useful / total:.1f}/s; padding "
+          f"{result['padding_fraction']:.1%} of the forwards; warm-up (compile) {warmup_s:.1f} s", flush=True)
+    print(f"[bench] {result['forward_images']} forward images in {total:.1f}s: {result['images_per_s']:.1f} images/s "
           f"({result['forwards_per_s']:.1f} forwards/s incl. flips); full set ≈ {est_full:.0f}s"
           f"{' (extrapolated)' if n < n_full else ''}\n[bench] wrote {jpath} and {md}", flush=True)
     return result
