@@ -3,7 +3,7 @@
     python bench/eval_throughput.py --backbone ir_cbam_18 --pairs lfw-10fold --scales 1 2 4 8 \\
         [--device cpu|cuda] [--limit 150] [--out bench/results]
 
-``--pairs`` is a protocol name (``lfw-10fold``, ``lfw-half``, via ``lqlib.data.load_pairs``) or a
+``--pairs`` is a split name (``lfw-10fold``, ``lfw-half``, via ``lqlib.data.load_pairs``) or a
 ``.bin`` path; if the protocol cannot be loaded it falls back to ``--bin`` (default
 ``data/packs/lfw.bin``). Weights are random (a timing run: accuracies are meaningless). ``--limit N``
 times the first N pairs only and extrapolates the total to the full set (linear in images).
@@ -72,7 +72,7 @@ def _clean(v):
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backbone", default="ir_cbam_18")
-    ap.add_argument("--pairs", default="lfw-10fold", help="protocol name or .bin path")
+    ap.add_argument("--pairs", default="lfw-10fold", help="split name or .bin path")
     ap.add_argument("--bin", default="data/packs/lfw.bin", help="fallback .bin when --pairs cannot be loaded")
     ap.add_argument("--scales", type=float, nargs="+", default=[1, 2, 4, 8])
     ap.add_argument("--mode", default="both")
@@ -137,7 +137,7 @@ def main(argv=None) -> dict:
            f"{a.mode} | {a.protocol} | {a.batch_size} | {forwards[0]} | {result['images_per_s']:.1f} | "
            f"{result['forwards_per_s']:.1f} | {total:.1f} | {est_full:.0f}{' (extrapolated)' if n < n_full else ''} |\n")
     io.write_text(md, old + row)
-    print(to_markdown(df.drop(columns=["preset", "seed"]).set_index("scale"), floatfmt=".3f"))
+    print(to_markdown(df.drop(columns=["degradation", "seed"]).set_index("scale"), floatfmt=".3f"))
     print(f"[bench] {forwards[0]} forward images in {total:.1f}s: {result['images_per_s']:.1f} images/s "
           f"({result['forwards_per_s']:.1f} forwards/s incl. flips); full set ≈ {est_full:.0f}s"
           f"{' (extrapolated)' if n < n_full else ''}\n[bench] wrote {jpath} and {md}", flush=True)

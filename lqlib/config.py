@@ -1,7 +1,8 @@
 """The training configuration (arcface_torch's ``configs/``): one dataclass, recipes, overrides.
 
-:class:`TrainConfig` holds every option of a training run, with the KD-for-LQ-FR paper's recipe as
-defaults. *Recipes* are named sets of options in ``lqlib/recipes/<name>.yaml`` (``smoke``, ``cpu``,
+:class:`TrainConfig` holds every option of a training run, with lqlib's defaults
+(the paper's loss and degradation, an IR-CBAM-18 backbone: not the paper's full training set-up, which is
+the ``paper`` recipe). *Recipes* are named sets of options in ``lqlib/recipes/<name>.yaml`` (``smoke``, ``cpu``,
 ``gpu``, ``paper``), with optional ``teacher:`` / ``student:`` sections for what differs between the
 two roles; notebooks name a recipe and override single fields (``TRAIN_OVERRIDES``).
 ``--set KEY=VALUE`` pairs (YAML values) are parsed by :func:`parse_overrides`. Bad values are
@@ -17,17 +18,19 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import paths
-from .degrade import get_preset
+from .degrade import get_degradation
 from .methods import get_method
 from .schedules import SCHEDULES
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
 ROLES = ("teacher", "student")
+# fields renamed since runs were written: an older config.json or checkpoint still loads and resumes
+RENAMED_FIELDS = {"degrade_preset": "degradation"}
 
 
 @dataclass
 class TrainConfig:
-    """Training configuration. Defaults are the KD-for-LQ-FR paper's recipe."""
+    """Training configuration. Defaults are lqlib's (see the module docstring); recipes override them."""
 
     name: str = "run"
     out_dir: Optional[str] = None            # default runs/<name>
@@ -62,7 +65,7 @@ class TrainConfig:
     face_content_replacement: Optional[float] = None  # probability per HR image; None: the method's (labelfree: 0.5)
     # student input
     scales: Any = field(default_factory=lambda: [2, 4, 8])  # a float or a per-sample list
-    degrade_preset: str = "paper"
+    degradation: str = "paper"               # lqlib.degrade: paper | askd | clean
     # distillation
     teacher: Optional[str] = None            # teacher run dir / checkpoint, or an external teacher (lqlib.teachers name, .onnx, spec .json)
     kd_weights: dict = field(default_factory=dict)
@@ -87,11 +90,17 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        d = cls.upgrade(d)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ValueError(f"unknown training option(s) {unknown}; valid: {sorted(names)}")
         return cls(**d)
+
+    @staticmethod
+    def upgrade(d: dict) -> dict:
+        """``d`` with renamed fields under their current names (:data:`RENAMED_FIELDS`)."""
+        return {RENAMED_FIELDS.get(k, k): v for k, v in d.items()}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -108,7 +117,7 @@ class TrainConfig:
             raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
-        get_preset(self.degrade_preset)
+        get_degradation(self.degradation)
         get_method(self.method)
         self._check_mappings()
         if self.early_stop:

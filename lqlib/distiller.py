@@ -40,7 +40,7 @@ class Distiller(nn.Module):
     def __init__(self, student: nn.Module, head: nn.Module, composer: LossComposer, *,
                  teacher: Optional[nn.Module] = None, teacher_head: Optional[nn.Module] = None,
                  teacher_cache=None, role: str = "student", scales: float | Sequence[float] = (2, 4, 8),
-                 degrade_preset: str = "paper", hflip: bool = True, face_content_replacement: float = 0.0,
+                 degradation: str = "paper", hflip: bool = True, face_content_replacement: float = 0.0,
                  channels_last: bool = True):
         super().__init__()
         if role not in ("teacher", "student"):
@@ -49,7 +49,7 @@ class Distiller(nn.Module):
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.teacher_head = teacher_head.eval().requires_grad_(False) if teacher_head is not None else None
         self.teacher_cache = teacher_cache
-        self.role, self.scales, self.degrade_preset = role, scales, degrade_preset
+        self.role, self.scales, self.degradation = role, scales, degradation
         self.hflip, self.fcr = bool(hflip), float(face_content_replacement)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         needs = composer.needs
@@ -84,7 +84,7 @@ class Distiller(nn.Module):
             replaced = choices.applied.to(hr.device)
         if self.role == "teacher":
             return hr, hr, flipped, replaced
-        return hr, degrade(hr, self.scales, preset=self.degrade_preset, generator=generator), flipped, replaced
+        return hr, degrade(hr, self.scales, degradation=self.degradation, generator=generator), flipped, replaced
 
     def _prepare(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return normalize(images_uint8).contiguous(memory_format=self.memory_format)

@@ -23,6 +23,7 @@ from . import study as S
 from .data.id_layouts import ID_SETS, read_layout_csv, subset_probes, tinyface_root, write_layout_json
 from .data.sources import eval_set_key
 from .io import atomic_write, save_dataframe_csv, write_json, write_text
+from .model_key import ModelKey
 
 CMC_RANKS = 20
 
@@ -56,7 +57,7 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
                    max_probes: int = 0, device=None, batch_size: int = 256, use_templates: bool = False,
                    extra_models: Optional[dict] = None, force: bool = False, allow_leakage: bool = False):
     """Identification of every model of the study on ``id_set`` (cached per model) → one tidy DataFrame
-    (model, method, seed, eval_mode, scale, distractors, rank1 ... mAP, dir_fpir0.01 ...), or ``None`` (one line
+    (model, model_key, method, teacher, seed, eval_mode, scale, distractors, rank1 ... mAP, dir_fpir0.01 ...), or ``None`` (one line
     on stderr) when the set's data is not available. The layout's sidecar is written to the eval folder;
     models trained on identities of the set are refused as in verification."""
     import pandas as pd
@@ -75,26 +76,25 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
     key = {"set": layout.name, "digest": layout.digest(), "scales": [float(s) for s in scales],
            "eval_modes": list(eval_modes), "templates": bool(use_templates)}
     entries = [(m, None) for m in study.models()]
-    entries += [(S.Model(k, 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
+    entries += [(S.Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
     frames = []
     for model, mdl in entries:
         if model.run_dir is not None:
             S._check_leakage(model, layout.name, allow_leakage)
-        tag = f"{S.model_slug(model.key)}_s{model.seed}_id"
+        tag = f"{model.key.file_name}_s{model.seed}_id"
         csv_p, npz_p, meta_p = (out_dir / f"{tag}.{ext}" for ext in ("csv", "npz", "json"))
         stamp = os.path.getmtime(model.run_dir / "checkpoint.pt") if model.run_dir is not None else 0.0
         if not force and csv_p.is_file() and npz_p.is_file() and meta_p.is_file():
             meta = json.loads(meta_p.read_text())
             if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
-                frames.append(pd.read_csv(csv_p))
+                frames.append(S.key_columns(pd.read_csv(csv_p)))
                 continue
         net = mdl if mdl is not None else load_backbone(model.run_dir)
         df, det = evaluate_identification(net, layout, scales, eval_modes, device=device, batch_size=batch_size,
                                           use_templates=use_templates, return_details=True)
         df = df.rename(columns={"seed": "eval_seed"})
-        df.insert(0, "model", model.name)
-        df.insert(1, "method", model.key)
-        df.insert(2, "seed", model.seed)
+        for i, (col, value) in enumerate({"model": model.name, **model.key.columns(), "seed": model.seed}.items()):
+            df.insert(i, col, value)
         save_dataframe_csv(df, csv_p, index=False)
         arrays = {}
         for (m, s, with_d), res in det["results"].items():
@@ -113,8 +113,7 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
     if not frames:
         raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
     results = pd.concat(frames, ignore_index=True)
-    order = {k: i for i, k in enumerate(sorted(dict.fromkeys(results["method"]), key=S.reading_order))}
-    return results.sort_values("method", key=lambda c: c.map(order), kind="stable", ignore_index=True)
+    return S.sort_models(results)
 
 
 def id_tables(results, distractors: bool = True) -> dict:
@@ -148,10 +147,10 @@ def best_student(results, scale: float = 8, eval_mode: str = "cross", metric: st
     """The KD student (not BasicNet-LR, not a teacher) with the best mean ``metric`` at ``scale``."""
     df = results[(results["eval_mode"] == eval_mode) & results["distractors"].astype(bool)
                  & np.isclose(results["scale"].astype(float), float(scale))]
-    df = df[~df["method"].isin(["teacher", "none"]) & ~df["method"].str.startswith("teacher:")]
+    df = df[[not ModelKey.parse(k).is_teacher and k != "none" for k in df["model_key"]]]
     if not len(df):
         return None
-    return str(df.groupby("method")[metric].mean().idxmax())
+    return str(df.groupby("model_key")[metric].mean().idxmax())
 
 
 def cmc_curves(study: S.Study, results, scale: float = 8, eval_mode: str = "cross",
@@ -163,16 +162,16 @@ def cmc_curves(study: S.Study, results, scale: float = 8, eval_mode: str = "cros
         keys = [k for k in ("teacher", "none", best_student(results, scale, eval_mode)) if k]
     out = {}
     for k in keys:
-        rows = results[results["method"] == k].drop_duplicates("seed")
+        rows = results[results["model_key"] == k].drop_duplicates("seed")
         curves = []
         for seed in rows["seed"]:
-            p = study.eval_dir(name) / f"{S.model_slug(k)}_s{int(seed)}_id.npz"
+            p = study.eval_dir(name) / f"{ModelKey.parse(k).file_name}_s{int(seed)}_id.npz"
             with np.load(p) as z:
                 arr = z.get(f"cmc_{eval_mode}_x{float(scale):g}_d")
                 if arr is not None:
                     curves.append(arr)
         if curves:
-            out[S.display_name(k)] = np.stack(curves)
+            out[ModelKey.parse(k).display_name] = np.stack(curves)
     return out
 
 
@@ -181,8 +180,8 @@ def top_matches(study: S.Study, student_key: str, seed: int = 0, scale: float = 
     """Rows for :func:`lqlib.plotting.match_grid`: the probe and its top-``k`` gallery matches for the teacher on
     the HR probe (×1) and for the student on the probe degraded at ``scale`` (gallery at HR, ``cross``), from
     :func:`identify_study`'s cache (03 with the same set and ``max_probes``); a missing cache is one printed
-    line and ``[]``. The degraded probe shown is degraded afresh (identical to the evaluated copy for presets
-    without random draws, e.g. ``paper``)."""
+    line and ``[]``. The degraded probe shown is degraded afresh (identical to the evaluated copy for
+    degradations without random draws, e.g. ``paper``)."""
     from .evaluation import degrade_eval
     from .evaluation.id_pipeline import layout_labels, load_faces
 
@@ -195,7 +194,7 @@ def top_matches(study: S.Study, student_key: str, seed: int = 0, scale: float = 
     rows = []
     for key, s, who in (("teacher", 1.0, "BasicNet-HR, HR probe"), (student_key, float(scale), None)):
         sd = 0 if key == "teacher" else seed
-        p = study.eval_dir(layout.name) / f"{S.model_slug(key)}_s{sd}_id.npz"
+        p = study.eval_dir(layout.name) / f"{ModelKey.parse(key).file_name}_s{sd}_id.npz"
         name = f"cross_x{s:g}_d"
         with np.load(p) if p.is_file() else contextlib.nullcontext() as z:
             if z is None or f"top_{name}" not in z.files:
@@ -206,7 +205,7 @@ def top_matches(study: S.Study, student_key: str, seed: int = 0, scale: float = 
         probe = load_faces([p_paths[probe_index]])
         if s != 1.0:
             probe = degrade_eval(probe, s, seed=0)
-        rows.append({"label": who or f"{S.display_name(key)}, probe ×{s:g}", "probe": probe[0],
+        rows.append({"label": who or f"{ModelKey.parse(key).display_name}, probe ×{s:g}", "probe": probe[0],
                      "matches": load_faces([g_paths[i] for i in idx]), "scores": score.astype(float),
                      "correct": g_lab[idx] == p_lab[probe_index]})
     return rows

@@ -47,7 +47,7 @@ METHODS: dict[str, Method] = {
                  description="AT (Zagoruyko & Komodakis 2017): β·Σ_stages mean (a_T − a_S)², "
                              "a = normalize(mean_c f²), β=1000 inside the term"),
     # A-SKD: the attention term with the A-SKD reduction; its nearest down/up degradation is the
-    # `askd` preset of lqlib.degrade, chosen by the training config (not by the method).
+    # `askd` degradation of lqlib.degrade, chosen by the training config (not by the method).
     "askd": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},
                    description="A-SKD (Shin et al. 2022): Σ_blocks (ρ_c+ρ_s), ρ = 1 − cos, weight 5"),
     "askd_pre": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},

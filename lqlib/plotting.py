@@ -11,7 +11,7 @@
   - :func:`method_comparison` — bar chart of the methods at one scale (the paper's Figs 8–9);
   - :func:`training_curves` — loss terms, accuracy and learning rate per epoch of one run;
   - :func:`attention_similarity_curve` — per-block cosine similarity of teacher (HR) and
-    student (LR) attention maps, one line per KD mode.
+    student (LR) attention maps, one line per method.
 
 Plots that draw into one Axes follow seaborn's convention: they take ``ax=None`` and return the
 Axes; multi-panel plots return the Figure.

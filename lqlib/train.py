@@ -150,7 +150,7 @@ class Trainer:
             compiled(backbone, use_compile), head, composer, teacher_cache=cache,
             teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,
             teacher_head=teacher_head, role=cfg.role, scales=cfg.scales,
-            degrade_preset=cfg.degrade_preset, hflip=cfg.hflip, face_content_replacement=fcr,
+            degradation=cfg.degradation, hflip=cfg.hflip, face_content_replacement=fcr,
             channels_last=self.channels_last).to(self.device)
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
@@ -209,7 +209,7 @@ class Trainer:
         if not (self.cfg.resume and ck_path.is_file()):
             return None
         ck = load_checkpoint(ck_path, map_location="cpu")
-        saved, mine = dict(ck["config"]), self.cfg.to_dict()
+        saved, mine = TrainConfig.upgrade(ck["config"]), self.cfg.to_dict()
         diff = {k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]}
         if diff:
             raise ValueError(f"{ck_path} was written with a different config ({sorted(diff)}); "

@@ -104,3 +104,13 @@ def test_validation_pairs_of_the_training_split_are_refused(tmp_path, monkeypatc
                       val_pairs="lfw-half-val")
     with pytest.raises(ValueError, match="holds identities of the training split 'lfw-half'"):
         T.Trainer(cfg)._build()
+
+
+def test_the_draft_verdict_recipe():
+    from lqlib.config import recipe
+
+    t = TrainConfig.from_dict(recipe("cpu_verdict", "teacher")).validate()
+    s = TrainConfig.from_dict(recipe("cpu_verdict", "student")).validate()
+    assert t.data == s.data == "lfw-half-val" and t.val_pairs == "lfw-half-val"
+    assert t.early_stop["min_epochs"] >= 20 and t.epochs > t.early_stop["min_epochs"] and t.schedule == "step"
+    assert not s.early_stop and s.val_pairs is None

@@ -38,7 +38,7 @@ def setup(tmp_path_factory):
 def test_identify_study_rows_cache_tables_and_figures_data(setup):
     st, csv = setup
     res = IS.identify_study(st, csv, scales=(1, 4), eval_modes=("cross",), batch_size=8)
-    assert list(dict.fromkeys(res["method"])) == ["teacher", "none", "logit"]
+    assert list(dict.fromkeys(res["model_key"])) == ["teacher", "none", "logit"]
     assert len(res) == 4 * 2 * 2  # 4 runs × 2 scales × with / without distractors
     assert set(res.columns) >= {"model", "seed", "eval_mode", "scale", "distractors", "rank1", "rank5", "mAP",
                                 "dir_fpir0.01", "n_gallery"}
@@ -50,13 +50,13 @@ def test_identify_study_rows_cache_tables_and_figures_data(setup):
     stamp = (out / "none_s0_id.csv").stat().st_mtime
     again = IS.identify_study(st, csv, scales=(1, 4), eval_modes=("cross",), batch_size=8)
     assert (out / "none_s0_id.csv").stat().st_mtime == stamp  # served from the cache
-    assert again[["method", "seed", "scale", "rank1"]].equals(res[["method", "seed", "scale", "rank1"]])
+    assert again[["model_key", "seed", "scale", "rank1"]].equals(res[["model_key", "seed", "scale", "rank1"]])
 
     tables = IS.id_tables(res)
     assert list(tables) == ["rank-1 (%), cross", "mAP (%), cross"]
     t = tables["rank-1 (%), cross"]
     assert list(t.index) == ["BasicNet-HR", "BasicNet-LR", "+logit KD"] and t.loc["BasicNet-LR", "n seeds"] == 2
-    lr = res[(res["method"] == "none") & res["distractors"] & (res["scale"] == 4)]["rank1"]
+    lr = res[(res["model_key"] == "none") & res["distractors"] & (res["scale"] == 4)]["rank1"]
     assert t.loc["BasicNet-LR", "×4"] == f"{lr.mean():.2f} ± {lr.std(ddof=1):.2f}"
     written = IS.save_id_tables(st, res)
     assert all(p.is_file() for p in written)
@@ -64,7 +64,7 @@ def test_identify_study_rows_cache_tables_and_figures_data(setup):
     assert IS.best_student(res, scale=4) == "logit"
     curves = IS.cmc_curves(st, res, scale=4)
     assert list(curves) == ["BasicNet-HR", "BasicNet-LR", "+logit KD"] and curves["BasicNet-LR"].shape == (2, 20)
-    r1 = res[(res["method"] == "teacher") & res["distractors"] & (res["scale"] == 4)]["rank1"].iloc[0]
+    r1 = res[(res["model_key"] == "teacher") & res["distractors"] & (res["scale"] == 4)]["rank1"].iloc[0]
     assert curves["BasicNet-HR"][0, 0] == pytest.approx(r1)
     assert np.all(np.diff(curves["BasicNet-HR"][0]) >= 0) and curves["BasicNet-HR"][0, -1] == 100.0
 
