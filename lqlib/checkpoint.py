@@ -107,10 +107,12 @@ def teacher_identity(spec) -> Optional[str]:
 
 
 def is_finished(run_dir: str | Path, epochs: Optional[int] = None) -> bool:
-    """True when ``run_dir`` holds a summary and a checkpoint with all epochs done."""
+    """True when ``run_dir`` holds a summary and a checkpoint with all epochs done, or stopped by its
+    convergence rule (``early_stop``, :mod:`lqlib.convergence`) at the end of an epoch."""
     run_dir = Path(run_dir)
     if not (run_dir / "summary.json").is_file() or not (run_dir / "checkpoint.pt").is_file():
         return False
     ck = load_checkpoint(run_dir)
     want = epochs if epochs is not None else ck["config"]["epochs"]
-    return ck["epoch"] >= want and ck["batch_in_epoch"] == 0
+    converged = bool((ck.get("converged") or {}).get("stop")) and epochs is None
+    return (ck["epoch"] >= want or converged) and ck["batch_in_epoch"] == 0

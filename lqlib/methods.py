@@ -36,12 +36,18 @@ METHODS: dict[str, Method] = {
                            description="Hinton's form: λ·CE + (1−λ)·T²·KL REPLACES the ArcFace CE (CE weight λ)"),
     "attention": Method({"attention": 5.0}, {"attention": {"reduction": "paper"}},
                         description="attention KD: Σ_blocks (ρ_c+ρ_s)/2 with ρ = 1 − cos, weight 5"),
+    # centred attention KD (issue 27): the paper's cosine of two positive sigmoid maps is ≈ 1 whatever
+    # they show; Pearson r is not. ρ ∈ [0, 2] is larger than the paper's ρ for the same maps, so the
+    # weight (5, as `attention`) is a starting point for a choice on the validation split.
+    "attention_c": Method({"attention_c": 5.0}, {"attention_c": {"reduction": "paper"}},
+                          description="centred attention KD: Σ_blocks (ρ_c+ρ_s)/2 with ρ = 1 − Pearson r "
+                                      "(each map centred per sample before the cosine), weight 5"),
     # --- seed methods (one module each in lqlib/losses; formulas and sources in their docstrings) ---
     "at": Method({"at": 1.0}, {"at": {"beta": 1000.0}},
                  description="AT (Zagoruyko & Komodakis 2017): β·Σ_stages mean (a_T − a_S)², "
                              "a = normalize(mean_c f²), β=1000 inside the term"),
     # A-SKD: the attention term with the A-SKD reduction; its nearest down/up degradation is the
-    # `askd` preset of lqlib.degrade, chosen by the training config (not by the method).
+    # `askd` degradation of lqlib.degrade, chosen by the training config (not by the method).
     "askd": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},
                    description="A-SKD (Shin et al. 2022): Σ_blocks (ρ_c+ρ_s), ρ = 1 − cos, weight 5"),
     "askd_pre": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},

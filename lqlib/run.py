@@ -6,7 +6,7 @@
 
 A preset (``lqlib/presets/<name>.yaml`` or a path) holds ``parameters`` shared by every notebook
 that declares them, and a ``notebooks`` list, each item with its own ``parameters`` and an optional
-``grid`` (every combination becomes one run of that notebook: e.g. one student per KD mode and
+``grid`` (every combination becomes one run of that notebook: e.g. one student per method and
 seed). Parameter names are checked against each notebook's ``parameters`` cell before anything
 runs: an unknown name is an error (papermill itself only warns).
 

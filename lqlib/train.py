@@ -36,6 +36,7 @@ from torch import nn
 from .callbacks import MetricsLog, Validation, write_summary
 from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
+from .convergence import ConvergenceRule
 from .data.memory import DecodedDataset, batch_stream, decoded
 from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .distiller import Distiller, load_teacher, teacher_cache_for
@@ -77,6 +78,15 @@ def _resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device(cfg.device)
 
 
+def sgd(params, **kw) -> torch.optim.SGD:
+    """SGD with the fused kernel (one pass over all parameters: ~3.5× faster than the per-tensor loop
+    on the CPU, identical updates), the plain loop where this build has no fused SGD for the device."""
+    try:
+        return torch.optim.SGD(params, fused=True, **kw)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.SGD(params, **kw)
+
+
 class Trainer:
     """Runs one training job; see the module docstring. Use :func:`train` in normal code."""
 
@@ -101,6 +111,9 @@ class Trainer:
         self.teacher_id = teacher_identity(self._teacher_arg) if self._teacher_arg is not None else None
         self.metrics = MetricsLog(self.run_dir)
         self.validation = Validation(cfg.val_pairs, cfg.val_scales) if cfg.val_pairs else None
+        self.convergence = ConvergenceRule.from_dict(cfg.early_stop) if cfg.early_stop else None
+        self._val_history: list[float] = []   # the convergence metric per finished epoch (kept in checkpoints)
+        self._converged: Optional[dict] = None  # the rule's last decision
 
     # ---- set-up
     def _build(self):
@@ -112,6 +125,13 @@ class Trainer:
         self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class))  # decode once
         if self.device.type == "cuda" and isinstance(self.dataset, DecodedDataset):
             self.dataset = self.dataset.to(self.device)  # the uint8 pack lives on the GPU
+        if cfg.val_pairs:
+            from .data.sources import leaks
+
+            if leaks(self.split, cfg.val_pairs):
+                raise ValueError(f"val_pairs={cfg.val_pairs!r} holds identities of the training split "
+                                 f"{self.split!r}; validate on that split's own held-out pairs (data=lfw-half-val "
+                                 "with val_pairs=lfw-half-val)")
         if self.num_classes < 2:
             raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
                                           f"{self.num_classes} class(es): a classifier needs at least 2")
@@ -137,18 +157,19 @@ class Trainer:
             key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
             cache = teacher_cache_for(cfg.teacher_cache, self._teacher_arg, teacher, composer, self.dataset,
                                       key, self.device, str(self.amp_dtype), log=print if self.is_main else None,
-                                      center=self.method.teacher_center)
+                                      center=self.method.teacher_center, teacher_head=teacher_head,
+                                      face_content_replacement=fcr, amp_dtype=self.amp_dtype)
         self.distiller = Distiller(
             compiled(backbone, use_compile), head, composer, teacher_cache=cache,
             teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,
             teacher_head=teacher_head, role=cfg.role, scales=cfg.scales,
-            degrade_preset=cfg.degrade_preset, hflip=cfg.hflip, face_content_replacement=fcr,
+            degradation=cfg.degradation, hflip=cfg.hflip, face_content_replacement=fcr,
             channels_last=self.channels_last).to(self.device)
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
         params = [p for p in self.distiller.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = sgd(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                             weight_decay=cfg.weight_decay)
         self.model = self.distiller
         if self.distributed:
             self.model = nn.parallel.DistributedDataParallel(
@@ -189,6 +210,7 @@ class Trainer:
             "epoch_sums": {k: float(v) for k, v in sums.items()}, "config": self.cfg.to_dict(),
             "num_classes": self.num_classes, "backbone_name": self.backbone_name, "backbone_kw": self.backbone_kw,
             "head_name": self.head_name, "split": self.split, "teacher_id": self.teacher_id,
+            "val_history": list(self._val_history), "converged": self._converged,
         }
 
     def _save(self, *a):
@@ -200,7 +222,7 @@ class Trainer:
         if not (self.cfg.resume and ck_path.is_file()):
             return None
         ck = load_checkpoint(ck_path, map_location="cpu")
-        saved, mine = dict(ck["config"]), self.cfg.to_dict()
+        saved, mine = TrainConfig.upgrade(ck["config"]), self.cfg.to_dict()
         changed = {k: (saved.get(k), mine[k]) for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]}
         if ck.get("teacher_id") is not None and ck["teacher_id"] != self.teacher_id:  # (older checkpoints: none)
             changed["teacher weights"] = (ck["teacher_id"], self.teacher_id)
@@ -214,6 +236,7 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         torch.set_rng_state(ck["rng"]["torch"])
+        self._val_history, self._converged = list(ck.get("val_history", [])), ck.get("converged")
         if ck["rng"].get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
         return ck
@@ -279,6 +302,8 @@ class Trainer:
         t_run = time.time()
         with self._signals():
             for epoch in range(start_epoch, cfg.epochs):
+                if self._converged and self._converged["stop"]:
+                    break  # a resumed run that had already met its stopping rule
                 gen = torch.Generator(device=self.device).manual_seed(step_seed(cfg.seed, epoch, self.rank))
                 b0 = start_batch if epoch == start_epoch else 0
                 if ck is not None and epoch == start_epoch and b0 > 0:
@@ -330,11 +355,16 @@ class Trainer:
                 row.update({k if k == "loss" else f"loss_{k}": float(v) / done for k, v in sums.items()})
                 if self.validation is not None:
                     row.update(self.validation(unwrap(self.distiller.student), self.device))
+                if self.convergence is not None:
+                    self._val_history.append(float(row.get(self.convergence.metric, float("nan"))))
+                    self._converged = self.convergence.decide(self._val_history)
                 row.update({"seconds": round(seconds, 3), "img_per_s": round(n_img / max(seconds, 1e-9), 1)})
                 self._save(epoch + 1, 0, step, gen, {})
                 if self.is_main:
                     self.metrics.append(row)
                 ck = None
+                if self._converged and self._converged["stop"]:
+                    break
         summary = self._summary(time.time() - t_run)
         if self.distributed:
             dist.barrier()
@@ -415,6 +445,15 @@ class Trainer:
             "effective_ce_weight": self.distiller.composer.effective_ce_weight, "run_dir": str(self.run_dir),
             "teacher_id": self.teacher_id,
         }
+        if self.cfg.val_pairs:
+            from .data.sources import eval_role
+
+            summary["validation"] = {"pairs": self.cfg.val_pairs, "role": eval_role(self.cfg.val_pairs),
+                                     "scales": list(self.validation.scales)}
+        if self.convergence is not None:
+            summary["convergence"] = {"rule": self.convergence.to_dict(), "history": list(self._val_history),
+                                      "max_epochs": self.cfg.epochs, "epochs_trained": len(self._val_history),
+                                      "decision": self._converged, "pairs": self.cfg.val_pairs}
         if torch.cuda.is_available() and self.device.type == "cuda":
             summary["gpu"] = torch.cuda.get_device_name(self.device)
         if self.is_main:

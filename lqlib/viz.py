@@ -11,8 +11,8 @@ model's own device, and its training flag is restored afterwards (:func:`infer`)
 * :func:`attention_figure` — the paper's attention-map figure: rows = faces, columns = per stage
   the teacher's map on the HR face next to the student's map on the LR face;
 * :func:`block_similarity` — per block, the mean cosine similarity of teacher (HR input) and
-  student (LR input) attention maps, i.e. 1 − the attention-KD distance of
-  :mod:`lqlib.losses.attention` (same pooling to the smaller map, same block pairing).
+  student (LR input) attention maps, i.e. 1 − the attention-KD distance (the same
+  :mod:`lqlib.models.maps` helpers as the KD term: same pooling to the smaller map, same block pairing).
 """
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ from .degrade import degrade
 from .evaluation import prepared_model
 from .evaluation.tables import scale_label
 from .images import as_batch, normalize
-from .losses.attention import cosine_distance, match_spatial
 from .models.interface import (block_stage, common_stages, last_block_per_stage, model_stages,
                                stage_pairing)
+from .models.maps import cosine_distance, match_spatial
 
 # ------------------------------------------------------------------------------ running a model
 
@@ -213,7 +213,7 @@ def degradation_grid(images_uint8, scales: Sequence[float] = (1, 2, 4, 8), size:
                      **degrade_kw) -> Figure:
     """Rows = faces, columns = the face degraded at each scale (×1 = the HR original).
 
-    ``degrade_kw`` go to :func:`lqlib.degrade.degrade` (``preset``, ``mode``, ``blur_sigma``, ...).
+    ``degrade_kw`` go to :func:`lqlib.degrade.degrade` (``degradation``, ``interpolation``, ``blur_sigma``, ...).
     """
     x = as_batch(images_uint8)
     copies = [degrade(x, s, **degrade_kw) for s in scales]

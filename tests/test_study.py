@@ -11,6 +11,7 @@ from lqlib import paths
 from lqlib import study as S
 from lqlib.data import PairSet
 from lqlib.data.synthetic import SyntheticFaces
+from lqlib.model_key import ModelKey, reading_order
 from lqlib.train import train_student, train_teacher
 
 OVR = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None, epochs=2,
@@ -37,7 +38,7 @@ def _pairs(name="synth", n=40):
 
 
 def test_layout_keys_and_models(study):
-    keys = sorted((m.key, m.seed) for m in study.models())
+    keys = sorted((str(m.key), m.seed) for m in study.models())
     assert keys == [("logit", 0), ("logit", 1), ("none", 0), ("none", 1), ("teacher", 0)]
     assert all(m.split == "synthetic" for m in study.models())
     assert study.student("logit", 1) == study.student_dir("logit", 1)
@@ -49,14 +50,15 @@ def test_students_of_other_kd_weights_or_params_get_their_own_key_and_folder(tmp
     cfg = lambda **kw: S.training_config(st, "student", recipe="smoke", method="angular_emb_c",  # noqa: E731
                                          teacher="faceapi-resnet", overrides=OVR, **kw)
     default, w50 = cfg(kd_weights={"angular": 5.0}), cfg(kd_weights={"angular": 50})
-    assert S.model_key("angular_emb_c", "faceapi-resnet", False, {"angular": 5.0}) == "angular_emb_c@faceapi-resnet"
+    assert ModelKey.student("angular_emb_c", "faceapi-resnet", False, {"angular": 5.0}) == "angular_emb_c@faceapi-resnet"
     assert default.out_dir == str(st.student_dir("angular_emb_c@faceapi-resnet"))
     assert w50.out_dir == str(st.student_dir("angular_emb_c[angular=50]@faceapi-resnet")) != default.out_dir
-    assert S.model_key("logit", kd_params={"logit": {"T": 2.0, "lam": 0.5}}) == "logit[logit.T=2]"
-    assert S.model_key("logit+attention", kd_weights={"attention": 10}, head_from_teacher=True) == \
+    assert ModelKey.student("logit", kd_params={"logit": {"T": 2.0, "lam": 0.5}}) == "logit[logit.T=2]"
+    assert ModelKey.student("logit+attention", kd_weights={"attention": 10}, head_from_teacher=True) == \
         "logit+attention[attention=10]~headinit"
-    assert S.parse_key("angular_emb_c[angular=50]@faceapi-resnet") == ("angular_emb_c[angular=50]", "faceapi-resnet", False)
-    assert S.display_name("angular_emb_c[angular=50]@faceapi-resnet") == "angular_emb_c[angular=50] ← faceapi-resnet"
+    k = ModelKey.parse("angular_emb_c[angular=50]@faceapi-resnet")
+    assert (k.method, k.overrides, k.teacher, k.head_from_teacher) == ("angular_emb_c", "angular=50", "faceapi-resnet", False)
+    assert k.display_name == "angular_emb_c[angular=50] ← faceapi-resnet"
     # the study finds the key again from the run's config
     run = Path(w50.out_dir)
     run.mkdir(parents=True)
@@ -70,7 +72,7 @@ def test_students_of_other_kd_weights_or_params_get_their_own_key_and_folder(tmp
 def test_tables_read_baselines_then_own_students_in_registry_order_then_each_external_teacher():
     keys = ["angular_emb_c@faceapi-resnet", "logit+attention", "labelfree@faceapi-resnet", "logit", "ecacface",
             "teacher:faceapi-resnet", "attention", "none", "teacher", "angular_emb_c[angular=50]@faceapi-resnet", "at"]
-    assert sorted(keys, key=S.reading_order) == [
+    assert sorted(keys, key=reading_order) == [
         "teacher", "none", "logit", "attention", "logit+attention", "at", "ecacface", "teacher:faceapi-resnet",
         "angular_emb_c@faceapi-resnet", "angular_emb_c[angular=50]@faceapi-resnet", "labelfree@faceapi-resnet"]
 
@@ -78,12 +80,12 @@ def test_tables_read_baselines_then_own_students_in_registry_order_then_each_ext
 def test_figure_groups_carry_their_baselines():
     keys = ["labelfree@faceapi-resnet", "logit+attention", "at", "none", "teacher", "teacher:faceapi-resnet",
             "logit[logit.T=2]", "angular_emb_c@faceapi-resnet"]
-    groups = S.model_groups(pd.DataFrame({"method": keys}))
+    groups = S.model_groups(pd.DataFrame({"model_key": keys}))
     assert groups == {"paper ablation": ["teacher", "none", "logit[logit.T=2]", "logit+attention"],
                       "other methods": ["teacher", "none", "at"],
                       "← faceapi-resnet": ["teacher:faceapi-resnet", "none", "angular_emb_c@faceapi-resnet",
                                            "labelfree@faceapi-resnet"]}
-    assert S.model_groups(pd.DataFrame({"method": ["none", "teacher"]})) == {"all models": ["teacher", "none"]}
+    assert S.model_groups(pd.DataFrame({"model_key": ["none", "teacher"]})) == {"all models": ["teacher", "none"]}
 
 
 def test_unknown_student_raises_and_lists_the_trained_ones(study):
@@ -111,9 +113,11 @@ def test_student_resolves_exact_method_names_and_refuses_unfinished_runs(study):
 
 def test_evaluation_is_cached_per_eval_set(study):
     a = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
-    assert set(a["method"]) == {"teacher", "none", "logit"} and set(a["model"]) >= {"BasicNet-HR", "BasicNet-LR"}
-    assert len(a) == 5 * 2 and a.groupby(["method", "seed", "scale"]).size().max() == 1
-    assert list(dict.fromkeys(a["method"])) == ["teacher", "none", "logit"]  # reading order, not folder order
+    assert set(a["model_key"]) == {"teacher", "none", "logit"} and set(a["model"]) >= {"BasicNet-HR", "BasicNet-LR"}
+    assert len(a) == 5 * 2 and a.groupby(["model_key", "seed", "scale"]).size().max() == 1
+    assert list(dict.fromkeys(a["model_key"])) == ["teacher", "none", "logit"]  # reading order, not folder order
+    assert list(a.columns[:5]) == ["model", "model_key", "method", "teacher", "seed"]
+    assert set(a["method"]) == {"", "none", "logit"} and set(a["teacher"]) == {""}
     files = sorted(p.name for p in study.eval_dir("set-a").iterdir())
     assert "logit_s1.npz" in files and "teacher_s0.csv" in files
     stamp = (study.eval_dir("set-a") / "none_s0.csv").stat().st_mtime
@@ -139,10 +143,10 @@ def test_leakage_is_refused_unless_allowed(study, tmp_path):
 def test_tables_and_tests_across_seeds(study):
     res = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
     tests = S.compare(study, res, baseline="none", scales=(8,))
-    row = tests[tests["method"] == "logit"].iloc[0]
-    acc = {s: float(res[(res.method == m) & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0])
+    row = tests[tests["model_key"] == "logit"].iloc[0]
+    acc = {s: float(res[(res.model_key == m) & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0])
            for m in ("logit",) for s in (0, 1)}
-    base = {s: float(res[(res.method == "none") & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0]) for s in (0, 1)}
+    base = {s: float(res[(res.model_key == "none") & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0]) for s in (0, 1)}
     assert row["test"] == "paired t" and row["n"] == 2
     assert row["delta"] == pytest.approx(np.mean([acc[s] - base[s] for s in (0, 1)]))
     assert "pair_boot_p_max" in tests.columns and "p_holm" in tests.columns
@@ -359,9 +363,32 @@ def test_notebooks_of_a_run_that_refuses_synthetic_data_do_not_fall_back(tmp_pat
 def test_students_of_an_external_teacher_are_tested_against_its_own_accuracy():
     from lqlib.evaluation import compare_to_baseline
 
-    rows = [{"model": "T", "method": "teacher:ext", "seed": 0, "eval_mode": "both", "scale": 8.0, "acc_mean": 70.0}]
-    rows += [{"model": "S", "method": "angular_emb@ext", "seed": s, "eval_mode": "both", "scale": 8.0, "acc_mean": a}
+    rows = [{"model": "T", "model_key": "teacher:ext", "seed": 0, "eval_mode": "both", "scale": 8.0, "acc_mean": 70.0}]
+    rows += [{"model": "S", "model_key": "angular_emb@ext", "seed": s, "eval_mode": "both", "scale": 8.0, "acc_mean": a}
              for s, a in ((0, 74.0), (1, 75.0), (2, 76.0))]
     t = compare_to_baseline(pd.DataFrame(rows), "teacher:ext", scales=(8,))
     r = t.iloc[0]
     assert r["test"] == "one-sample t" and r["delta"] == pytest.approx(5.0) and r["p"] < 0.05
+
+
+def test_a_student_with_another_margin_head_gets_its_own_key_and_folder(tmp_path, monkeypatch):
+    """``TRAIN_OVERRIDES={"head": "adaface"}`` in 02: BasicNet-LR with the AdaFace head is ``none^adaface``,
+    never the ArcFace BasicNet-LR's folder; a method that picks its own head (ECACFace) keeps its key."""
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
+    st = S.Study("h")
+    ada = S.training_config(st, "student", recipe="smoke", method="none", overrides={**OVR, "head": "adaface"})
+    arc = S.training_config(st, "student", recipe="smoke", method="none", overrides=OVR)
+    assert ada.head == "adaface" and ada.out_dir == str(st.student_dir("none^adaface")) != arc.out_dir
+    assert ModelKey.student("none", head="arcface") == "none" and ModelKey.student("ecacface", head="adaface") == "ecacface"
+    key = ModelKey.student("logit", "faceapi-resnet", True, {"logit": 2.0}, head="adaface")
+    assert key == "logit[logit=2]^adaface@faceapi-resnet~headinit" and ModelKey.parse(str(key)) == key
+    assert key.parts == ["logit"] and key.head == "adaface" and ModelKey.parse("none").head == ""
+    assert ModelKey.parse("none^adaface").display_name == "BasicNet-LR (AdaFace head)"
+    assert key.display_name == "logit[logit=2] (AdaFace head) ← faceapi-resnet (head from teacher)"
+    assert reading_order("none^adaface")[:4] == reading_order("none")[:4]
+    run = Path(ada.out_dir)
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(ada.to_dict()))
+    (run / "summary.json").write_text(json.dumps({"split": "synthetic"}))
+    (run / "checkpoint.pt").write_bytes(b"")
+    assert [m.key for m in st.models()] == ["none^adaface"]

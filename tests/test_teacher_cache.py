@@ -125,3 +125,106 @@ def test_centred_targets_subtract_the_training_mean(setup):
     from lqlib.methods import get_method
 
     assert get_method("angular_emb_c").teacher_center and not get_method("angular_emb").teacher_center
+
+
+# ------------------------------------------------------------------------------ keys and validation
+def _file_teacher(folder, seed):
+    """A spec .json + state-dict teacher (an external file teacher) with weights drawn from ``seed``."""
+    from lqlib.teachers import TeacherSpec
+
+    torch.manual_seed(seed)
+    net = build_backbone("ir_cbam_tiny", embedding_size=64)
+    torch.save(net.state_dict(), folder / "w.pt")
+    TeacherSpec(name="t", arch="ir_cbam_tiny", arch_kw={"embedding_size": 64}, weights="w.pt",
+                embedding_size=64).save(folder / "spec.json")
+    return str(folder / "spec.json")
+
+
+def _cache_for(spec, images, data):
+    """What the trainer does: load the teacher named by ``spec`` and ask for its cache."""
+    from lqlib.distiller import load_teacher, teacher_cache_for
+
+    teacher, _ = load_teacher(spec, torch.device("cpu"))
+    comp = build_composer(get_method("angular_emb"), build_backbone("ir_cbam_tiny"), teacher)
+    ds = DecodedDataset(images, torch.arange(len(images)) % 4)
+    return teacher_cache_for("auto", spec, teacher, comp, ds, data, torch.device("cpu"), "None"), teacher
+
+
+def _live(teacher, images):
+    return embed(teacher, images, batch_size=64, device="cpu", flip=True)
+
+
+def test_synthetic_sets_of_other_seeds_get_their_own_embeddings(tmp_path, monkeypatch):
+    """Synthetic data has no data key (data_key → None): a seed-1 run used to receive seed 0's table."""
+    from lqlib.data.memory import decoded
+    from lqlib.data.sampling import data_key
+    from lqlib.data.synthetic import SyntheticFaces
+
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
+    spec = _file_teacher(tmp_path, 0)
+    assert data_key("synthetic") is None
+    for seed in (0, 1, 0):
+        images = decoded(SyntheticFaces(num_classes=4, images_per_class=3, seed=seed)).images
+        cache, teacher = _cache_for(spec, images, data_key("synthetic"))
+        emb, emb_flip = _live(teacher, images)
+        assert torch.allclose(cache.emb, emb, atol=1e-5) and torch.allclose(cache.emb_flip, emb_flip, atol=1e-5), seed
+    assert len(list((tmp_path / "cache" / "teacher_embeddings").glob("*.pt"))) == 2  # seed 0 read back
+
+
+def test_new_weights_at_the_same_path_are_a_new_teacher(setup, tmp_path, monkeypatch):
+    """File teachers are keyed by their weights' SHA-256, not by path and spec."""
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
+    images = setup[0][:12]
+    spec = _file_teacher(tmp_path, 0)
+    first, _ = _cache_for(spec, images, {"split": "x"})
+    _file_teacher(tmp_path, 1)  # retrained: same path, same spec, other weights
+    second, teacher = _cache_for(spec, images, {"split": "x"})
+    assert torch.allclose(second.emb, _live(teacher, images)[0], atol=1e-5)
+    assert not torch.allclose(first.emb, second.emb)
+    assert "sha256" in second.manifest["teacher"]
+
+
+def _narrow(obj, width=7):
+    """Every (N, 64) table in a cache file cut to ``width`` columns, and its manifest made to agree."""
+    if isinstance(obj, torch.Tensor) and obj.dim() == 2 and obj.shape[1] == 64:
+        return obj[:, :width].clone()
+    if isinstance(obj, dict):
+        return {k: (width if k == "embedding_size" else _narrow(v, width)) for k, v in obj.items()}
+    if isinstance(obj, list) and len(obj) == 2 and obj[1] == 64:
+        return [obj[0], width]
+    return obj
+
+
+def _damage(path, how):
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage":
+        path.write_bytes(b"not a cache \x00\xff" * 100)
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "width 7":
+        torch.save(_narrow(torch.load(path, weights_only=True)), path)
+    elif how == "rows":
+        d = torch.load(path, weights_only=True)
+        torch.save({k: (v[:5] if isinstance(v, torch.Tensor) else v) for k, v in d.items()}
+                   if "emb" in d else {**d, "arrays": {k: v[:5] for k, v in d["arrays"].items()},
+                                       "manifest": {**d["manifest"], "arrays": {k: {**m, "shape": [5, 64]} for k, m in
+                                                                                d["manifest"]["arrays"].items()}}},
+                   path)
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "width 7", "rows"])
+def test_an_invalid_cache_file_is_named_and_rebuilt(setup, tmp_path, monkeypatch, how):
+    monkeypatch.setattr(paths, "cache_dir", lambda: tmp_path / "cache")
+    images = setup[0][:12]
+    spec = _file_teacher(tmp_path, 0)
+    good, teacher = _cache_for(spec, images, {"split": "x"})
+    (path,) = (tmp_path / "cache" / "teacher_embeddings").glob("*.pt")
+    _damage(path, how)
+    with pytest.warns(UserWarning, match=str(path)):
+        again, _ = _cache_for(spec, images, {"split": "x"})
+    assert torch.equal(again.emb, good.emb) and torch.equal(again.emb_flip, good.emb_flip)
+    assert again.emb.shape == (12, 64)
+    d = torch.load(path, weights_only=True)  # the rebuilt file is whole and valid again
+    assert d["arrays"]["emb"].shape == (12, 64) and d["manifest"]["arrays"]["emb"]["shape"] == [12, 64]
+    assert not list(path.parent.glob("*.tmp")) and not list(path.parent.glob(".*.tmp"))

@@ -336,3 +336,36 @@ def test_check_learning_flags_degenerate_runs(tmp_path):
     log.write([{"epoch": 1, "loss": float("nan"), "loss_ce": 3.0}, {"epoch": 2, "loss": 2.0, "loss_ce": 2.0}])
     with pytest.raises(DegenerateRunError, match="not finite"):
         check_learning(tmp_path)
+
+
+def test_adaface_head_by_name_learns(tmp_path):
+    """``head: adaface`` with the paper's defaults (s 64, m 0.4, h 0.333): the CE falls, and the running
+    norm statistics moved from their initial μ = 20, σ = 100 and were saved."""
+    ces = []
+    cfg = _cfg(tmp_path, "ada", method="none", head="adaface", head_kw={}, epochs=6)
+    tr = Trainer(cfg, callbacks=[lambda t, e, d, s: ces.append(float(t.last_parts["ce"].detach()))])
+    summary = tr.fit()
+    assert summary["head"] == "adaface" and type(tr.distiller.head).__name__ == "AdaFace"
+    assert tr.distiller.head.s == 64.0 and tr.distiller.head.m == 0.4
+    assert len(ces) == 12 and sum(ces[-3:]) / 3 < 0.8 * sum(ces[:3]) / 3, ces
+    head = torch.load(tmp_path / "ada" / "checkpoint.pt", weights_only=True)["head"]
+    assert head["batch_mean"].item() != 20.0 and head["batch_std"].item() != 100.0
+    assert torch.equal(head["batch_mean"], tr.distiller.head.batch_mean)
+
+
+def test_adaface_resume_is_exact_including_the_running_statistics(tmp_path):
+    ada = dict(method="none", head="adaface", head_kw={"s": 16.0, "m": 0.4}, epochs=2)
+    train_student(_cfg(tmp_path, "full", **ada))
+    cut = _cfg(tmp_path, "cut", **ada)
+    kill = lambda trainer, epoch, done, step: step == 3 and os.kill(os.getpid(), signal.SIGTERM)  # noqa: E731
+    with pytest.raises(TrainingInterrupted):
+        train_student(cut, callbacks=[kill])  # stopped in the middle of epoch 2
+    mid = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)["head"]
+    train_student(cut)
+    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "full")
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    assert set(a["head"]) == {"weight", "batch_mean", "batch_std"}
+    assert all(torch.equal(a["head"][k], b["head"][k]) for k in a["head"])
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert mid["batch_mean"].item() != a["head"]["batch_mean"].item()  # the statistics moved after the cut

@@ -27,8 +27,14 @@ from .. import paths
 from .splits import SPLITS
 
 # Evaluation sets sharing identities with a training split: LFW folds 6-10 identities are in
-# lfw-half's training side, so lfw.bin / lfw-10fold (all folds) and CPLFW (LFW identities) leak.
-LEAKY_EVAL_SETS: dict[str, tuple[str, ...]] = {"lfw-half": ("lfw", "lfw-10fold", "cplfw")}
+# lfw-half's training side, so lfw.bin / lfw-10fold (all folds) and CPLFW (LFW identities) leak; the
+# validation pairs (lfw-half-val) are identities of lfw-half's training side too, so a model trained on
+# all of lfw-half has seen them.
+LEAKY_EVAL_SETS: dict[str, tuple[str, ...]] = {"lfw-half": ("lfw", "lfw-10fold", "cplfw", "lfw-half-val"),
+                                               "lfw-half-val": ("lfw", "lfw-10fold", "cplfw")}
+
+# What a pair set is for in a study: decisions read "validation" sets only, verdicts "test" sets.
+EVAL_ROLES: dict[str, str] = {"lfw-half-val": "validation", "lfw-half": "test"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,12 @@ def eval_set_key(name: str) -> str:
 def overlapping_eval_sets(training_split: str) -> tuple[str, ...]:
     """Evaluation sets that share identities with ``training_split`` (canonical names)."""
     return LEAKY_EVAL_SETS.get(training_split, ())
+
+
+def eval_role(eval_set: str) -> str:
+    """``validation`` / ``test`` / ``other``: what evaluating on ``eval_set`` may decide (``lfw-half-val``:
+    choices of a study; ``lfw-half``: its verdicts, read once at the end)."""
+    return EVAL_ROLES.get(eval_set_key(eval_set), "other")
 
 
 def leaks(training_split: str, eval_set: str) -> bool:

@@ -14,6 +14,9 @@ Splits (registry :data:`SPLITS`, looked up by :func:`get_split`):
   appears in no evaluation pair (named ``lfw/<Name>``, all its images). The identity overlap between
   training and evaluation is computed and must be zero.
 * ``lfw-10fold`` — all pairs (6,000, 10 folds of 600) and no training set.
+* ``lfw-half-val`` — the validation split of lfw-half (:mod:`lqlib.data.validation`): training on
+  lfw-half's training side minus 400 held-out LFW identities; pairs: 1,200 validation pairs (2 folds of
+  600) drawn from those identities. lfw-half's test folds are never part of it.
 """
 from __future__ import annotations
 
@@ -226,9 +229,16 @@ def lfw_10fold(data_dir: str | os.PathLike | None = None) -> Split:
     return Split("lfw-10fold", root, [], pairs, [], {"split": "lfw-10fold", **_pair_stats(pairs)})
 
 
+def _lfw_half_val(data_dir: str | os.PathLike | None = None) -> Split:
+    from .validation import lfw_half_val  # the validation split builds on lfw_half
+
+    return lfw_half_val(data_dir)
+
+
 SPLITS: dict[str, Callable[[str | os.PathLike | None], Split]] = {
     "lfw-half": lfw_half,
     "lfw-10fold": lfw_10fold,
+    "lfw-half-val": _lfw_half_val,
 }
 
 

@@ -6,8 +6,9 @@ Registry: ``KD_TERMS`` (name → class), ``build_kd_term``; the composer ``LossC
 from __future__ import annotations
 
 from ..models.interface import ModelOutputs, stage_pairing
+from ..models.maps import cosine_distance, match_spatial
 from . import angular, at, dkd, feature, labelfree, relational  # noqa: F401  (each registers its term)
-from .attention import AttentionKD, attention_kd, cosine_distance, match_spatial
+from .attention import AttentionKD, attention_kd
 from .base import KD_TERMS, KDTerm, Progress, build_kd_term, register_kd
 from .composer import LossComposer
 from .logit import LogitKD, kl_teacher_student, logit_kd

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.interface import stage_channels
-from .attention import match_spatial
+from ..models.maps import match_spatial
 from .base import KDTerm, ModelOutputs, Progress, register_kd
 
 

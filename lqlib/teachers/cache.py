@@ -9,21 +9,20 @@ external teacher such as ``faceapi-resnet`` (a ResNet-34 at 150 px) that is most
 :class:`TeacherEmbeddingCache` holds two ``(N, E)`` float32 tables — originals and flips — and
 answers :meth:`~TeacherEmbeddingCache.lookup` by dataset index. :meth:`~TeacherEmbeddingCache.load_or_build`
 computes the tables once per (teacher, training set) with the caller's embedding function and keeps
-them under ``cache/teacher_embeddings/`` with a manifest (teacher, its spec or run, the data key,
-sizes, seconds); a different teacher, spec or training set gives a different file.
+them under ``cache/teacher_embeddings/`` in an :class:`lqlib.store.ArrayStore` (a manifest with the
+key, shapes and dtypes, validated on every load; an invalid file is named and rebuilt). The key rests
+on content: the teacher's weights files (SHA-256) and the training images (their data key, or their
+SHA-256 where there is none, e.g. synthetic sets) — :func:`lqlib.distiller.teacher_fingerprint`.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import time
 from typing import Callable, Optional
 
 import torch
 
-from .. import paths
-from ..io import torch_save, write_json
+from ..store import ArrayStore
 
+STORE = ArrayStore("teacher_embeddings", what="teacher cache")
 EmbedFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]  # uint8 images → (emb, emb of flips)
 
 
@@ -67,23 +66,28 @@ class TeacherEmbeddingCache:
 
     @classmethod
     def load_or_build(cls, embed_fn: EmbedFn, images: torch.Tensor, key: Optional[dict],
-                      log: Callable[[str], None] = print) -> "TeacherEmbeddingCache":
+                      log: Callable[[str], None] = print, embedding_size: Optional[int] = None
+                      ) -> "TeacherEmbeddingCache":
         """The cache for ``key`` (teacher + data description, JSON-able) from disk, else built and saved.
-        ``key=None`` builds in memory only (a teacher object without a stable identity)."""
+        ``key=None`` builds in memory only (a teacher object without a stable identity). A stored file
+        is used only when it passes :meth:`lqlib.store.ArrayStore.read` (readable, its manifest's key,
+        shapes and dtypes; ``len(images)`` rows of ``embedding_size`` columns where that is known);
+        otherwise a warning names it and it is built again."""
         if key is None:
             return cls.build(embed_fn, images)
-        digest = hashlib.sha256(json.dumps({**key, "n": len(images)}, sort_keys=True, default=str).encode()).hexdigest()[:20]
-        path = paths.cache_dir() / "teacher_embeddings" / f"{digest}.pt"
-        if path.is_file():
-            d = torch.load(path, map_location="cpu", weights_only=True)
-            if d["emb"].shape[0] == len(images):
-                return cls(d["emb"], d["emb_flip"], d.get("manifest"))
-        t0 = time.perf_counter()
-        log(f"teacher cache: embedding {len(images):,} training images and their flips once → {path}")
-        cache = cls.build(embed_fn, images)
-        cache.manifest = {**key, "n": len(images), "embedding_size": cache.embedding_size,
-                          "seconds": round(time.perf_counter() - t0, 1), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-        torch_save({"emb": cache.emb, "emb_flip": cache.emb_flip, "manifest": cache.manifest}, path)
-        write_json(path.with_suffix(".json"), cache.manifest)
-        log(f"teacher cache: done in {cache.manifest['seconds']} s")
-        return cache
+        key = {**key, "n": len(images)}
+        shape = (len(images), embedding_size)
+        expect = {"emb": (shape, torch.float32), "emb_flip": (shape, torch.float32)}
+
+        def build():
+            log(f"teacher cache: embedding {len(images):,} training images and their flips once")
+            c = cls.build(embed_fn, images)
+            return {"emb": c.emb, "emb_flip": c.emb_flip}
+
+        def alike(a):
+            return None if a["emb"].shape == a["emb_flip"].shape else "the two tables differ in shape"
+
+        arrays, manifest = STORE.load_or_build(key, build, expect, log=log, check=alike,
+                                               info={"n": len(images), "embedding_size": embedding_size})
+        manifest = {**manifest.get("key", key), **manifest, "embedding_size": arrays["emb"].shape[1]}
+        return cls(arrays["emb"], arrays["emb_flip"], manifest)
