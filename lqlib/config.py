@@ -71,7 +71,7 @@ class TrainConfig:
     kd_weights: dict = field(default_factory=dict)
     kd_params: dict = field(default_factory=dict)
     init_head_from_teacher: bool = False     # ablation switch: copy the teacher's margin head into the student
-    teacher_cache: Any = "auto"              # auto: cached teacher embeddings for embedding-only KD | True | False
+    teacher_cache: Any = "auto"              # auto: cached teacher embeddings (embedding-only KD) or an own teacher run's outputs (logit/attention/DKD) | True | False
     # validation: curves; with early_stop also the stopping epoch (lqlib.convergence), so then val_pairs
     # must be a validation set (lfw-half-val), never test folds
     val_pairs: Optional[str] = None

@@ -1,5 +1,5 @@
 """Face-verification evaluation: k-fold accuracy, ROC/TAR@FAR, scoring protocols, LR test tables; 1:N
-identification (CMC, mAP, DIR@FPIR: :mod:`.identification`, its protocols in :mod:`.id_protocols`).
+identification (CMC, mAP, DIR@FPIR: :mod:`.identification`, its protocols in :mod:`.id_pipeline`).
 
 Pipeline (what :func:`evaluate` does)::
 
