@@ -96,7 +96,7 @@ class Study:
             get_method(str(key))  # a misspelt method: the error lists the near matches
             raise ValueError(f"not a student key: {key!r}")
         get_method(parsed.method)  # exact registry names only
-        key = parsed
+        key = str(parsed)
         want = self.student_dir(key, seed)
         if (want / "checkpoint.pt").is_file() and (want / "summary.json").is_file():
             return want
