@@ -140,12 +140,14 @@ class Record:
     def accuracy(self):
         import pandas as pd
 
-        from lqlib.study import display_name
+        from lqlib.model_key import ModelKey
 
-        rows = [pd.DataFrame([{"model": display_name(k), "method": k, "seed": self.meta["seed"],
-                               "status": f"skipped: {why}"}]) for k, why in self.skipped_models.items()]
+        rows = [pd.DataFrame([{"model": ModelKey.parse(k).display_name, **ModelKey.parse(k).columns(),
+                               "seed": self.meta["seed"], "status": f"skipped: {why}"}])
+                for k, why in self.skipped_models.items()]
         df = pd.concat([*self.frames, *rows], ignore_index=True) if (self.frames or rows) else \
-            pd.DataFrame(columns=["model", "method", "seed", "eval_mode", "scale", "acc_mean", "status"])
+            pd.DataFrame(columns=["model", "model_key", "method", "teacher", "seed", "eval_mode", "scale", "acc_mean",
+                                  "status"])
         return df
 
     def write(self) -> None:
@@ -358,7 +360,7 @@ class Block:
         from lqlib.data.sources import leaks
         from lqlib.evaluation import evaluate
         from lqlib.models import build_backbone
-        from lqlib.study import display_name, model_slug
+        from lqlib.model_key import ModelKey
 
         shared: dict[str, torch.nn.Module] = {}
         last = None
@@ -394,13 +396,13 @@ class Block:
                 self.rec.step(step, "failed", t0, reason=reason)
                 continue
             df = df.rename(columns={"seed": "eval_seed"})
-            df.insert(0, "model", display_name(key))
-            df.insert(1, "method", key)
-            df.insert(2, "seed", self.args.seed)
+            mk = ModelKey.parse(key)
+            for i, (col, value) in enumerate({"model": mk.display_name, **mk.columns(), "seed": self.args.seed}.items()):
+                df.insert(i, col, value)
             df["status"] = "ok"
             self.rec.frames.append(df)
             for (mode, scale), correct in details.items():
-                self.rec.correct[f"{model_slug(key)}__{mode}__x{float(scale):g}"] = correct
+                self.rec.correct[f"{mk.file_name}__{mode}__x{float(scale):g}"] = correct
             last = time.perf_counter() - t0
             acc = df.set_index(["eval_mode", "scale"])["acc_mean"]
             self.rec.step(step, "done", t0, acc_both={f"x{s:g}": round(float(acc[("both", s)]), 2) for s in SCALES})
@@ -539,7 +541,7 @@ def run(args, clock: Callable[[], float] = time.monotonic) -> int:
 
 def _cfg_facts(cfg) -> dict:
     keys = ("backbone", "epochs", "batch_size", "lr", "schedule", "nesterov", "head_kw", "amp", "compile", "scales",
-            "degrade_preset", "data", "max_images", "device", "method", "teacher", "init_head_from_teacher")
+            "degradation", "data", "max_images", "device", "method", "teacher", "init_head_from_teacher")
     return {k: getattr(cfg, k) for k in keys}
 
 
@@ -592,7 +594,8 @@ def rebuild(root: Path) -> list[Path]:
     import pandas as pd
 
     from lqlib.evaluation import compare_to_baseline, paper_table, to_markdown
-    from lqlib.study import model_slug
+    from lqlib.model_key import ModelKey
+    from lqlib.study import key_columns
 
     blocks, frames = [], []
     for d in block_dirs(root):
@@ -601,7 +604,7 @@ def rebuild(root: Path) -> list[Path]:
                        "wall s": t.get("wall_s"), "complete": t.get("complete"),
                        "not done": "; ".join(t.get("skipped", [])) or "—", "dir": d})
         if (d / "accuracy.csv").is_file():
-            df = pd.read_csv(d / "accuracy.csv")
+            df = key_columns(pd.read_csv(d / "accuracy.csv"))  # blocks written before the key had its columns
             df = df[df["status"] == "ok"].copy()
             df.insert(0, "block", d.name)
             frames.append(df)
@@ -617,7 +620,7 @@ def rebuild(root: Path) -> list[Path]:
                 for k in z.files:
                     slug_, mode, scale = k.split("__")
                     correct[(slug_, int(b["seed"]), mode, float(scale[1:]))] = z[k]
-    pair_correct = lambda mode: lambda m, seed, sc: correct.get((model_slug(m), int(seed), mode, float(sc)))  # noqa: E731
+    pair_correct = lambda mode: lambda m, seed, sc: correct.get((ModelKey.parse(m).file_name, int(seed), mode, float(sc)))  # noqa: E731
 
     table = pd.DataFrame([{k: v for k, v in b.items() if k != "dir"} for b in blocks])
     md = ["# GPU blocks: lfw-half, IR-CBAM-18 (gpu recipe), accuracy (%)\n",
@@ -629,7 +632,7 @@ def rebuild(root: Path) -> list[Path]:
     for mode in EVAL_MODES:
         if len(results) and mode in set(results["eval_mode"]):
             md.append(f"## {mode}\n\n{to_markdown(paper_table(results, mode))}")
-    if len(seeds) >= 2 and "none" in set(results["method"]):
+    if len(seeds) >= 2 and "none" in set(results["model_key"]):
         for mode in EVAL_MODES:
             cmp = compare_to_baseline(results, "none", (4, 8), mode, pair_correct(mode))
             if len(cmp):

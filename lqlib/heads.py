@@ -12,6 +12,11 @@ cross-entropy and for logit KD (margin applied to the target class when labels a
   logit whose cosine exceeds the target's margin cosine (a hard negative) becomes s·cos·(t + cos),
   with t an exponential moving average of the mean target cosine:
   t ← 0.01·mean(cos θ_y) + 0.99·t (t starts at 0).
+* ``adaface`` (Kim, Jain & Liu, CVPR 2022): the margin adapts to image quality, with the feature norm
+  ‖z‖ of the *un-normalised* embedding as the quality proxy (see :class:`AdaFace`).
+
+Heads receive the backbone's raw embedding (lqlib's backbones end in a BatchNorm1d and do not
+normalise; :meth:`MarginHead.cosine` normalises), so a head that needs the feature norm reads it there.
 
 Heads compute in fp32 even inside a bf16 autocast region (:func:`lqlib.precision.full_precision`).
 """
@@ -45,6 +50,10 @@ class MarginHead(nn.Module):
     def target_logit(self, cos_t: torch.Tensor) -> torch.Tensor:  # cos of the target class → margin cos
         raise NotImplementedError
 
+    def margin(self, cos_t: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """The target's margin cosine; per-sample heads (AdaFace) also read the embeddings."""
+        return self.target_logit(cos_t)
+
     def modulate(self, cos: torch.Tensor, cos_t: torch.Tensor, cos_t_m: torch.Tensor) -> torch.Tensor:
         return cos  # non-target logits (CurricularFace changes them)
 
@@ -60,7 +69,7 @@ class MarginHead(nn.Module):
             return (plain, plain) if return_plain else plain
         idx = labels.view(-1, 1).long()
         cos_t = cos.gather(1, idx)
-        cos_t_m = self.target_logit(cos_t)
+        cos_t_m = self.margin(cos_t, embeddings)
         out = self.modulate(cos, cos_t, cos_t_m).scatter(1, idx, cos_t_m) * self.s
         return (out, plain) if return_plain else out
 
@@ -93,6 +102,10 @@ class CurricularFace(ArcFace):
         self.momentum = momentum
         self.register_buffer("t", torch.zeros(1))
 
+    def margin(self, cos_t: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+        """The target's margin cosine; per-sample heads (AdaFace) also read the embeddings."""
+        return self.target_logit(cos_t)
+
     def modulate(self, cos, cos_t, cos_t_m):
         if self.training:
             with torch.no_grad():
@@ -101,7 +114,62 @@ class CurricularFace(ArcFace):
         return torch.where(hard, cos * (self.t + cos), cos)
 
 
-HEADS: dict[str, type[MarginHead]] = {"arcface": ArcFace, "cosface": CosFace, "curricularface": CurricularFace}
+class AdaFace(MarginHead):
+    """AdaFace (Kim, Jain & Liu, CVPR 2022, Eqs. 7–9): target logit s·(cos(θ + g_angle) − g_add) with
+
+    * ẑ = clip((‖z‖ − μ) / (σ / h), −1, 1), ‖z‖ the feature norm of the un-normalised embedding,
+      gradient-stopped (clamped to [0.001, 100] as the official code does);
+    * μ, σ running averages of the batch mean and std of those norms: μ ← α·mean + (1 − α)·μ,
+      σ ← α·std + (1 − α)·σ with α = ``momentum`` = 0.01 (the paper's 0.99 on the old value), updated
+      in training mode *before* ẑ is computed (the current batch counts, as in the paper and the code);
+      they start at μ = 20, σ = 100 (the official ``batch_mean`` / ``batch_std`` buffers) and are
+      buffers, so checkpoints hold them;
+    * g_angle = −m·ẑ, g_add = m·ẑ + m. ẑ = −1 gives ArcFace's s·cos(θ + m), ẑ = 0 CosFace's
+      s·(cosθ − m), ẑ = +1 s·(cos(θ − m) − 2m): high-norm (high-quality) samples get a margin that
+      emphasises hard samples, low-norm ones one that emphasises easy samples.
+
+    Where the official code (mk-minchul/AdaFace ``head.py``) fills in what the paper leaves open, this
+    follows it: σ is the unbiased (n − 1) batch std (``torch.std``); ẑ = (‖z‖ − μ)/(σ + ε)·h with
+    ε = 1e-3; the target cosine is clamped to [−1 + ε, 1 − ε] before the arccos and θ + g_angle to
+    [ε, π − ε] (no ArcFace-style fall-back for θ + m > π). Differences from the official code: the
+    statistics update only in training mode (the official head updates on every call — it never runs
+    in eval), a batch of one sample leaves σ unchanged (its std is undefined), the non-target cosines
+    are not clamped (the official code clamps all of them to ±(1 − ε); only the target needs it for
+    the arccos), and the head gets the raw embedding and takes its norm itself (the official backbone
+    returns the normalised embedding and the norm separately)."""
+
+    def __init__(self, embedding_size: int, num_classes: int, s: float = 64.0, m: float = 0.4, h: float = 0.333,
+                 momentum: float = 0.01, eps: float = 1e-3):
+        super().__init__(embedding_size, num_classes, s, m)
+        if not 0.0 < momentum <= 1.0:
+            raise ValueError(f"momentum must be in (0, 1], got {momentum}")
+        if h <= 0:
+            raise ValueError(f"h must be > 0, got {h}")
+        self.h, self.momentum, self.eps = float(h), float(momentum), float(eps)
+        self.register_buffer("batch_mean", torch.full((1,), 20.0))
+        self.register_buffer("batch_std", torch.full((1,), 100.0))
+
+    def norm_scaler(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """ẑ per sample (B, 1); updates the running μ, σ first when training."""
+        norms = embeddings.detach().float().norm(dim=1, keepdim=True).clamp(0.001, 100.0)
+        if self.training:
+            with torch.no_grad():
+                a = self.momentum
+                self.batch_mean.mul_(1 - a).add_(a * norms.mean())
+                if norms.shape[0] > 1:
+                    self.batch_std.mul_(1 - a).add_(a * norms.std())
+        return ((norms - self.batch_mean) / (self.batch_std + self.eps) * self.h).clamp(-1.0, 1.0)
+
+    def margin(self, cos_t, embeddings):
+        z = self.norm_scaler(embeddings)
+        theta = cos_t.clamp(-1.0 + self.eps, 1.0 - self.eps).acos()
+        g_angle, g_add = -self.m * z, self.m * z + self.m
+        return (theta + g_angle).clamp(self.eps, math.pi - self.eps).cos() - g_add
+
+
+HEADS: dict[str, type[MarginHead]] = {"arcface": ArcFace, "cosface": CosFace, "curricularface": CurricularFace,
+                                      "adaface": AdaFace}
+HEAD_NAMES = {"arcface": "ArcFace", "cosface": "CosFace", "curricularface": "CurricularFace", "adaface": "AdaFace"}
 
 
 def build_head(name: str, embedding_size: int, num_classes: int, **kw) -> MarginHead:

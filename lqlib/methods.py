@@ -36,12 +36,18 @@ METHODS: dict[str, Method] = {
                            description="Hinton's form: λ·CE + (1−λ)·T²·KL REPLACES the ArcFace CE (CE weight λ)"),
     "attention": Method({"attention": 5.0}, {"attention": {"reduction": "paper"}},
                         description="attention KD: Σ_blocks (ρ_c+ρ_s)/2 with ρ = 1 − cos, weight 5"),
+    # centred attention KD (issue 27): the paper's cosine of two positive sigmoid maps is ≈ 1 whatever
+    # they show; Pearson r is not. ρ ∈ [0, 2] is larger than the paper's ρ for the same maps, so the
+    # weight (5, as `attention`) is a starting point for a choice on the validation split.
+    "attention_c": Method({"attention_c": 5.0}, {"attention_c": {"reduction": "paper"}},
+                          description="centred attention KD: Σ_blocks (ρ_c+ρ_s)/2 with ρ = 1 − Pearson r "
+                                      "(each map centred per sample before the cosine), weight 5"),
     # --- seed methods (one module each in lqlib/losses; formulas and sources in their docstrings) ---
     "at": Method({"at": 1.0}, {"at": {"beta": 1000.0}},
                  description="AT (Zagoruyko & Komodakis 2017): β·Σ_stages mean (a_T − a_S)², "
                              "a = normalize(mean_c f²), β=1000 inside the term"),
     # A-SKD: the attention term with the A-SKD reduction; its nearest down/up degradation is the
-    # `askd` preset of lqlib.degrade, chosen by the training config (not by the method).
+    # `askd` degradation of lqlib.degrade, chosen by the training config (not by the method).
     "askd": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},
                    description="A-SKD (Shin et al. 2022): Σ_blocks (ρ_c+ρ_s), ρ = 1 − cos, weight 5"),
     "askd_pre": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},
@@ -90,7 +96,9 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     parts = [p.strip() for p in name.split("+")]
     if len(parts) < 2 or any(p not in METHODS for p in parts):
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)} or join them with '+'")
+        near = near_methods(name)
+        hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+        raise ValueError(f"unknown method {name!r}; {hint}choose from {sorted(METHODS)} or join them with '+'")
     kd, params, bkw = {}, {}, {}
     att = head = None
     fcr = 0.0
@@ -104,6 +112,15 @@ def get_method(name: str) -> Method:
         fcr = max(fcr, m.face_content_replacement)
     return Method(kd, params, att, bkw, head, description=" + ".join(parts), face_content_replacement=fcr,
                   teacher_center=any(METHODS[p].teacher_center for p in parts))
+
+
+def near_methods(name: str, n: int = 3) -> list[str]:
+    """Registered methods (and "+" combinations of two) spelled like ``name`` — only ever suggested in an
+    error: ``logit-attention`` / ``logit_attention`` / ``logit attention`` never resolve to ``logit+attention``."""
+    import difflib
+
+    names = list(METHODS) + [f"{a}+{b}" for a in METHODS for b in METHODS if a != b]
+    return difflib.get_close_matches(name.strip(), names, n=n, cutoff=0.75)
 
 
 def list_methods() -> list[str]:

@@ -15,6 +15,25 @@ def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (1.0 - F.cosine_similarity(a.flatten(1).float(), b.flatten(1).float(), dim=1, eps=1e-8)).mean()
 
 
+def pearson_per_sample(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Pearson correlation r_k of the flattened maps of every sample k, shape ``[B]``: each map is
+    centred on its own mean, then the cosine is taken. Unlike the cosine of two positive (sigmoid)
+    maps, which is close to 1 whatever they show, r is 1 only when the maps rise and fall together,
+    −1 when one is the other's mirror image, and 0 when a map is constant (nothing to correlate)."""
+    a, b = a.flatten(1).float(), b.flatten(1).float()
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return F.cosine_similarity(a, b, dim=1, eps=1e-8)
+
+
+def pearson_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batch mean of 1 − r(a_k, b_k) (:func:`pearson_per_sample`), in [0, 2]."""
+    return (1.0 - pearson_per_sample(a, b)).mean()
+
+
+# what a map-comparing term measures: name → batch-mean distance
+MAP_DISTANCES = {"cosine": cosine_distance, "pearson": pearson_distance}
+
+
 def match_spatial(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Adaptive-average-pool the larger of two (B, C, H, W) maps to the smaller's size."""
     if t.shape[-2:] == s.shape[-2:]:
@@ -23,4 +42,4 @@ def match_spatial(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch
     return F.adaptive_avg_pool2d(t, size), F.adaptive_avg_pool2d(s, size)
 
 
-__all__ = ["cosine_distance", "match_spatial"]
+__all__ = ["cosine_distance", "pearson_distance", "pearson_per_sample", "match_spatial", "MAP_DISTANCES"]
