@@ -8,7 +8,8 @@ loops: sampler → distiller → backward → optimizer, with
 
 * resumable, atomic checkpoints every epoch and on SIGTERM/SIGINT (resume continues exactly,
   mid-epoch too: the sampler order and the step generator are functions of (seed, epoch, rank),
-  restored to the saved position); a resume with a different config (epochs included) is refused;
+  restored to the saved position); a resume with a different config (epochs included) or a retrained
+  teacher moves the old run aside (``<run dir>.old-<time>``, saying what changed) and starts over;
 * a NaN/inf guard naming the term (all DDP ranks stop), and a guard against degenerate problems
   (one class; a first-epoch CE of exactly 0);
 * ``metrics.csv`` per epoch and ``summary.json`` at the end (:mod:`lqlib.callbacks`);
@@ -33,7 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .callbacks import MetricsLog, Validation, write_summary
-from .checkpoint import is_finished, load_checkpoint, save_checkpoint  # noqa: F401 (is_finished: public here too)
+from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
 from .convergence import ConvergenceRule
 from .data.memory import DecodedDataset, batch_stream, decoded
@@ -77,6 +78,15 @@ def _resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device(cfg.device)
 
 
+def sgd(params, **kw) -> torch.optim.SGD:
+    """SGD with the fused kernel (one pass over all parameters: ~3.5× faster than the per-tensor loop
+    on the CPU, identical updates), the plain loop where this build has no fused SGD for the device."""
+    try:
+        return torch.optim.SGD(params, fused=True, **kw)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.SGD(params, **kw)
+
+
 class Trainer:
     """Runs one training job; see the module docstring. Use :func:`train` in normal code."""
 
@@ -97,6 +107,8 @@ class Trainer:
         self.run_dir = cfg.run_dir
         self.method = get_method(cfg.method) if cfg.role == "student" else get_method("none")
         self._teacher_arg = teacher if teacher is not None else (cfg.teacher if cfg.role == "student" else None)
+        # the teacher by content (a retrained teacher is another one: a resume against it starts over)
+        self.teacher_id = teacher_identity(self._teacher_arg) if self._teacher_arg is not None else None
         self.metrics = MetricsLog(self.run_dir)
         self.validation = Validation(cfg.val_pairs, cfg.val_scales) if cfg.val_pairs else None
         self.convergence = ConvergenceRule.from_dict(cfg.early_stop) if cfg.early_stop else None
@@ -145,7 +157,8 @@ class Trainer:
             key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
             cache = teacher_cache_for(cfg.teacher_cache, self._teacher_arg, teacher, composer, self.dataset,
                                       key, self.device, str(self.amp_dtype), log=print if self.is_main else None,
-                                      center=self.method.teacher_center)
+                                      center=self.method.teacher_center, teacher_head=teacher_head,
+                                      face_content_replacement=fcr, amp_dtype=self.amp_dtype)
         self.distiller = Distiller(
             compiled(backbone, use_compile), head, composer, teacher_cache=cache,
             teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,
@@ -155,8 +168,8 @@ class Trainer:
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
         params = [p for p in self.distiller.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                                         weight_decay=cfg.weight_decay)
+        self.optimizer = sgd(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                             weight_decay=cfg.weight_decay)
         self.model = self.distiller
         if self.distributed:
             self.model = nn.parallel.DistributedDataParallel(
@@ -196,7 +209,7 @@ class Trainer:
             "batch_in_epoch": batch_in_epoch, "step": step, "rng": rng,
             "epoch_sums": {k: float(v) for k, v in sums.items()}, "config": self.cfg.to_dict(),
             "num_classes": self.num_classes, "backbone_name": self.backbone_name, "backbone_kw": self.backbone_kw,
-            "head_name": self.head_name, "split": self.split,
+            "head_name": self.head_name, "split": self.split, "teacher_id": self.teacher_id,
             "val_history": list(self._val_history), "converged": self._converged,
         }
 
@@ -210,10 +223,12 @@ class Trainer:
             return None
         ck = load_checkpoint(ck_path, map_location="cpu")
         saved, mine = TrainConfig.upgrade(ck["config"]), self.cfg.to_dict()
-        diff = {k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]}
-        if diff:
-            raise ValueError(f"{ck_path} was written with a different config ({sorted(diff)}); "
-                             "use another out_dir or resume=False")
+        changed = {k: (saved.get(k), mine[k]) for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]}
+        if ck.get("teacher_id") is not None and ck["teacher_id"] != self.teacher_id:  # (older checkpoints: none)
+            changed["teacher weights"] = (ck["teacher_id"], self.teacher_id)
+        if changed:
+            self._move_aside(changed)
+            return None
         d = self.distiller
         unwrap(d.student).load_state_dict(ck["model"])
         d.head.load_state_dict(ck["head"])
@@ -225,6 +240,22 @@ class Trainer:
         if ck["rng"].get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
         return ck
+
+    def _move_aside(self, changed: dict):
+        """A resume whose settings differ from the checkpoint's: keep the old run, next to the new one, as
+        ``<run dir>.old-<time>``, say what changed, and train from scratch (nothing is lost, no traceback)."""
+        old = self.run_dir.with_name(f"{self.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        what = "; ".join(f"{k}: {a!r} → {b!r}" for k, a, b in ((k, *v) for k, v in sorted(changed.items())))
+        if self.is_main:
+            base, n = old, 1
+            while old.exists():
+                old, n = base.with_name(f"{base.name}-{n}"), n + 1
+            self.run_dir.rename(old)
+            print(f"NOTICE: {self.run_dir} was trained with other settings ({what}); moved it to {old} and "
+                  "training again from scratch (delete the old folder when you no longer need it)",
+                  file=sys.stderr, flush=True)
+        if self.distributed:
+            dist.barrier()
 
     # ---- signals
     def request_stop(self):
@@ -412,6 +443,7 @@ class Trainer:
             "seconds_this_call": round(seconds, 2), "device": str(self.device), "world_size": self.world,
             "torch": torch.__version__, "amp": str(self.amp_dtype), "engine": self.engine_report(),
             "effective_ce_weight": self.distiller.composer.effective_ce_weight, "run_dir": str(self.run_dir),
+            "teacher_id": self.teacher_id,
         }
         if self.cfg.val_pairs:
             from .data.sources import eval_role
