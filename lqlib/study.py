@@ -83,10 +83,27 @@ class Study:
         return paths.figures_dir() / self.name
 
     def student(self, key: ModelKey | str, seed: int = 0) -> Path:
-        """The run dir of a trained student; raises listing the trained ones when it does not exist."""
+        """The run dir of a trained (finished) student; raises listing the trained ones when it does not
+        exist, naming the run dir when it has not finished, and for a key whose method is not exactly a
+        registered one (folder names are slugs: ``logit_attention`` must not find ``logit+attention``)."""
+        from .methods import get_method
+
+        try:
+            parsed = ModelKey.parse(key)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.is_teacher:
+            get_method(str(key))  # a misspelt method: the error lists the near matches
+            raise ValueError(f"not a student key: {key!r}")
+        get_method(parsed.method)  # exact registry names only
+        key = str(parsed)
         want = self.student_dir(key, seed)
-        if (want / "checkpoint.pt").is_file():
+        if (want / "checkpoint.pt").is_file() and (want / "summary.json").is_file():
             return want
+        if want.is_dir():
+            raise FileNotFoundError(f"student {key!r} with seed {seed} has not finished training: {want} holds no "
+                                    "summary.json (re-run its 02_kd_ablation step: training resumes from its "
+                                    "checkpoint)")
         known = [f"{m.key} (seed {m.seed})" for m in self.models() if m.key != "teacher"]
         raise FileNotFoundError(f"no student {key!r} with seed {seed} in {self.root}; trained students: "
                                 f"{', '.join(known) or 'none (run 02_kd_ablation)'}")
@@ -127,14 +144,21 @@ def _loud(msg: str):
     print(f"{bar}\n! {msg}\n{bar}", file=sys.stderr)
 
 
+def _synthetic_refused() -> bool:
+    """``$LQLIB_SYNTHETIC=refuse``: set by :mod:`lqlib.run` in its notebooks unless the run allows synthetic data."""
+    return os.environ.get("LQLIB_SYNTHETIC") == "refuse"
+
+
 def resolve_training_data(data: str, data_dir: str | None = None, synthetic_fallback: bool = True) -> str:
     """The training-data spec to use: ``data`` itself, or ``"synthetic"`` (with a loud notice) when
     ``data`` names a split whose face data cannot be found and the fallback is allowed."""
     if data == "synthetic" or paths.resolve(data).exists() or data_available(data_dir):
         return data
-    if not synthetic_fallback:
-        paths.data_dir(data_dir or None)  # raises with the message naming $LQLIB_DATA
-        raise FileNotFoundError(f"training data {data!r} not found")
+    if not synthetic_fallback or _synthetic_refused():
+        where = paths.data_dir(data_dir or None)  # raises with the message naming $LQLIB_DATA
+        raise FileNotFoundError(f"training data {data!r} not found, and the face-data directory {where} has no "
+                                "lfw/pairs.txt" + (" (lqlib.run refuses synthetic data without --synthetic)"
+                                                   if _synthetic_refused() else ""))
     _loud("no face data found (see README: ../shared/data or $LQLIB_DATA): using a SYNTHETIC identity set")
     return "synthetic"
 
@@ -147,7 +171,7 @@ def load_eval_pairs(source: str = "lfw-half", data_dir: str | None = None, max_p
     from .data.sources import pairs_source
 
     src = pairs_source(source)
-    if src.kind == "bin" or data_available(data_dir) or not synthetic_fallback:
+    if src.kind == "bin" or data_available(data_dir) or not synthetic_fallback or _synthetic_refused():
         return load_pairs(str(src.path) if src.kind == "bin" else source, data_dir or None, max_pairs=max_pairs)
     _loud("no face data found: evaluating on SYNTHETIC pairs (numbers mean nothing about faces)")
     import torch
