@@ -22,7 +22,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -249,12 +249,15 @@ def _check_leakage(model: Model, eval_set: str, allow: bool, pair_hashes: Option
 def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
                    eval_modes: Sequence[str] = ("both", "cross"), protocol: str = "insightface", device=None,
                    batch_size: int = 256, extra_models: Optional[dict] = None, force: bool = False,
-                   allow_leakage: bool = False):
+                   allow_leakage: bool = False, models: Optional[Sequence[Model]] = None,
+                   load: Optional[Callable[[Path], "torch.nn.Module"]] = None):
     """Evaluate every model of the study on ``pairs`` (cached per model and evaluation set) → one tidy
     DataFrame: model (display name), model_key, method ("" for a teacher's own row), teacher (the external
     teacher, "" for the study's own), seed, eval_mode, scale, acc_mean, acc_std, ... Per-pair correctness is kept in ``eval/<set>/<model>.npz`` for the pair-level
     tests. ``extra_models`` maps a key (e.g. :func:`external_teachers`) to a frozen model (e.g. an external teacher) evaluated the same
-    way. A model trained on identities of this pair set is refused (:class:`LeakageError`)."""
+    way. A model trained on identities of this pair set is refused (:class:`LeakageError`). ``models``: only
+    these of the study's models (default all); ``load``: run dir → backbone (default
+    :func:`lqlib.checkpoint.load_backbone`; the GPU block loads every model into one compiled module)."""
     import pandas as pd
     import torch
 
@@ -265,7 +268,7 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
     out_dir = study.eval_dir(eval_set)
     key = {"pairs": eval_set, "n": int(len(pairs.issame)), "scales": [float(s) for s in scales],
            "eval_modes": list(eval_modes), "protocol": protocol}
-    entries = [(m, None) for m in study.models()]
+    entries = [(m, None) for m in (study.models() if models is None else models)]
     entries += [(Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
     from .data.memory import image_hashes
 
@@ -283,7 +286,7 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
             if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
                 frames.append(key_columns(pd.read_csv(csv_p).rename(columns={"preset": "degradation"})))  # older caches
                 continue
-        net = mdl if mdl is not None else load_backbone(model.run_dir)
+        net = mdl if mdl is not None else (load or load_backbone)(model.run_dir)
         df, details = evaluate(net, pairs, scales=tuple(scales), eval_mode="+".join(eval_modes), protocol=protocol,
                                device=device, batch_size=batch_size, return_details=True)
         df = df.rename(columns={"seed": "eval_seed"})
