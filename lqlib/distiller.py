@@ -12,7 +12,10 @@ teacher and no degradation. The teacher is pinned to eval mode and runs under ``
 ``inference_mode``: cosine terms save its outputs for the student's backward). A
 :class:`~lqlib.teachers.cache.TeacherEmbeddingCache` stands in for the teacher when the terms need
 only its embeddings: ``index`` (the samples' dataset indices) and the flip pick the cached rows, and
-only the faces that face-content replacement changed in this step go through the live teacher.
+only the faces that face-content replacement changed in this step go through the live teacher. A
+:class:`~lqlib.teachers.outputs.TeacherOutputCache` stands in for an own (lqlib) teacher when the terms
+need only its embedding, logits and attention maps and the HR faces are not changed (the margin
+head runs on the cached embedding, so the logits are the live ones).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from .models.interface import forward_outputs
 from .precision import full_precision
 from .store import file_digest, tensor_digest
 from .teachers import is_external_teacher
+from .teachers import outputs as teacher_outputs
 from .teachers.cache import TeacherEmbeddingCache
 
 
@@ -40,7 +44,7 @@ class Distiller(nn.Module):
     def __init__(self, student: nn.Module, head: nn.Module, composer: LossComposer, *,
                  teacher: Optional[nn.Module] = None, teacher_head: Optional[nn.Module] = None,
                  teacher_cache=None, role: str = "student", scales: float | Sequence[float] = (2, 4, 8),
-                 degrade_preset: str = "paper", hflip: bool = True, face_content_replacement: float = 0.0,
+                 degradation: str = "paper", hflip: bool = True, face_content_replacement: float = 0.0,
                  channels_last: bool = True):
         super().__init__()
         if role not in ("teacher", "student"):
@@ -49,17 +53,23 @@ class Distiller(nn.Module):
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.teacher_head = teacher_head.eval().requires_grad_(False) if teacher_head is not None else None
         self.teacher_cache = teacher_cache
-        self.role, self.scales, self.degrade_preset = role, scales, degrade_preset
+        self.role, self.scales, self.degradation = role, scales, degradation
         self.hflip, self.fcr = bool(hflip), float(face_content_replacement)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         needs = composer.needs
         self.want_att, self.want_feat = "attention" in needs, "features" in needs
         if composer.needs_teacher and teacher is None and teacher_cache is None:
             raise ValueError("these KD terms need a teacher (a run directory or an external teacher)")
-        if teacher_cache is not None and not self.composer.needs <= {"embedding"}:
-            raise ValueError(f"a teacher-embedding cache serves embedding-only terms; these terms need {sorted(needs)}")
-        if teacher_cache is not None and self.fcr > 0 and teacher is None:
-            raise ValueError("face-content replacement changes HR faces: the live teacher must embed those")
+        serves = getattr(teacher_cache, "serves", frozenset({"embedding"}))
+        if teacher_cache is not None and not self.composer.needs <= serves:
+            what = "embedding-only terms" if serves == {"embedding"} else f"terms that need only {sorted(serves)}"
+            raise ValueError(f"a {type(teacher_cache).__name__} serves {what}; these terms need {sorted(needs)}")
+        if teacher_cache is not None and self.fcr > 0 and (teacher is None or self._output_cache):
+            raise ValueError("face-content replacement changes HR faces: the live teacher must see those")
+
+    @property
+    def _output_cache(self) -> bool:
+        return isinstance(self.teacher_cache, teacher_outputs.TeacherOutputCache)
 
     def train(self, mode: bool = True) -> "Distiller":
         super().train(mode)
@@ -84,7 +94,7 @@ class Distiller(nn.Module):
             replaced = choices.applied.to(hr.device)
         if self.role == "teacher":
             return hr, hr, flipped, replaced
-        return hr, degrade(hr, self.scales, preset=self.degrade_preset, generator=generator), flipped, replaced
+        return hr, degrade(hr, self.scales, degradation=self.degradation, generator=generator), flipped, replaced
 
     def _prepare(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return normalize(images_uint8).contiguous(memory_format=self.memory_format)
@@ -95,7 +105,10 @@ class Distiller(nn.Module):
             return None
         if self.teacher_cache is not None:
             if index is None:
-                raise ValueError("a teacher-embedding cache needs the samples' dataset indices")
+                raise ValueError("a teacher cache needs the samples' dataset indices")
+            if self._output_cache:
+                lab = labels if "logits" in self.composer.needs else None
+                return self.teacher_cache.outputs(index.to(hr.device), flipped, lab, self.teacher_head)
             emb = self.teacher_cache.lookup(index, flipped).to(hr.device)
             if self.fcr > 0 and bool(replaced.any()):  # changed faces: the live teacher embeds them
                 with torch.no_grad():
@@ -166,24 +179,44 @@ def teacher_fingerprint(spec: Any, teacher: nn.Module) -> Optional[dict]:
 
 
 def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossComposer, dataset, data_key: Optional[dict],
-                      device: torch.device, amp: str, log=None, center: bool = False) -> Optional[TeacherEmbeddingCache]:
-    """Cached teacher embeddings of the training set when the KD terms need only embeddings
-    (``want="auto"``) or always (``want=True``, or ``center``: an error where impossible); built once
-    per (teacher, data) with :func:`lqlib.evaluation.embed` — :mod:`lqlib.teachers.cache`. ``center``
-    subtracts the training-set mean of the teacher's embeddings from every target."""
-    usable = composer.needs_teacher and composer.needs <= {"embedding"} and isinstance(dataset, DecodedDataset)
-    want = True if center else want
-    if want is True and not usable:
-        raise ValueError(f"teacher_cache=True: these KD terms need {sorted(composer.needs)} from the teacher (a "
-                         "cache serves embedding-only terms), or the training set is not held in memory")
-    if not (usable and want in ("auto", True)):
-        return None
-    from .evaluation import embed
+                      device: torch.device, amp: str, log=None, center: bool = False, *,
+                      teacher_head: Optional[nn.Module] = None, face_content_replacement: float = 0.0,
+                      amp_dtype: Optional[torch.dtype] = None):
+    """The teacher cache a student reads instead of running its frozen teacher, or None (live teacher).
 
+    * embedding-only KD terms: cached teacher embeddings (``want="auto"``, or always with ``want=True``
+      or ``center``: an error where impossible), built once per (teacher, data) with
+      :func:`lqlib.evaluation.embed` — :mod:`lqlib.teachers.cache`; ``center`` subtracts the
+      training-set mean of the teacher's embeddings from every target;
+    * terms that need only the embedding, logits and attention maps of an own (lqlib) teacher, with
+      no face-content replacement: its cached outputs (:mod:`lqlib.teachers.outputs`), stored per
+      (teacher, data, precision) — with ``want="auto"`` only for a teacher run (a stable identity,
+      so every student of that teacher reuses the file), with ``want=True`` also in memory.
+    """
+    needs = composer.needs
+    in_memory = isinstance(dataset, DecodedDataset)
+    usable = composer.needs_teacher and needs <= {"embedding"} and in_memory
+    outputs_usable = (composer.needs_teacher and not usable and needs <= teacher_outputs.SERVES and in_memory
+                      and not center and float(face_content_replacement) == 0.0 and not is_external_teacher(spec)
+                      and ("logits" not in needs or teacher_head is not None))
+    want = True if center else want
+    if want is True and not (usable or outputs_usable):
+        raise ValueError(f"teacher_cache=True: these KD terms need {sorted(needs)} from the teacher (a cache serves "
+                         "embedding-only terms, or an own teacher's embedding, logits and attention maps without "
+                         "face-content replacement), or the training set is not held in memory")
+    if want not in ("auto", True) or not (usable or outputs_usable):
+        return None
     key = teacher_fingerprint(spec, teacher)
     if key is not None:  # data without a description (synthetic sets) is keyed by its pixels
         data = data_key if data_key is not None else {"images_sha256": tensor_digest(dataset.images)}
         key = {"teacher": key, "amp": amp, "data": data}
+    if outputs_usable:
+        if key is None and want == "auto":
+            return None
+        return teacher_outputs.load_or_build(teacher, dataset.images, key, device, amp_dtype,
+                                             log=log or (lambda *_: None))
+    from .evaluation import embed
+
     fn = lambda x: embed(teacher, x, batch_size=64, device=device, flip=True)  # noqa: E731
     width = getattr(teacher, "embedding_size", None)
     cache = TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None),
