@@ -162,8 +162,8 @@ def similarity_intervals(per_seed: Mapping[int, np.ndarray], level: float = 0.95
 def attention_measure(teacher: nn.Module, students: Mapping[str, Mapping[int, nn.Module]], hr_images, lr_images,
                       kind: str = "spatial", measure: str = "pearson", level: float = 0.95, n_boot: int = 2000,
                       batch_size: int = 64, device=None):
-    """Every model × seed (``{model name: {seed: student backbone}}``; BasicNet-LR included, and the
-    teacher itself on the LR faces if wanted) against ``teacher`` on the HR faces → one tidy DataFrame:
+    """Every model × seed (``{model name: {seed: student backbone, or a zero-argument loader}}``;
+    BasicNet-LR included, and the teacher itself on the LR faces if wanted) against ``teacher`` on the HR faces → one tidy DataFrame:
     ``model``, ``kind``, ``measure``, ``stage`` (the student block's stage label when the backbone has
     one), and the columns of :func:`similarity_intervals`."""
     import pandas as pd
@@ -172,10 +172,14 @@ def attention_measure(teacher: nn.Module, students: Mapping[str, Mapping[int, nn
     for name, seeds in students.items():
         if not seeds:
             raise ValueError(f"model {name!r}: no seeds given")
-        per_seed = {s: model_block_similarity(teacher, m, hr_images, lr_images, kind, measure,
-                                              batch_size=batch_size, device=device) for s, m in seeds.items()}
+        per_seed, stages = {}, None
+        for s, m in seeds.items():
+            m = m if isinstance(m, nn.Module) else m()   # a loader: one model in memory at a time
+            per_seed[s] = model_block_similarity(teacher, m, hr_images, lr_images, kind, measure,
+                                                 batch_size=batch_size, device=device)
+            stages = block_stage(m)
+            del m
         df = similarity_intervals(per_seed, level, n_boot)
-        stages = block_stage(next(iter(seeds.values())))
         df.insert(0, "model", name)
         df.insert(1, "kind", kind)
         df.insert(2, "measure", measure)

@@ -63,6 +63,49 @@ def load_backbone(run_or_file: str | Path, map_location="cpu"):
     return load_trained(run_or_file, map_location)[0]
 
 
+def file_digest(path: str | Path, chars: int = 16) -> str:
+    """The first ``chars`` hex digits of the SHA-256 of a file's bytes (read in 4 MiB chunks)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:chars]
+
+
+def teacher_identity(spec) -> Optional[str]:
+    """What a student's training depends on of its teacher, by content: ``ckpt:<digest>`` of a teacher run's
+    checkpoint (a retrained teacher is another teacher), ``file:<digest>`` of an external teacher's file
+    (``.onnx``, spec ``.json`` plus the weights it names), ``name:<name>`` of a registered one; None when
+    ``spec`` is an object or names nothing that exists yet."""
+    import json
+    import os
+
+    from . import paths
+    from .teachers import is_external_teacher
+
+    if not isinstance(spec, (str, os.PathLike)) or not str(spec):
+        return None
+    p = paths.resolve(spec)
+    if is_external_teacher(spec):
+        if not p.is_file():
+            return f"name:{spec}"
+        parts = [file_digest(p)]
+        if p.suffix.lower() == ".json":
+            try:
+                weights = json.loads(p.read_text()).get("weights")
+            except (ValueError, AttributeError):
+                weights = None
+            w = (p.parent / weights) if isinstance(weights, str) and not Path(weights).is_absolute() else \
+                (Path(weights) if isinstance(weights, str) else None)
+            if w is not None and w.is_file():
+                parts.append(file_digest(w))
+        return "file:" + "+".join(parts)
+    ck = checkpoint_path(p)
+    return f"ckpt:{file_digest(ck)}" if ck.is_file() else None
+
+
 def is_finished(run_dir: str | Path, epochs: Optional[int] = None) -> bool:
     """True when ``run_dir`` holds a summary and a checkpoint with all epochs done, or stopped by its
     convergence rule (``early_stop``, :mod:`lqlib.convergence`) at the end of an epoch."""

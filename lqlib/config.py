@@ -23,6 +23,10 @@ from .methods import get_method
 from .schedules import SCHEDULES
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+# declared type (as written in TrainConfig) → (kind checked by TrainConfig._check_types, None allowed)
+_SCALAR_TYPES = {"str": ("string", False), "Optional[str]": ("string", True), "int": ("int", False),
+                 "Optional[int]": ("int", True), "float": ("number", False), "Optional[float]": ("number", True),
+                 "bool": ("bool", False)}
 ROLES = ("teacher", "student")
 # fields renamed since runs were written: an older config.json or checkpoint still loads and resumes
 RENAMED_FIELDS = {"degrade_preset": "degradation"}
@@ -106,6 +110,7 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
+        self._check_types()
         if self.role not in ("teacher", "student"):
             raise ValueError(f"role must be 'teacher' or 'student', got {self.role!r}")
         for k in ("epochs", "batch_size"):
@@ -122,7 +127,37 @@ class TrainConfig:
         self._check_mappings()
         if self.early_stop:
             self._check_early_stop()
+        self._check_device()
         return self
+
+    def _check_types(self):
+        """Scalar fields hold values of their declared type (``--set lr=abc`` names ``lr``, not a ``>``)."""
+        for f in dataclasses.fields(self):
+            want = _SCALAR_TYPES.get(str(f.type))
+            if want is None:
+                continue
+            kind, optional = want
+            value = getattr(self, f.name)
+            if value is None and optional:
+                continue
+            ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+                  "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                  "bool": lambda v: isinstance(v, bool),
+                  "string": lambda v: isinstance(v, (str, os.PathLike))}[kind](value)
+            if not ok:
+                none = " (or null)" if optional else ""
+                raise ValueError(f"{f.name} must be {'an' if kind == 'int' else 'a'} {kind}{none}, got {value!r}")
+
+    def _check_device(self):
+        if self.device == "auto":
+            return
+        import torch
+
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a torch device), "
+                             f"got {self.device!r}") from None
 
     def _check_early_stop(self):
         """``early_stop`` needs validation pairs that are not a test set, and a scale it evaluates."""

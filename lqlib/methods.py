@@ -96,7 +96,9 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     parts = [p.strip() for p in name.split("+")]
     if len(parts) < 2 or any(p not in METHODS for p in parts):
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)} or join them with '+'")
+        near = near_methods(name)
+        hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+        raise ValueError(f"unknown method {name!r}; {hint}choose from {sorted(METHODS)} or join them with '+'")
     kd, params, bkw = {}, {}, {}
     att = head = None
     fcr = 0.0
@@ -110,6 +112,15 @@ def get_method(name: str) -> Method:
         fcr = max(fcr, m.face_content_replacement)
     return Method(kd, params, att, bkw, head, description=" + ".join(parts), face_content_replacement=fcr,
                   teacher_center=any(METHODS[p].teacher_center for p in parts))
+
+
+def near_methods(name: str, n: int = 3) -> list[str]:
+    """Registered methods (and "+" combinations of two) spelled like ``name`` — only ever suggested in an
+    error: ``logit-attention`` / ``logit_attention`` / ``logit attention`` never resolve to ``logit+attention``."""
+    import difflib
+
+    names = list(METHODS) + [f"{a}+{b}" for a in METHODS for b in METHODS if a != b]
+    return difflib.get_close_matches(name.strip(), names, n=n, cutoff=0.75)
 
 
 def list_methods() -> list[str]:

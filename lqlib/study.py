@@ -22,7 +22,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -83,10 +83,27 @@ class Study:
         return paths.figures_dir() / self.name
 
     def student(self, key: ModelKey | str, seed: int = 0) -> Path:
-        """The run dir of a trained student; raises listing the trained ones when it does not exist."""
+        """The run dir of a trained (finished) student; raises listing the trained ones when it does not
+        exist, naming the run dir when it has not finished, and for a key whose method is not exactly a
+        registered one (folder names are slugs: ``logit_attention`` must not find ``logit+attention``)."""
+        from .methods import get_method
+
+        try:
+            parsed = ModelKey.parse(key)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.is_teacher:
+            get_method(str(key))  # a misspelt method: the error lists the near matches
+            raise ValueError(f"not a student key: {key!r}")
+        get_method(parsed.method)  # exact registry names only
+        key = str(parsed)
         want = self.student_dir(key, seed)
-        if (want / "checkpoint.pt").is_file():
+        if (want / "checkpoint.pt").is_file() and (want / "summary.json").is_file():
             return want
+        if want.is_dir():
+            raise FileNotFoundError(f"student {key!r} with seed {seed} has not finished training: {want} holds no "
+                                    "summary.json (re-run its 02_kd_ablation step: training resumes from its "
+                                    "checkpoint)")
         known = [f"{m.key} (seed {m.seed})" for m in self.models() if m.key != "teacher"]
         raise FileNotFoundError(f"no student {key!r} with seed {seed} in {self.root}; trained students: "
                                 f"{', '.join(known) or 'none (run 02_kd_ablation)'}")
@@ -127,14 +144,21 @@ def _loud(msg: str):
     print(f"{bar}\n! {msg}\n{bar}", file=sys.stderr)
 
 
+def _synthetic_refused() -> bool:
+    """``$LQLIB_SYNTHETIC=refuse``: set by :mod:`lqlib.run` in its notebooks unless the run allows synthetic data."""
+    return os.environ.get("LQLIB_SYNTHETIC") == "refuse"
+
+
 def resolve_training_data(data: str, data_dir: str | None = None, synthetic_fallback: bool = True) -> str:
     """The training-data spec to use: ``data`` itself, or ``"synthetic"`` (with a loud notice) when
     ``data`` names a split whose face data cannot be found and the fallback is allowed."""
     if data == "synthetic" or paths.resolve(data).exists() or data_available(data_dir):
         return data
-    if not synthetic_fallback:
-        paths.data_dir(data_dir or None)  # raises with the message naming $LQLIB_DATA
-        raise FileNotFoundError(f"training data {data!r} not found")
+    if not synthetic_fallback or _synthetic_refused():
+        where = paths.data_dir(data_dir or None)  # raises with the message naming $LQLIB_DATA
+        raise FileNotFoundError(f"training data {data!r} not found, and the face-data directory {where} has no "
+                                "lfw/pairs.txt" + (" (lqlib.run refuses synthetic data without --synthetic)"
+                                                   if _synthetic_refused() else ""))
     _loud("no face data found (see README: ../shared/data or $LQLIB_DATA): using a SYNTHETIC identity set")
     return "synthetic"
 
@@ -147,7 +171,7 @@ def load_eval_pairs(source: str = "lfw-half", data_dir: str | None = None, max_p
     from .data.sources import pairs_source
 
     src = pairs_source(source)
-    if src.kind == "bin" or data_available(data_dir) or not synthetic_fallback:
+    if src.kind == "bin" or data_available(data_dir) or not synthetic_fallback or _synthetic_refused():
         return load_pairs(str(src.path) if src.kind == "bin" else source, data_dir or None, max_pairs=max_pairs)
     _loud("no face data found: evaluating on SYNTHETIC pairs (numbers mean nothing about faces)")
     import torch
@@ -203,12 +227,15 @@ def _check_leakage(model: Model, eval_set: str, allow: bool):
 def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
                    eval_modes: Sequence[str] = ("both", "cross"), protocol: str = "insightface", device=None,
                    batch_size: int = 256, extra_models: Optional[dict] = None, force: bool = False,
-                   allow_leakage: bool = False):
+                   allow_leakage: bool = False, models: Optional[Sequence[Model]] = None,
+                   load: Optional[Callable[[Path], "torch.nn.Module"]] = None):
     """Evaluate every model of the study on ``pairs`` (cached per model and evaluation set) → one tidy
     DataFrame: model (display name), model_key, method ("" for a teacher's own row), teacher (the external
     teacher, "" for the study's own), seed, eval_mode, scale, acc_mean, acc_std, ... Per-pair correctness is kept in ``eval/<set>/<model>.npz`` for the pair-level
     tests. ``extra_models`` maps a key (e.g. :func:`external_teachers`) to a frozen model (e.g. an external teacher) evaluated the same
-    way. A model trained on identities of this pair set is refused (:class:`LeakageError`)."""
+    way. A model trained on identities of this pair set is refused (:class:`LeakageError`). ``models``: only
+    these of the study's models (default all); ``load``: run dir → backbone (default
+    :func:`lqlib.checkpoint.load_backbone`; the GPU block loads every model into one compiled module)."""
     import pandas as pd
     import torch
 
@@ -219,7 +246,7 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
     out_dir = study.eval_dir(eval_set)
     key = {"pairs": eval_set, "n": int(len(pairs.issame)), "scales": [float(s) for s in scales],
            "eval_modes": list(eval_modes), "protocol": protocol}
-    entries = [(m, None) for m in study.models()]
+    entries = [(m, None) for m in (study.models() if models is None else models)]
     entries += [(Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
     frames = []
     for model, mdl in entries:
@@ -233,7 +260,7 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
             if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
                 frames.append(key_columns(pd.read_csv(csv_p).rename(columns={"preset": "degradation"})))  # older caches
                 continue
-        net = mdl if mdl is not None else load_backbone(model.run_dir)
+        net = mdl if mdl is not None else (load or load_backbone)(model.run_dir)
         df, details = evaluate(net, pairs, scales=tuple(scales), eval_mode="+".join(eval_modes), protocol=protocol,
                                device=device, batch_size=batch_size, return_details=True)
         df = df.rename(columns={"seed": "eval_seed"})

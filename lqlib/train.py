@@ -8,9 +8,11 @@ loops: sampler → distiller → backward → optimizer, with
 
 * resumable, atomic checkpoints every epoch and on SIGTERM/SIGINT (resume continues exactly,
   mid-epoch too: the sampler order and the step generator are functions of (seed, epoch, rank),
-  restored to the saved position); a resume with a different config (epochs included) is refused;
-* a NaN/inf guard naming the term (all DDP ranks stop), and a guard against degenerate problems
-  (one class; a first-epoch CE of exactly 0);
+  restored to the saved position); a resume with a different config (epochs included) or a retrained
+  teacher moves the old run aside (``<run dir>.old-<time>``, saying what changed) and starts over;
+* a NaN/inf guard naming the term, and a guard against degenerate problems (one class; a first-epoch
+  CE of exactly 0); under DDP a NaN or a stop on any rank stops every rank at the same step (one
+  ``all_reduce`` carries both), and the checkpoint keeps every rank's step generator;
 * ``metrics.csv`` per epoch and ``summary.json`` at the end (:mod:`lqlib.callbacks`);
 * the engine: bf16 autocast where the hardware has it (:mod:`lqlib.precision`), channels_last,
   optional ``torch.compile`` (:mod:`lqlib.engine`), DDP under ``torchrun`` (rank 0 writes).
@@ -33,7 +35,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .callbacks import MetricsLog, Validation, write_summary
-from .checkpoint import is_finished, load_checkpoint, save_checkpoint  # noqa: F401 (is_finished: public here too)
+from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
 from .convergence import ConvergenceRule
 from .data.memory import DecodedDataset, batch_stream, decoded
@@ -106,6 +108,8 @@ class Trainer:
         self.run_dir = cfg.run_dir
         self.method = get_method(cfg.method) if cfg.role == "student" else get_method("none")
         self._teacher_arg = teacher if teacher is not None else (cfg.teacher if cfg.role == "student" else None)
+        # the teacher by content (a retrained teacher is another one: a resume against it starts over)
+        self.teacher_id = teacher_identity(self._teacher_arg) if self._teacher_arg is not None else None
         self.metrics = MetricsLog(self.run_dir)
         self.validation = Validation(cfg.val_pairs, cfg.val_scales) if cfg.val_pairs else None
         self.convergence = ConvergenceRule.from_dict(cfg.early_stop) if cfg.early_stop else None
@@ -206,13 +210,22 @@ class Trainer:
             "batch_in_epoch": batch_in_epoch, "step": step, "rng": rng,
             "epoch_sums": {k: float(v) for k, v in sums.items()}, "config": self.cfg.to_dict(),
             "num_classes": self.num_classes, "backbone_name": self.backbone_name, "backbone_kw": self.backbone_kw,
-            "head_name": self.head_name, "split": self.split,
+            "head_name": self.head_name, "split": self.split, "teacher_id": self.teacher_id,
             "val_history": list(self._val_history), "converged": self._converged,
         }
 
-    def _save(self, *a):
+    def _save(self, epoch: int, batch_in_epoch: int, step: int, gen: torch.Generator, sums: dict):
+        """Rank 0 writes the checkpoint; under DDP it holds every rank's step generator (a collective:
+        every rank saves at the same steps), so a resumed rank continues its own stream."""
+        gens = None
+        if self.distributed:
+            gens = [None] * self.world
+            dist.all_gather_object(gens, gen.get_state().cpu())
         if self.is_main:
-            save_checkpoint(self._state(*a), self.run_dir)
+            state = self._state(epoch, batch_in_epoch, step, gen, sums)
+            if gens is not None:
+                state["rng"]["gen_ranks"] = gens
+            save_checkpoint(state, self.run_dir)
 
     def _restore(self) -> Optional[dict]:
         ck_path = self.run_dir / "checkpoint.pt"
@@ -220,10 +233,12 @@ class Trainer:
             return None
         ck = load_checkpoint(ck_path, map_location="cpu")
         saved, mine = TrainConfig.upgrade(ck["config"]), self.cfg.to_dict()
-        diff = {k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]}
-        if diff:
-            raise ValueError(f"{ck_path} was written with a different config ({sorted(diff)}); "
-                             "use another out_dir or resume=False")
+        changed = {k: (saved.get(k), mine[k]) for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]}
+        if ck.get("teacher_id") is not None and ck["teacher_id"] != self.teacher_id:  # (older checkpoints: none)
+            changed["teacher weights"] = (ck["teacher_id"], self.teacher_id)
+        if changed:
+            self._move_aside(changed)
+            return None
         d = self.distiller
         unwrap(d.student).load_state_dict(ck["model"])
         d.head.load_state_dict(ck["head"])
@@ -235,6 +250,22 @@ class Trainer:
         if ck["rng"].get("cuda") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
         return ck
+
+    def _move_aside(self, changed: dict):
+        """A resume whose settings differ from the checkpoint's: keep the old run, next to the new one, as
+        ``<run dir>.old-<time>``, say what changed, and train from scratch (nothing is lost, no traceback)."""
+        old = self.run_dir.with_name(f"{self.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        what = "; ".join(f"{k}: {a!r} → {b!r}" for k, a, b in ((k, *v) for k, v in sorted(changed.items())))
+        if self.is_main:
+            base, n = old, 1
+            while old.exists():
+                old, n = base.with_name(f"{base.name}-{n}"), n + 1
+            self.run_dir.rename(old)
+            print(f"NOTICE: {self.run_dir} was trained with other settings ({what}); moved it to {old} and "
+                  "training again from scratch (delete the old folder when you no longer need it)",
+                  file=sys.stderr, flush=True)
+        if self.distributed:
+            dist.barrier()
 
     # ---- signals
     def request_stop(self):
@@ -286,7 +317,9 @@ class Trainer:
                 gen = torch.Generator(device=self.device).manual_seed(step_seed(cfg.seed, epoch, self.rank))
                 b0 = start_batch if epoch == start_epoch else 0
                 if ck is not None and epoch == start_epoch and b0 > 0:
-                    gen.set_state(ck["rng"]["gen"])
+                    states = ck["rng"].get("gen_ranks") or [ck["rng"]["gen"]]
+                    if self.rank < len(states):  # this rank's own stream (else: its fresh seed)
+                        gen.set_state(states[self.rank])
                     sums = {k: torch.tensor(v, device=self.device) for k, v in ck["epoch_sums"].items()}
                 else:
                     torch.manual_seed(step_seed(cfg.seed, epoch))
@@ -309,17 +342,19 @@ class Trainer:
                     step += 1
                     done += 1
                     n_img += images.shape[0] * self.world
-                    if self.device.type == "cpu" or step % cfg.log_every == 0:
-                        self._check_finite(first_bad, epoch)
-                        if bar is not None:
-                            bar.set_postfix({k: f"{float(v) / done:.3f}" for k, v in sums.items()}
-                                            | {"img/s": f"{n_img / max(time.time() - t0, 1e-9):.0f}"})
-                    if bar is not None:
-                        bar.update(1)
                     for cb in self.callbacks:
                         cb(self, epoch, done, step)
-                    if self._stop:
-                        self._check_finite(first_bad, epoch)
+                    sync = self.device.type == "cpu" or step % cfg.log_every == 0
+                    # one check (under DDP: one collective, on every rank at the same steps) for NaN and stop;
+                    # a single process stops at once, DDP ranks at the next synced step, all together
+                    stop = self._check_finite(first_bad, epoch, self._stop) if sync or (
+                        self._stop and not self.distributed) else False
+                    if bar is not None:
+                        if sync:
+                            bar.set_postfix({k: f"{float(v) / done:.3f}" for k, v in sums.items()}
+                                            | {"img/s": f"{n_img / max(time.time() - t0, 1e-9):.0f}"})
+                        bar.update(1)
+                    if stop:
                         self._save(epoch, done, step, gen, sums)
                         if bar is not None:
                             bar.close()
@@ -327,7 +362,7 @@ class Trainer:
                                                   f"{self.run_dir / 'checkpoint.pt'} (resume=True continues)")
                 if bar is not None:
                     bar.close()
-                self._check_finite(first_bad, epoch)
+                stop = self._check_finite(first_bad, epoch, self._stop)  # a stop asked for between synced steps
                 self._check_learning(epoch, sums)
                 seconds = time.time() - t0
                 row = {"epoch": epoch + 1, "step": step, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -337,6 +372,10 @@ class Trainer:
                 if self.convergence is not None:
                     self._val_history.append(float(row.get(self.convergence.metric, float("nan"))))
                     self._converged = self.convergence.decide(self._val_history)
+                    if self.distributed:  # rank 0's decision for all: ranks' BN statistics (and scores) differ
+                        box = [self._converged]
+                        dist.broadcast_object_list(box, src=0)
+                        self._converged = box[0]
                 row.update({"seconds": round(seconds, 3), "img_per_s": round(n_img / max(seconds, 1e-9), 1)})
                 self._save(epoch + 1, 0, step, gen, {})
                 if self.is_main:
@@ -344,6 +383,9 @@ class Trainer:
                 ck = None
                 if self._converged and self._converged["stop"]:
                     break
+                if stop and epoch + 1 < cfg.epochs:
+                    raise TrainingInterrupted(f"training stopped after epoch {epoch + 1}; checkpoint "
+                                              f"{self.run_dir / 'checkpoint.pt'} (resume=True continues)")
         summary = self._summary(time.time() - t_run)
         if self.distributed:
             dist.barrier()
@@ -389,15 +431,20 @@ class Trainer:
                 bad = ~torch.isfinite(v.detach())
                 first_bad[k] = torch.where(bad & (first_bad[k] < 0), torch.full_like(first_bad[k], step), first_bad[k])
 
-    def _check_finite(self, first_bad: dict, epoch: int):
-        if self.distributed:  # a NaN on any rank stops every rank (they all raise here)
+    def _check_finite(self, first_bad: dict, epoch: int, stop: bool = False) -> bool:
+        """Raise :class:`NonFiniteLossError` when a term became NaN/inf; return whether to stop. Under DDP
+        the NaN flags and the stop flag travel in ONE all_reduce, so a NaN or a stop (budget, signal) on any
+        rank stops every rank at the same step — and every rank issues the same collectives."""
+        if self.distributed:
             keys = list(first_bad)
-            flags = torch.stack([first_bad[k] for k in keys])
+            flags = torch.stack([*(first_bad[k] for k in keys),
+                                 torch.tensor(int(stop), device=self.device, dtype=torch.long)])
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            first_bad = dict(zip(keys, flags))
+            first_bad, stop = dict(zip(keys, flags[:-1])), bool(flags[-1] > 0)
+            self._stop = self._stop or stop
         bad = {k: int(v) for k, v in first_bad.items() if int(v) >= 0}
         if not bad:
-            return
+            return stop
         terms = {k: s for k, s in bad.items() if k != "loss"} or bad
         name = min(terms, key=lambda k: (terms[k], k))
         ck = self.run_dir / "checkpoint.pt"
@@ -422,6 +469,7 @@ class Trainer:
             "seconds_this_call": round(seconds, 2), "device": str(self.device), "world_size": self.world,
             "torch": torch.__version__, "amp": str(self.amp_dtype), "engine": self.engine_report(),
             "effective_ce_weight": self.distiller.composer.effective_ce_weight, "run_dir": str(self.run_dir),
+            "teacher_id": self.teacher_id,
         }
         if self.cfg.val_pairs:
             from .data.sources import eval_role

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from lqlib import paths
+from lqlib.evaluation import check_study
 
 RUN = os.environ.get("LQLIB_SMOKE_RUN")
 pytestmark = pytest.mark.skipif(not RUN, reason="set LQLIB_SMOKE_RUN=runs/<smoke study> (tests/run_all.sh does)")
@@ -32,6 +33,12 @@ def test_every_method_one_row_per_scale(results):
     assert sorted(set(both["model_key"])) == sorted(MODELS)
     assert both.groupby(["model_key", "seed", "scale"]).size().eq(1).all()
     assert sorted(both["scale"].unique()) == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_the_study_is_not_degenerate(results):
+    """No NaN, BasicNet-HR ×1 above chance by a margin, ×1 ≥ ×8 (the check cell of 03; a study at chance fails:
+    tests/test_study_checks.py)."""
+    check_study(results)
 
 
 def test_teacher_is_better_on_hr_than_at_x8(results):
