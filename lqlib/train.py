@@ -10,9 +10,12 @@ loops: sampler → distiller → backward → optimizer, with
   mid-epoch too: the sampler order and the step generator are functions of (seed, epoch, rank),
   restored to the saved position); a resume with a different config (epochs included) or a retrained
   teacher moves the old run aside (``<run dir>.old-<time>``, saying what changed) and starts over;
-* a NaN/inf guard naming the term (all DDP ranks stop), and a guard against degenerate problems
-  (one class; a first-epoch CE of exactly 0);
-* ``metrics.csv`` per epoch and ``summary.json`` at the end (:mod:`lqlib.callbacks`);
+* a NaN/inf guard naming the term, and a guard against degenerate problems (one class; a first-epoch
+  CE of exactly 0); under DDP a NaN or a stop on any rank stops every rank at the same step (one
+  ``all_reduce`` carries both), and the checkpoint keeps every rank's step generator;
+* ``metrics.csv`` per epoch and ``summary.json`` at the end (:mod:`lqlib.callbacks`); the training
+  split and a content fingerprint of the training faces (``training_data.json``, ``train_images.npy``)
+  from the start, for the evaluations' leakage guard;
 * the engine: bf16 autocast where the hardware has it (:mod:`lqlib.precision`), channels_last,
   optional ``torch.compile`` (:mod:`lqlib.engine`), DDP under ``torchrun`` (rank 0 writes).
 """
@@ -34,10 +37,10 @@ import torch.distributed as dist
 from torch import nn
 
 from .callbacks import MetricsLog, Validation, write_summary
-from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity  # noqa: F401 (is_finished: public here too)
+from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity, write_training_data  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
 from .convergence import ConvergenceRule
-from .data.memory import DecodedDataset, batch_stream, decoded
+from .data.memory import DecodedDataset, batch_stream, dataset_fingerprint, decoded
 from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .distiller import Distiller, load_teacher, teacher_cache_for
 from .engine import CompileProbe, compiled, compiled_modules
@@ -123,6 +126,10 @@ class Trainer:
         dataset, self.num_classes, self.split = build_dataset(
             cfg.data, cfg.data_dir, max_images=cfg.max_images, synthetic=cfg.synthetic, seed=cfg.seed, **per_class)
         self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class))  # decode once
+        # the training faces by content (8 bytes each): evaluations refuse pair sets that hold any of them
+        # (cached per data key; synthetic sets, cheap to hash, never: their pixels depend on more than the key)
+        fp_key = None if cfg.data == "synthetic" else data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
+        self.fingerprint = dataset_fingerprint(self.dataset, fp_key) if self.is_main else None
         if self.device.type == "cuda" and isinstance(self.dataset, DecodedDataset):
             self.dataset = self.dataset.to(self.device)  # the uint8 pack lives on the GPU
         if cfg.val_pairs:
@@ -213,9 +220,18 @@ class Trainer:
             "val_history": list(self._val_history), "converged": self._converged,
         }
 
-    def _save(self, *a):
+    def _save(self, epoch: int, batch_in_epoch: int, step: int, gen: torch.Generator, sums: dict):
+        """Rank 0 writes the checkpoint; under DDP it holds every rank's step generator (a collective:
+        every rank saves at the same steps), so a resumed rank continues its own stream."""
+        gens = None
+        if self.distributed:
+            gens = [None] * self.world
+            dist.all_gather_object(gens, gen.get_state().cpu())
         if self.is_main:
-            save_checkpoint(self._state(*a), self.run_dir)
+            state = self._state(epoch, batch_in_epoch, step, gen, sums)
+            if gens is not None:
+                state["rng"]["gen_ranks"] = gens
+            save_checkpoint(state, self.run_dir)
 
     def _restore(self) -> Optional[dict]:
         ck_path = self.run_dir / "checkpoint.pt"
@@ -297,6 +313,7 @@ class Trainer:
             from .io import write_json
 
             write_json(self.run_dir / "config.json", cfg.to_dict())
+            write_training_data(self.run_dir, self.split, self.fingerprint)
             self.metrics.truncate(start_epoch, keep=cfg.resume)
         names = self.distiller.composer.part_names
         t_run = time.time()
@@ -307,7 +324,9 @@ class Trainer:
                 gen = torch.Generator(device=self.device).manual_seed(step_seed(cfg.seed, epoch, self.rank))
                 b0 = start_batch if epoch == start_epoch else 0
                 if ck is not None and epoch == start_epoch and b0 > 0:
-                    gen.set_state(ck["rng"]["gen"])
+                    states = ck["rng"].get("gen_ranks") or [ck["rng"]["gen"]]
+                    if self.rank < len(states):  # this rank's own stream (else: its fresh seed)
+                        gen.set_state(states[self.rank])
                     sums = {k: torch.tensor(v, device=self.device) for k, v in ck["epoch_sums"].items()}
                 else:
                     torch.manual_seed(step_seed(cfg.seed, epoch))
@@ -330,17 +349,19 @@ class Trainer:
                     step += 1
                     done += 1
                     n_img += images.shape[0] * self.world
-                    if self.device.type == "cpu" or step % cfg.log_every == 0:
-                        self._check_finite(first_bad, epoch)
-                        if bar is not None:
-                            bar.set_postfix({k: f"{float(v) / done:.3f}" for k, v in sums.items()}
-                                            | {"img/s": f"{n_img / max(time.time() - t0, 1e-9):.0f}"})
-                    if bar is not None:
-                        bar.update(1)
                     for cb in self.callbacks:
                         cb(self, epoch, done, step)
-                    if self._stop:
-                        self._check_finite(first_bad, epoch)
+                    sync = self.device.type == "cpu" or step % cfg.log_every == 0
+                    # one check (under DDP: one collective, on every rank at the same steps) for NaN and stop;
+                    # a single process stops at once, DDP ranks at the next synced step, all together
+                    stop = self._check_finite(first_bad, epoch, self._stop) if sync or (
+                        self._stop and not self.distributed) else False
+                    if bar is not None:
+                        if sync:
+                            bar.set_postfix({k: f"{float(v) / done:.3f}" for k, v in sums.items()}
+                                            | {"img/s": f"{n_img / max(time.time() - t0, 1e-9):.0f}"})
+                        bar.update(1)
+                    if stop:
                         self._save(epoch, done, step, gen, sums)
                         if bar is not None:
                             bar.close()
@@ -348,7 +369,7 @@ class Trainer:
                                                   f"{self.run_dir / 'checkpoint.pt'} (resume=True continues)")
                 if bar is not None:
                     bar.close()
-                self._check_finite(first_bad, epoch)
+                stop = self._check_finite(first_bad, epoch, self._stop)  # a stop asked for between synced steps
                 self._check_learning(epoch, sums)
                 seconds = time.time() - t0
                 row = {"epoch": epoch + 1, "step": step, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -358,6 +379,10 @@ class Trainer:
                 if self.convergence is not None:
                     self._val_history.append(float(row.get(self.convergence.metric, float("nan"))))
                     self._converged = self.convergence.decide(self._val_history)
+                    if self.distributed:  # rank 0's decision for all: ranks' BN statistics (and scores) differ
+                        box = [self._converged]
+                        dist.broadcast_object_list(box, src=0)
+                        self._converged = box[0]
                 row.update({"seconds": round(seconds, 3), "img_per_s": round(n_img / max(seconds, 1e-9), 1)})
                 self._save(epoch + 1, 0, step, gen, {})
                 if self.is_main:
@@ -365,6 +390,9 @@ class Trainer:
                 ck = None
                 if self._converged and self._converged["stop"]:
                     break
+                if stop and epoch + 1 < cfg.epochs:
+                    raise TrainingInterrupted(f"training stopped after epoch {epoch + 1}; checkpoint "
+                                              f"{self.run_dir / 'checkpoint.pt'} (resume=True continues)")
         summary = self._summary(time.time() - t_run)
         if self.distributed:
             dist.barrier()
@@ -410,15 +438,20 @@ class Trainer:
                 bad = ~torch.isfinite(v.detach())
                 first_bad[k] = torch.where(bad & (first_bad[k] < 0), torch.full_like(first_bad[k], step), first_bad[k])
 
-    def _check_finite(self, first_bad: dict, epoch: int):
-        if self.distributed:  # a NaN on any rank stops every rank (they all raise here)
+    def _check_finite(self, first_bad: dict, epoch: int, stop: bool = False) -> bool:
+        """Raise :class:`NonFiniteLossError` when a term became NaN/inf; return whether to stop. Under DDP
+        the NaN flags and the stop flag travel in ONE all_reduce, so a NaN or a stop (budget, signal) on any
+        rank stops every rank at the same step — and every rank issues the same collectives."""
+        if self.distributed:
             keys = list(first_bad)
-            flags = torch.stack([first_bad[k] for k in keys])
+            flags = torch.stack([*(first_bad[k] for k in keys),
+                                 torch.tensor(int(stop), device=self.device, dtype=torch.long)])
             dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-            first_bad = dict(zip(keys, flags))
+            first_bad, stop = dict(zip(keys, flags[:-1])), bool(flags[-1] > 0)
+            self._stop = self._stop or stop
         bad = {k: int(v) for k, v in first_bad.items() if int(v) >= 0}
         if not bad:
-            return
+            return stop
         terms = {k: s for k, s in bad.items() if k != "loss"} or bad
         name = min(terms, key=lambda k: (terms[k], k))
         ck = self.run_dir / "checkpoint.pt"
