@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
+from .checkpoint import read_training_data
 from .data.fallback import data_available, load_eval_pairs, pair_faces, resolve_training_data  # noqa: F401
 from .data.sources import eval_set_key
 from .methods import get_method
@@ -88,8 +89,8 @@ class Study:
     def models(self) -> list[Model]:
         """Every trained model of the study; the teacher has key 'teacher'."""
         out = []
-        if (self.teacher_dir / "checkpoint.pt").is_file():
-            out.append(Model(ModelKey(), 0, self.teacher_dir, _split_of(self.teacher_dir)))
+        if (self.teacher_dir / "checkpoint.pt").is_file() and (self.teacher_dir / "summary.json").is_file():
+            out.append(Model(ModelKey(), 0, self.teacher_dir, _split_of(self.teacher_dir)))  # finished only
         sdir = self.root / "students"
         for d in sorted(sdir.iterdir()) if sdir.is_dir() else []:
             if (d / "summary.json").is_file() and (d / "checkpoint.pt").is_file():
@@ -103,5 +104,4 @@ class Study:
 
 
 def _split_of(run_dir: Path) -> str:
-    return json.loads((run_dir / "summary.json").read_text()).get("split", "unknown") \
-        if (run_dir / "summary.json").is_file() else "unknown"
+    return read_training_data(run_dir)[0]
