@@ -63,6 +63,57 @@ def load_backbone(run_or_file: str | Path, map_location="cpu"):
     return load_trained(run_or_file, map_location)[0]
 
 
+TRAINING_DATA = "training_data.json"
+TRAIN_IMAGES = "train_images.npy"
+
+
+def write_training_data(run_dir: str | Path, split: str, fingerprint) -> None:
+    """Record what a run trains on, before its first step (an unfinished run is known too): the split name
+    and, in ``train_images.npy``, the sorted 8-byte hashes of its decoded training faces
+    (:func:`lqlib.data.memory.dataset_fingerprint`)."""
+    import numpy as np
+
+    from .io import atomic_write, write_json
+
+    run_dir = Path(run_dir)
+    if fingerprint is not None:
+        with atomic_write(run_dir / TRAIN_IMAGES, "wb") as f:
+            np.save(f, np.asarray(fingerprint, dtype=np.uint64))
+    write_json(run_dir / TRAINING_DATA, {"split": split, "images": None if fingerprint is None else len(fingerprint),
+                                         "fingerprint": TRAIN_IMAGES if fingerprint is not None else None})
+
+
+def read_training_data(run_dir: str | Path):
+    """``(split, fingerprint or None)`` of a run: the split from ``summary.json`` or ``training_data.json``
+    ("unknown" when neither says), the fingerprint from ``train_images.npy`` (None for runs written before
+    it was recorded). An unreadable record is an error naming the file."""
+    import json
+
+    import numpy as np
+
+    run_dir = Path(run_dir)
+    split = "unknown"
+    for name in ("summary.json", TRAINING_DATA):
+        p = run_dir / name
+        if p.is_file():
+            try:
+                split = json.loads(p.read_text()).get("split") or split
+            except (ValueError, AttributeError) as e:
+                raise CheckpointError(f"cannot read {p}: {e}") from None
+            if split != "unknown":
+                break
+    p = run_dir / TRAIN_IMAGES
+    if not p.is_file():
+        return split, None
+    try:
+        fp = np.load(p)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read the training fingerprint {p}: {e}") from None
+    if fp.dtype != np.uint64 or fp.ndim != 1:
+        raise CheckpointError(f"{p}: not a training fingerprint (uint64 [N]), got {fp.dtype} {fp.shape}")
+    return split, fp
+
+
 def file_digest(path: str | Path, chars: int = 16) -> str:
     """The first ``chars`` hex digits of the SHA-256 of a file's bytes (read in 4 MiB chunks)."""
     import hashlib

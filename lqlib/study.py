@@ -22,7 +22,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -111,8 +111,8 @@ class Study:
     def models(self) -> list[Model]:
         """Every trained model of the study; the teacher has key 'teacher'."""
         out = []
-        if (self.teacher_dir / "checkpoint.pt").is_file():
-            out.append(Model(ModelKey(), 0, self.teacher_dir, _split_of(self.teacher_dir)))
+        if (self.teacher_dir / "checkpoint.pt").is_file() and (self.teacher_dir / "summary.json").is_file():
+            out.append(Model(ModelKey(), 0, self.teacher_dir, _split_of(self.teacher_dir)))  # finished only
         sdir = self.root / "students"
         for d in sorted(sdir.iterdir()) if sdir.is_dir() else []:
             if (d / "summary.json").is_file() and (d / "checkpoint.pt").is_file():
@@ -126,8 +126,9 @@ class Study:
 
 
 def _split_of(run_dir: Path) -> str:
-    return json.loads((run_dir / "summary.json").read_text()).get("split", "unknown") \
-        if (run_dir / "summary.json").is_file() else "unknown"
+    from .checkpoint import read_training_data
+
+    return read_training_data(run_dir)[0]
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -216,23 +217,47 @@ def training_config(study: Study, role: str, *, recipe: str, data: str = "", dat
 
 
 # ----------------------------------------------------------------------------------------------- evaluation
-def _check_leakage(model: Model, eval_set: str, allow: bool):
-    if leaks(model.split, eval_set) and not allow:
+def _check_leakage(model: Model, eval_set: str, allow: bool, pair_hashes: Optional[np.ndarray] = None):
+    """Refuse to score a model on pairs it was trained on: by content — any face of the pair set
+    (``pair_hashes``, :func:`lqlib.data.memory.image_hashes`) among the run's recorded training faces
+    (``train_images.npy``), whatever the file is called — and by name (splits known to share identities:
+    :data:`lqlib.data.sources.LEAKY_EVAL_SETS`). A model whose training data is not recorded at all is
+    refused too: it cannot be checked."""
+    if allow:
+        return
+    how = "pass allow_leakage=True (ALLOW_LEAKAGE in 03) to do it anyway"
+    where = f"{model.name} (seed {model.seed}, {model.run_dir})"
+    if model.run_dir is not None and pair_hashes is not None:
+        from .checkpoint import read_training_data
+
+        fingerprint = read_training_data(model.run_dir)[1]
+        shared = int(np.isin(pair_hashes, fingerprint).sum()) if fingerprint is not None else 0
+        if shared:
+            raise LeakageError(f"{where} was trained on {shared} of the {len(pair_hashes)} distinct faces of "
+                               f"{eval_set!r} (same decoded pixels, whatever the file is called): it would be scored "
+                               f"on its own training faces; evaluate on other pairs, or {how}")
+    if model.split == "unknown":
+        raise LeakageError(f"{where}: what it was trained on is not recorded (no summary.json / training_data.json), "
+                           f"so its evaluation on {eval_set!r} cannot be checked for leakage; {how}")
+    if leaks(model.split, eval_set):
         raise LeakageError(
-            f"{model.name} (seed {model.seed}) was trained on {model.split!r}, whose training identities appear "
+            f"{where} was trained on {model.split!r}, whose training identities appear "
             f"in {eval_set!r} (refused: {', '.join(overlapping_eval_sets(model.split))}); evaluate on the split's "
-            "own pairs, or pass allow_leakage=True (ALLOW_LEAKAGE in 03) to do it anyway")
+            f"own pairs, or {how}")
 
 
 def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
                    eval_modes: Sequence[str] = ("both", "cross"), protocol: str = "insightface", device=None,
                    batch_size: int = 256, extra_models: Optional[dict] = None, force: bool = False,
-                   allow_leakage: bool = False):
+                   allow_leakage: bool = False, models: Optional[Sequence[Model]] = None,
+                   load: Optional[Callable[[Path], "torch.nn.Module"]] = None):
     """Evaluate every model of the study on ``pairs`` (cached per model and evaluation set) → one tidy
     DataFrame: model (display name), model_key, method ("" for a teacher's own row), teacher (the external
     teacher, "" for the study's own), seed, eval_mode, scale, acc_mean, acc_std, ... Per-pair correctness is kept in ``eval/<set>/<model>.npz`` for the pair-level
     tests. ``extra_models`` maps a key (e.g. :func:`external_teachers`) to a frozen model (e.g. an external teacher) evaluated the same
-    way. A model trained on identities of this pair set is refused (:class:`LeakageError`)."""
+    way. A model trained on identities of this pair set is refused (:class:`LeakageError`). ``models``: only
+    these of the study's models (default all); ``load``: run dir → backbone (default
+    :func:`lqlib.checkpoint.load_backbone`; the GPU block loads every model into one compiled module)."""
     import pandas as pd
     import torch
 
@@ -243,12 +268,16 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
     out_dir = study.eval_dir(eval_set)
     key = {"pairs": eval_set, "n": int(len(pairs.issame)), "scales": [float(s) for s in scales],
            "eval_modes": list(eval_modes), "protocol": protocol}
-    entries = [(m, None) for m in study.models()]
+    entries = [(m, None) for m in (study.models() if models is None else models)]
     entries += [(Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
+    from .data.memory import image_hashes
+
+    pair_hashes = None if allow_leakage else image_hashes(pairs.images)  # the faces of the pair set, by content
+    for model, _ in entries:  # every model is checked before any is evaluated: a refusal leaves nothing half-done
+        if model.run_dir is not None:
+            _check_leakage(model, eval_set, allow_leakage, pair_hashes)
     frames = []
     for model, mdl in entries:
-        if model.run_dir is not None:
-            _check_leakage(model, eval_set, allow_leakage)
         tag = f"{model.key.file_name}_s{model.seed}"
         csv_p, npz_p, meta_p = (out_dir / f"{tag}.{ext}" for ext in ("csv", "npz", "json"))
         stamp = os.path.getmtime(model.run_dir / "checkpoint.pt") if model.run_dir is not None else 0.0
@@ -257,7 +286,7 @@ def evaluate_study(study: Study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
             if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
                 frames.append(key_columns(pd.read_csv(csv_p).rename(columns={"preset": "degradation"})))  # older caches
                 continue
-        net = mdl if mdl is not None else load_backbone(model.run_dir)
+        net = mdl if mdl is not None else (load or load_backbone)(model.run_dir)
         df, details = evaluate(net, pairs, scales=tuple(scales), eval_mode="+".join(eval_modes), protocol=protocol,
                                device=device, batch_size=batch_size, return_details=True)
         df = df.rename(columns={"seed": "eval_seed"})

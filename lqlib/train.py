@@ -13,7 +13,9 @@ loops: sampler → distiller → backward → optimizer, with
 * a NaN/inf guard naming the term, and a guard against degenerate problems (one class; a first-epoch
   CE of exactly 0); under DDP a NaN or a stop on any rank stops every rank at the same step (one
   ``all_reduce`` carries both), and the checkpoint keeps every rank's step generator;
-* ``metrics.csv`` per epoch and ``summary.json`` at the end (:mod:`lqlib.callbacks`);
+* ``metrics.csv`` per epoch and ``summary.json`` at the end (:mod:`lqlib.callbacks`); the training
+  split and a content fingerprint of the training faces (``training_data.json``, ``train_images.npy``)
+  from the start, for the evaluations' leakage guard;
 * the engine: bf16 autocast where the hardware has it (:mod:`lqlib.precision`), channels_last,
   optional ``torch.compile`` (:mod:`lqlib.engine`), DDP under ``torchrun`` (rank 0 writes).
 """
@@ -35,10 +37,10 @@ import torch.distributed as dist
 from torch import nn
 
 from .callbacks import MetricsLog, Validation, write_summary
-from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity  # noqa: F401 (is_finished: public here too)
+from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity, write_training_data  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
 from .convergence import ConvergenceRule
-from .data.memory import DecodedDataset, batch_stream, decoded
+from .data.memory import DecodedDataset, batch_stream, dataset_fingerprint, decoded
 from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .distiller import Distiller, load_teacher, teacher_cache_for
 from .engine import CompileProbe, compiled, compiled_modules
@@ -124,6 +126,10 @@ class Trainer:
         dataset, self.num_classes, self.split = build_dataset(
             cfg.data, cfg.data_dir, max_images=cfg.max_images, synthetic=cfg.synthetic, seed=cfg.seed, **per_class)
         self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class))  # decode once
+        # the training faces by content (8 bytes each): evaluations refuse pair sets that hold any of them
+        # (cached per data key; synthetic sets, cheap to hash, never: their pixels depend on more than the key)
+        fp_key = None if cfg.data == "synthetic" else data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
+        self.fingerprint = dataset_fingerprint(self.dataset, fp_key) if self.is_main else None
         if self.device.type == "cuda" and isinstance(self.dataset, DecodedDataset):
             self.dataset = self.dataset.to(self.device)  # the uint8 pack lives on the GPU
         if cfg.val_pairs:
@@ -307,6 +313,7 @@ class Trainer:
             from .io import write_json
 
             write_json(self.run_dir / "config.json", cfg.to_dict())
+            write_training_data(self.run_dir, self.split, self.fingerprint)
             self.metrics.truncate(start_epoch, keep=cfg.resume)
         names = self.distiller.composer.part_names
         t_run = time.time()

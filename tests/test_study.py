@@ -140,6 +140,74 @@ def test_leakage_is_refused_unless_allowed(study, tmp_path):
     assert s["split"] == "synthetic"
 
 
+def test_leakage_guard_rests_on_content_not_names(study):
+    """The teacher's own training faces under an innocent name: before, only names were checked, so this
+    pair set was scored. Now every run records 8-byte hashes of its decoded training faces."""
+    split, fingerprint = __import__("lqlib.checkpoint", fromlist=["x"]).read_training_data(study.teacher_dir)
+    assert split == "synthetic" and fingerprint.dtype == np.uint64 and len(fingerprint) == 16  # 4 ids x 4 images
+    own = torch.stack([SyntheticFaces(num_classes=4, images_per_class=4, seed=0)[i][0] for i in range(16)])
+    copy = PairSet(own, torch.tensor([True, False] * 4), torch.arange(8) // 4, "holiday-photos")
+    with pytest.raises(S.LeakageError, match=r"BasicNet-HR \(seed 0, .*teacher\) was trained on 16 of the 16 "
+                                             r"distinct faces of 'holiday-photos'"):
+        S.evaluate_study(study, copy, scales=(1,), eval_modes=("both",), batch_size=16)
+    assert not study.eval_dir("holiday-photos").exists()  # refused before anything was evaluated or written
+    # one shared face is enough; the escape hatch still works
+    mixed = PairSet(torch.cat([own[:1], _pairs().images[1:8]]), torch.tensor([True, False] * 2),
+                    torch.zeros(4, dtype=torch.int64), "mixed")
+    with pytest.raises(S.LeakageError, match=r"trained on 1 of the \d+ distinct faces of .mixed."):
+        S.evaluate_study(study, mixed, scales=(1,), eval_modes=("both",), batch_size=16)
+    r = S.evaluate_study(study, copy, scales=(1,), eval_modes=("both",), batch_size=16, allow_leakage=True)
+    assert set(r["model_key"]) == {"teacher", "none", "logit"}
+
+
+def test_unfinished_or_unrecorded_runs_are_not_unknown_and_passed(study, tmp_path, monkeypatch):
+    """Before, a teacher without summary.json counted as split "unknown" and was scored on lfw as BasicNet-HR."""
+    import shutil
+
+    src = study.teacher_dir
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
+    half = S.Study("half")
+    shutil.copytree(src, half.teacher_dir)
+    (half.teacher_dir / "summary.json").unlink()  # stopped before its end
+    assert [m.key for m in half.models()] == []  # an unfinished teacher is no BasicNet-HR
+    assert S._split_of(half.teacher_dir) == "synthetic"  # but what it trains on is known from its start
+    for f in ("training_data.json", "train_images.npy"):
+        (half.teacher_dir / f).unlink()
+    model = S.Model("teacher", 0, half.teacher_dir, S._split_of(half.teacher_dir))
+    with pytest.raises(S.LeakageError, match="not recorded"):
+        S._check_leakage(model, "lfw", allow=False)
+    S._check_leakage(model, "lfw", allow=True)
+
+
+def test_packs_without_a_manifest_keep_the_guard(tmp_path, monkeypatch):
+    """Before, packs without (or with a corrupt) manifest.json lost their split's name, so nothing was refused
+    and a renamed copy of the packs' own .bin was scored. Now the run's content fingerprint refuses it, and a
+    corrupt manifest is an error naming the file."""
+    from lqlib.data import load_pairs, write_bin
+    from lqlib.data.datasets import encode_jpeg
+    from lqlib.data.recordio import write_rec
+
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path / "runs")
+    faces = SyntheticFaces(num_classes=4, images_per_class=4, seed=7)
+    blobs = encode_jpeg(torch.stack([faces[i][0] for i in range(16)]), 90)  # the packs' bytes, as prepare writes
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    write_rec(packs / "train.rec", packs / "train.idx", ((b, int(faces.labels[i])) for i, b in enumerate(blobs)))
+    write_bin(tmp_path / "elsewhere" / "my_set.bin", blobs[:8], [True, False, True, False])  # "renamed lfw.bin"
+    (packs / "manifest.json").write_text("{not json")
+    st = S.Study("packs")
+    with pytest.raises(ValueError, match=r"manifest\.json: not a readable packs manifest"):
+        train_teacher(S.training_config(st, "teacher", recipe="smoke", data=str(packs),
+                                        overrides={**OVR, "data": str(packs)}))
+    (packs / "manifest.json").unlink()  # foreign packs (no manifest): trained on, named by their path
+    train_teacher(S.training_config(st, "teacher", recipe="smoke", data=str(packs),
+                                    overrides={**OVR, "data": str(packs), "epochs": 1}))
+    assert st.models()[0].split == str(packs / "train.rec")
+    pairs = load_pairs(str(tmp_path / "elsewhere" / "my_set.bin"))
+    with pytest.raises(S.LeakageError, match=r"trained on 8 of the 8 distinct faces of 'my_set'"):
+        S.evaluate_study(st, pairs, scales=(1,), eval_modes=("both",), batch_size=8)
+
+
 def test_tables_and_tests_across_seeds(study):
     res = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
     tests = S.compare(study, res, baseline="none", scales=(8,))

@@ -7,6 +7,8 @@ decoder releases the GIL — into a ``uint8 [N, 3, H, W]`` tensor and keeps it a
 :func:`batch_stream` then serves batches by indexing that tensor — ``(images, labels, index)`` with
 the samples' dataset indices (a teacher-embedding cache looks rows up by them). Sets too large for
 memory (``max_bytes``) stream through a ``DataLoader`` instead, with the same output.
+:func:`dataset_fingerprint` hashes every decoded image (8 bytes each): a run records it so that an
+evaluation can refuse pair sets holding its training faces, whatever they are called.
 """
 from __future__ import annotations
 
@@ -98,6 +100,46 @@ def _read_cached(path: Path, shape: tuple) -> np.ndarray | None:
         reason = f"is unreadable ({type(e).__name__}: {str(e)[:200]})"
     warnings.warn(f"decode cache: {path} {reason}; decoding again", CacheInvalidWarning, stacklevel=3)
     return None
+
+
+def image_hashes(images: torch.Tensor | Sequence[torch.Tensor], threads: int | None = None) -> np.ndarray:
+    """Sorted unique 8-byte hashes (BLAKE2b of the decoded ``uint8`` pixels and their shape) of ``images``
+    (``[N, 3, H, W]`` or a sequence of ``[3, H, W]``): the content fingerprint of a set of faces. The same
+    face decoded from the same bytes hashes alike whatever its file is called."""
+    def one(img: torch.Tensor) -> int:
+        a = np.ascontiguousarray(img.detach().cpu().numpy())
+        h = hashlib.blake2b(a.tobytes(), digest_size=8, person=b"lqlib-img")
+        h.update(repr(a.shape).encode())
+        return int.from_bytes(h.digest(), "little")
+
+    if len(images) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return np.unique(np.array(parallel_map(one, list(images), threads), dtype=np.uint64))
+
+
+def dataset_fingerprint(ds: Dataset, key: dict | None = None, threads: int | None = None) -> np.ndarray:
+    """:func:`image_hashes` of every image of a training set: read from the pixels already in memory (a
+    :class:`DecodedDataset`), else decoded once; kept under ``cache/fingerprints/`` when ``key`` (the
+    data's identity, as for :func:`decoded`) is given."""
+    path = None
+    if key is not None:
+        digest = hashlib.sha256(json.dumps({**key, "n": len(ds)}, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        path = paths.cache_dir() / "fingerprints" / f"{digest}.npy"
+        if path.is_file():
+            try:
+                arr = np.load(path)
+                if arr.dtype == np.uint64 and arr.ndim == 1:
+                    return arr
+            except (OSError, ValueError):
+                pass  # rebuilt below
+    if isinstance(ds, DecodedDataset):
+        out = image_hashes(ds.images, threads)
+    else:
+        out = image_hashes(parallel_map(lambda i: ds[i][0], range(len(ds)), threads), threads)
+    if path is not None:
+        with atomic_write(path, "wb") as f:
+            np.save(f, out)
+    return out
 
 
 class _Indexed(Dataset):
