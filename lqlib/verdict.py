@@ -1,6 +1,6 @@
 """The verdict study's analysis steps on a study on disk (issue 27), one call each for the notebooks.
 
-* :func:`attention_measure_study` — the attention measure that can fail
+* :func:`attention_measure_study` (and :func:`save_attention_measure`) — the attention measure that can fail
   (:mod:`lqlib.attention_similarity`): the study's CBAM teacher on ``n_faces`` HR faces vs every own
   student × seed (BasicNet-LR included) and the teacher itself on the LR copies, per block, with
   intervals across seeds;
@@ -36,6 +36,10 @@ def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: floa
     from .checkpoint import load_backbone
     from .evaluation import degrade_eval
 
+    if str(getattr(pairs, "name", "")) == "synthetic":   # no face data: the stand-in set has fewer faces (loud notice given)
+        from .evaluation.embedding import unique_images
+
+        n_faces = min(n_faces, len(unique_images(pairs.images)[0]))
     faces = distinct_faces(pairs, n_faces)
     lr = degrade_eval(faces, float(scale))
     teacher = load_backbone(study.teacher_dir)
@@ -50,6 +54,15 @@ def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: floa
     df.insert(1, "scale", float(scale))
     df["pairs"] = str(getattr(pairs, "name", ""))
     return df
+
+
+def save_attention_measure(study: Study, measure) -> Path:
+    """``runs/<study>/results/<pairs>/attention_measure.csv`` (atomically); returns the path."""
+    from .io import save_dataframe_csv
+
+    out = study.results_dir(str(measure["pairs"].iloc[0])) / "attention_measure.csv"
+    save_dataframe_csv(measure, out, index=False)
+    return out
 
 
 def _subset_size(name: str) -> int:
@@ -100,4 +113,5 @@ def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Pat
     return out
 
 
-__all__ = ["attention_measure_study", "family_report", "publish_correctness", "TEACHER_ON_LR"]
+__all__ = ["attention_measure_study", "save_attention_measure", "family_report", "publish_correctness",
+           "TEACHER_ON_LR"]

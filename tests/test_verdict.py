@@ -71,3 +71,27 @@ def test_publish_correctness(study, tmp_path):
     assert out.name == "correctness_synth.npz" and {"teacher_s0", "none_s1", "logit_s0"} <= set(got)
     with np.load(study.eval_dir("synth") / "logit_s0.npz") as z:
         assert np.array_equal(got["logit_s0"]["both_x8"], z["both_x8"])
+
+
+def test_attention_measure_figure(study, tmp_path):
+    from lqlib import plotting
+
+    df = V.attention_measure_study(study, _pairs("synth"), n_faces=12, scale=8, n_boot=50)
+    ax = plotting.attention_measure_curve(df, title="synthetic study")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_legend().get_title().get_text() == "error bars: 95 % t-interval over seeds;\ndashed: 1 seed, face bootstrap"
+    assert labels == [f"{V.TEACHER_ON_LR} (1 seed: faces only)", "BasicNet-LR (n=2 seeds)", "+logit KD (n=2 seeds)"]
+    plotting.save_figure(ax.figure, "attention_measure", tmp_path)
+    plotting.save_figure(ax.figure, "studyprep_attention_measure", "/tmp", formats=("png",))   # to look at
+    assert (tmp_path / "attention_measure.png").is_file()
+    with pytest.raises(ValueError, match="ci_low"):
+        plotting.attention_measure_curve(df.drop(columns=["ci_low"]))
+
+
+def test_save_attention_measure_and_synthetic_stand_in(study):
+    df = V.attention_measure_study(study, _pairs("synthetic"), n_faces=10_000, scale=4, n_boot=20)
+    assert df["n_faces"].iloc[0] < 10_000                         # the synthetic stand-in: all its faces
+    out = V.save_attention_measure(study, df)
+    assert out == study.results_dir("synthetic") / "attention_measure.csv" and out.is_file()
+    with pytest.raises(ValueError, match="fewer than"):
+        V.attention_measure_study(study, _pairs("lfw-half-val"), n_faces=10_000)
