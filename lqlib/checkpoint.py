@@ -115,14 +115,11 @@ def read_training_data(run_dir: str | Path):
 
 
 def file_digest(path: str | Path, chars: int = 16) -> str:
-    """The first ``chars`` hex digits of the SHA-256 of a file's bytes (read in 4 MiB chunks)."""
-    import hashlib
+    """The first ``chars`` hex digits of the SHA-256 of a file's bytes (:func:`lqlib.store.file_digest`:
+    computed once per path, size and mtime, so a large teacher checkpoint is not read again per student)."""
+    from .store import file_digest as sha256
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:chars]
+    return sha256(path)[:chars]
 
 
 def teacher_identity(spec) -> Optional[str]:
