@@ -7,6 +7,8 @@
 * :func:`family_report` — the registered family's tests (:func:`lqlib.evaluation.hypotheses.family_tests`:
   Holm over exactly the family, MDE, verdicts) with a hierarchical bootstrap over seeds and identities
   beside each (:mod:`lqlib.evaluation.hierarchical`), read from the study's per-pair evaluation cache;
+* :func:`family_verdicts` — the same for a preset's ``hypotheses`` block, refused on the test folds unless the
+  block is registered, written beside the study's tables (and the results folder);
 * :func:`publish_correctness` — every model × seed × scale × eval mode's per-pair correctness of one
   evaluation set as one bit-packed file for the results folder (:mod:`lqlib.evaluation.correctness`).
 """
@@ -103,6 +105,36 @@ def family_report(study: Study, results, hypotheses: dict, n_boot: int = 2000, d
     return out
 
 
+def family_verdicts(study: Study, results, preset: str, publish_dir: str = "", n_boot: int = 2000,
+                    data_dir: Optional[str] = None):
+    """The family of ``preset``'s ``hypotheses`` block on ``results`` (:func:`family_report`), written to
+    ``runs/<study>/results/<set>/family.csv`` and, with ``publish_dir``, also there with the packed per-pair
+    correctness of the set (:func:`publish_correctness`). On a TEST set (``eval_role``: lfw-half) the block
+    must be ``status: registered`` (:func:`~lqlib.evaluation.hypotheses.require_registered`); on the
+    validation set a draft may be read (a dry run). Adds ``pairs`` and ``role`` columns."""
+    from . import paths
+    from .data.sources import eval_role
+    from .evaluation.hypotheses import HypothesesError, require_registered
+    from .io import save_dataframe_csv
+    from .run import load_preset
+
+    hyp = load_preset(preset).get("hypotheses")
+    if not hyp:
+        raise HypothesesError(f"preset {preset!r} has no 'hypotheses' block")
+    eval_set = str(results["dataset"].iloc[0])
+    role = eval_role(eval_set)
+    if role == "test":
+        require_registered(hyp)
+    out = family_report(study, results, hyp, n_boot=n_boot, data_dir=data_dir)
+    out.insert(0, "pairs", eval_set)
+    out.insert(1, "role", role)
+    save_dataframe_csv(out, study.results_dir(eval_set) / "family.csv", index=False)
+    if publish_dir:
+        save_dataframe_csv(out, paths.resolve(publish_dir) / "family.csv", index=False)
+        publish_correctness(study, eval_set, publish_dir)
+    return out
+
+
 def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Path:
     """Pack ``runs/<study>/eval/<eval_set>/*.npz`` into ``<out_dir>/correctness_<eval set>.npz``."""
     from . import paths
@@ -113,5 +145,5 @@ def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Pat
     return out
 
 
-__all__ = ["attention_measure_study", "save_attention_measure", "family_report", "publish_correctness",
+__all__ = ["attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
            "TEACHER_ON_LR"]
