@@ -111,6 +111,17 @@ def test_student_resolves_exact_method_names_and_refuses_unfinished_runs(study):
         unfinished.rmdir()
 
 
+def test_runs_moved_aside_are_kept_but_not_listed(study, tmp_path, monkeypatch):
+    import shutil
+
+    src = study.student_dir("logit", 0)
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
+    st = S.Study("aside")
+    shutil.copytree(src, st.student_dir("logit", 0))
+    shutil.copytree(src, st.student_dir("logit", 0).with_name("logit_s0.old-20261203-101500"))
+    assert [(str(m.key), m.seed) for m in st.models()] == [("logit", 0)]
+
+
 def test_evaluation_is_cached_per_eval_set(study):
     a = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
     assert set(a["model_key"]) == {"teacher", "none", "logit"} and set(a["model"]) >= {"BasicNet-HR", "BasicNet-LR"}
