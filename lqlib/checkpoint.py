@@ -8,7 +8,6 @@ fully done), ``batch_in_epoch`` (batches done in the current epoch, for mid-epoc
 """
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -130,21 +129,11 @@ def read_training_data(run_dir: str | Path) -> TrainingData:
 
 
 def file_digest(path: str | Path, chars: int = 16) -> str:
-    """The first ``chars`` hex digits of the SHA-256 of a file's bytes (read in 4 MiB chunks; remembered per
-    path, size and modification time within a process: the runner asks once per student step)."""
-    st = Path(path).stat()
-    return _digest(str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)[:chars]
+    """The first ``chars`` hex digits of the SHA-256 of a file's bytes (:func:`lqlib.store.file_digest`:
+    computed once per path, size and mtime, so a large teacher checkpoint is not read again per student)."""
+    from .store import file_digest as sha256
 
-
-@functools.lru_cache(maxsize=256)
-def _digest(path: str, *stat) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256(path)[:chars]
 
 
 def teacher_identity(spec) -> Optional[str]:

@@ -460,7 +460,12 @@ class Trainer:
                                  f"training stopped, {keep}. Lower the lr or this term's weight, or check the data.")
 
     def _check_learning(self, epoch: int, sums: dict):
-        if epoch == 0 and "ce" in sums and float(sums["ce"]) == 0.0:
+        if epoch != 0 or "ce" not in sums:
+            return
+        ce = sums["ce"].detach().clone()
+        if self.distributed:  # decided on every rank's CE together, so every rank raises or none does
+            dist.all_reduce(ce, op=dist.ReduceOp.SUM)
+        if float(ce) == 0.0:
             raise DegenerateTrainingError(
                 f"the cross-entropy is exactly 0 over the first epoch ({self.num_classes} classes, "
                 f"{len(self.dataset)} images): nothing is being learnt — check the data subset")

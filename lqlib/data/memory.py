@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import paths
 from ..io import atomic_write, write_json
+from ..store import CacheInvalidWarning
 from .datasets import parallel_map
 
 DEFAULT_MAX_BYTES = 6 * 2**30
@@ -73,16 +75,32 @@ def decoded(ds: Dataset, key: dict | None = None, threads: int | None = None,
         digest = hashlib.sha256(json.dumps({**key, "n": len(ds), "shape": list(first.shape)}, sort_keys=True,
                                            default=str).encode()).hexdigest()[:20]
         path = paths.cache_dir() / "decoded" / f"{digest}.npy"
-        if path.is_file():
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape == (len(ds), *first.shape):
-                return DecodedDataset(torch.from_numpy(np.ascontiguousarray(arr)), labels, n_cls)
+        arr = _read_cached(path, (len(ds), *first.shape))
+        if arr is not None:
+            return DecodedDataset(torch.from_numpy(np.ascontiguousarray(arr)), labels, n_cls)
     images = torch.stack(parallel_map(lambda i: ds[i][0], range(len(ds)), threads))
     if path is not None:
         with atomic_write(path, "wb") as f:
             np.save(f, images.numpy())
         write_json(path.with_suffix(".json"), {**key, "n": len(ds), "shape": list(images.shape)})
     return DecodedDataset(images, labels, n_cls)
+
+
+def _read_cached(path: Path, shape: tuple) -> np.ndarray | None:
+    """The decoded pixels at ``path`` (memory-mapped) when the file reads as a uint8 array of ``shape``;
+    None when there is none; a :class:`~lqlib.store.CacheInvalidWarning` naming it (then it is decoded
+    again and rewritten) when it is truncated, garbage, empty or of another shape."""
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape == shape and arr.dtype == np.uint8:
+            return arr
+        reason = f"holds {arr.dtype} {arr.shape}, expected uint8 {shape}"
+    except (ValueError, OSError, EOFError) as e:
+        reason = f"is unreadable ({type(e).__name__}: {str(e)[:200]})"
+    warnings.warn(f"decode cache: {path} {reason}; decoding again", CacheInvalidWarning, stacklevel=3)
+    return None
 
 
 def image_hashes(images: torch.Tensor | Sequence[torch.Tensor], threads: int | None = None) -> np.ndarray:
