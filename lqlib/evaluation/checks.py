@@ -37,7 +37,8 @@ def check_study(results, chance_margin: float = 10.0) -> dict:
         print("check_study: synthetic pairs (no face data) — numbers mean nothing about faces, not checked")
         return {"checked": False}
     problems = []
-    num = [c for c in results.columns if pd.api.types.is_numeric_dtype(results[c])]
+    text = ("model", "model_key", "method", "teacher")  # "" reads back from a CSV as NaN: not a number column
+    num = [c for c in results.columns if c not in text and pd.api.types.is_numeric_dtype(results[c])]
     nan_cols = [c for c in num if results[c].isna().any()]
     if nan_cols:
         rows = results[results[nan_cols].isna().any(axis=1)]
