@@ -27,14 +27,14 @@ from torch import nn
 
 from . import paths
 from .augment import face_content_replacement
-from .checkpoint import checkpoint_path, is_finished, load_trained
+from .checkpoint import checkpoint_path, is_finished, load_trained, teacher_identity
 from .data.memory import DecodedDataset
 from .degrade import degrade
 from .images import normalize
 from .losses import LossComposer, ModelOutputs, Progress
 from .models.interface import forward_outputs
 from .precision import full_precision
-from .store import file_digest, tensor_digest
+from .store import tensor_digest
 from .teachers import is_external_teacher
 from .teachers import outputs as teacher_outputs
 from .teachers.cache import TeacherEmbeddingCache
@@ -158,24 +158,14 @@ def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[n
 
 
 def teacher_fingerprint(spec: Any, teacher: nn.Module) -> Optional[dict]:
-    """What identifies a frozen teacher's outputs — its weights' content, never only their path: a
-    file teacher's SHA-256 (an ``.onnx``; a spec ``.json`` and its ``weights`` file) with its spec, a
-    registered teacher's spec (which records its sources' SHA-256), a run's checkpoint SHA-256; None
-    for a teacher object passed in directly (no stable identity). See :func:`lqlib.store.file_digest`."""
-    if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
-        ts = getattr(teacher, "spec", None)
-        key = {"external": str(spec), "spec": ts.to_dict() if ts is not None else None}
-        path = paths.resolve(spec)
-        if path.is_file():  # a file teacher (not a registered name)
-            files = [path]
-            if path.suffix.lower() == ".json" and ts is not None and ts.weights:
-                files.append(path.parent / ts.weights)
-            key["sha256"] = {f.name: file_digest(f) for f in files if f.is_file()}
-        return key
-    if isinstance(spec, (str, os.PathLike)):
-        ck = checkpoint_path(paths.resolve(spec))
-        return {"run": str(ck), "sha256": file_digest(ck)}
-    return None
+    """What identifies a frozen teacher's outputs — its weights' content, never only their path
+    (:func:`lqlib.checkpoint.teacher_identity`: a run's checkpoint SHA-256, a file teacher's SHA-256 —
+    ``.onnx``, spec ``.json`` + its weights — or a registered name) with an external teacher's spec
+    (a registered teacher's records its sources' SHA-256); None for a teacher object passed in directly."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return None
+    ts = getattr(teacher, "spec", None) if is_external_teacher(spec) else None
+    return {"identity": teacher_identity(spec), "spec": ts.to_dict() if ts is not None else None}
 
 
 def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossComposer, dataset, data_key: Optional[dict],

@@ -37,6 +37,9 @@ from .study_eval import (LeakageError, Model, _check_leakage, compare, compare_a
 from .teachers import is_external_teacher
 
 
+OLD_RUN = ".old-"  # lqlib.train moves a run whose settings changed to <run dir>.old-<time>
+
+
 @dataclass
 class Study:
     name: str
@@ -93,6 +96,8 @@ class Study:
             out.append(Model(ModelKey(), 0, self.teacher_dir, _split_of(self.teacher_dir)))  # finished only
         sdir = self.root / "students"
         for d in sorted(sdir.iterdir()) if sdir.is_dir() else []:
+            if OLD_RUN in d.name:  # a run moved aside by a changed resume (lqlib.train): kept, not listed
+                continue
             if (d / "summary.json").is_file() and (d / "checkpoint.pt").is_file():
                 cfg = json.loads((d / "config.json").read_text())
                 teacher = cfg.get("teacher") or ""

@@ -18,7 +18,7 @@ import torch
 
 from . import paths
 from .checkpoint import load_backbone, read_training_data
-from .data.memory import image_hashes
+from .data.memory import image_hashes, image_thumbnails, shared_faces
 from .data.sources import leaks, overlapping_eval_sets
 from .evaluation import compare_to_baseline, evaluate, paper_table, to_markdown
 from .io import atomic_write, save_dataframe_csv, write_json, write_text
@@ -50,23 +50,30 @@ class Model:
         return self.key.teacher
 
 
-def _check_leakage(model: Model, eval_set: str, allow: bool, pair_hashes: Optional[np.ndarray] = None):
+def _check_leakage(model: Model, eval_set: str, allow: bool, faces: Optional[tuple] = None):
     """Refuse to score a model on pairs it was trained on: by content — any face of the pair set
-    (``pair_hashes``, :func:`lqlib.data.memory.image_hashes`) among the run's recorded training faces
-    (``train_images.npy``), whatever the file is called — and by name (splits known to share identities:
-    :data:`lqlib.data.sources.LEAKY_EVAL_SETS`). A model whose training data is not recorded at all is
-    refused too: it cannot be checked."""
+    (``faces``: :func:`lqlib.data.memory.image_hashes` and :func:`~lqlib.data.memory.image_thumbnails` of
+    its images, and optionally a dict remembering the comparisons) that is one of the run's recorded
+    training faces (identical pixels, or the same photo re-encoded), whatever the file is called — and by
+    name (splits known to share identities: :data:`lqlib.data.sources.LEAKY_EVAL_SETS`). A model whose
+    training data is not recorded at all is refused too: it cannot be checked."""
     if allow:
         return
     how = "pass allow_leakage=True (ALLOW_LEAKAGE in 03) to do it anyway"
     where = f"{model.name} (seed {model.seed}, {model.run_dir})"
-    if model.run_dir is not None and pair_hashes is not None:
-        fingerprint = read_training_data(model.run_dir)[1]
-        shared = int(np.isin(pair_hashes, fingerprint).sum()) if fingerprint is not None else 0
-        if shared:
-            raise LeakageError(f"{where} was trained on {shared} of the {len(pair_hashes)} distinct faces of "
-                               f"{eval_set!r} (same decoded pixels, whatever the file is called): it would be scored "
-                               f"on its own training faces; evaluate on other pairs, or {how}")
+    if model.run_dir is not None and faces is not None:
+        trained = read_training_data(model.run_dir)
+        identical, copies = (0, 0)
+        if trained.hashes is not None:  # students of one training set share its fingerprint: compared once
+            seen = faces[2] if len(faces) > 2 else {}
+            tag = trained.hashes.tobytes()
+            if tag not in seen:
+                seen[tag] = shared_faces(faces[0], faces[1], trained.hashes, trained.thumbs)
+            identical, copies = seen[tag]
+        if copies:
+            raise LeakageError(f"{where} was trained on {copies} of the faces of {eval_set!r} ({identical} with "
+                               "identical pixels, the others re-encoded copies), whatever the file is called: it "
+                               f"would be scored on its own training faces; evaluate on other pairs, or {how}")
     if model.split == "unknown":
         raise LeakageError(f"{where}: what it was trained on is not recorded (no summary.json / training_data.json), "
                            f"so its evaluation on {eval_set!r} cannot be checked for leakage; {how}")
@@ -95,10 +102,11 @@ def evaluate_study(study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
            "eval_modes": list(eval_modes), "protocol": protocol}
     entries = [(m, None) for m in (study.models() if models is None else models)]
     entries += [(Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
-    pair_hashes = None if allow_leakage else image_hashes(pairs.images)  # the faces of the pair set, by content
+    # the faces of the pair set, by content (pixel hashes, thumbnails; comparisons remembered per training set)
+    faces = None if allow_leakage else (image_hashes(pairs.images), image_thumbnails(pairs.images), {})
     for model, _ in entries:  # every model is checked before any is evaluated: a refusal leaves nothing half-done
         if model.run_dir is not None:
-            _check_leakage(model, eval_set, allow_leakage, pair_hashes)
+            _check_leakage(model, eval_set, allow_leakage, faces)
     frames = []
     for model, mdl in entries:
         tag = f"{model.key.file_name}_s{model.seed}"
