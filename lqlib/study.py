@@ -102,8 +102,9 @@ class Study:
                 cfg = json.loads((d / "config.json").read_text())
                 teacher = cfg.get("teacher") or ""
                 external = teacher if is_external_teacher(teacher) else ""
+                head = json.loads((d / "summary.json").read_text()).get("head") or cfg.get("head", "")  # trained with
                 key = ModelKey.student(cfg["method"], external, bool(cfg.get("init_head_from_teacher")),
-                                       cfg.get("kd_weights"), cfg.get("kd_params"), cfg.get("head", ""))
+                                       cfg.get("kd_weights"), cfg.get("kd_params"), head)
                 out.append(Model(key, int(cfg.get("seed", 0)), d, _split_of(d)))
         return out
 

@@ -36,20 +36,21 @@ from torch import nn
 
 from .callbacks import DegenerateTrainingError, EpochRecord, LossSums, NonFiniteLossError, write_summary
 from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity, write_training_data  # noqa: F401 (is_finished: public here too)
-from .config import TrainConfig, load_config, parse_overrides
+from .config import TrainConfig, load_config, parse_overrides, resolve
 from .data.memory import DecodedDataset, batch_stream, dataset_fingerprint, decoded
 from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .data.sources import leaks
-from .distiller import Distiller, load_teacher, teacher_cache_for
+from .distiller import Distiller
 from .engine import CompileProbe, compiled, compiled_modules
 from .heads import build_head
 from .io import write_json
 from .losses import Progress
 from .methods import build_composer, get_method
-from .models import build_backbone, with_attention
+from .models import build_backbone
 from .models.interface import unwrap
 from .precision import autocast, autocast_dtype
 from .runtime import compile_enabled, stop_on_signals
+from .teacher_loading import load_teacher, teacher_cache_for
 from .schedules import lr_factor
 
 
@@ -58,7 +59,7 @@ class TrainingInterrupted(RuntimeError):
 
 
 # config keys that may change between a run and its resume
-RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "log_every", "device", "compile")
+RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "log_every", "device", "compile", "recipe")
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -128,9 +129,8 @@ class Trainer:
         if self.num_classes < 2:
             raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
                                           f"{self.num_classes} class(es): a classifier needs at least 2")
-        self.backbone_name = with_attention(cfg.backbone, self.method.backbone_attention)
-        self.backbone_kw = {**cfg.backbone_kw, **self.method.backbone_kw}
-        self.head_name = self.method.head or cfg.head
+        s = self.settings = resolve(cfg)  # explicit config field > method > recipe, per setting
+        self.backbone_name, self.backbone_kw, self.head_name = s.backbone, s.backbone_kw, s.head
         backbone = build_backbone(self.backbone_name, **self.backbone_kw)
         head = build_head(self.head_name, backbone.embedding_size, self.num_classes, **cfg.head_kw)
         teacher = teacher_head = None
@@ -142,21 +142,20 @@ class Trainer:
         if composer.needs_teacher and teacher is None:
             raise ValueError(f"method {cfg.method!r} needs a teacher: set teacher= (a teacher run directory "
                              "or an external teacher)")
-        fcr = (self.method.face_content_replacement if cfg.face_content_replacement is None
-               else float(cfg.face_content_replacement))
+        fcr = s.face_content_replacement
         use_compile = compile_enabled(cfg.compile)
         cache = None
         if teacher is not None:
             key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
             cache = teacher_cache_for(cfg.teacher_cache, self._teacher_arg, teacher, composer, self.dataset,
                                       key, self.device, str(self.amp_dtype), log=print if self.is_main else None,
-                                      center=self.method.teacher_center, teacher_head=teacher_head,
+                                      center=s.teacher_center, teacher_head=teacher_head,
                                       face_content_replacement=fcr, amp_dtype=self.amp_dtype)
         self.distiller = Distiller(
             compiled(backbone, use_compile), head, composer, teacher_cache=cache,
             teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,
             teacher_head=teacher_head, role=cfg.role, scales=cfg.scales,
-            degradation=cfg.degradation, hflip=cfg.hflip, face_content_replacement=fcr,
+            degradation=s.degradation, hflip=cfg.hflip, face_content_replacement=fcr,
             channels_last=self.channels_last).to(self.device)
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)

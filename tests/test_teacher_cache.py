@@ -142,7 +142,7 @@ def _file_teacher(folder, seed):
 
 def _cache_for(spec, images, data):
     """What the trainer does: load the teacher named by ``spec`` and ask for its cache."""
-    from lqlib.distiller import load_teacher, teacher_cache_for
+    from lqlib.teacher_loading import load_teacher, teacher_cache_for
 
     teacher, _ = load_teacher(spec, torch.device("cpu"))
     comp = build_composer(get_method("angular_emb"), build_backbone("ir_cbam_tiny"), teacher)
