@@ -415,9 +415,20 @@ def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list, dst
             "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
             "environment": environment(),
             "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"),
-                      **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
+                          **_reads(v.get("parameters") or {}),
+                          **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
             "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
+    if preset.get("hypotheses"):
+        info["hypotheses"] = preset["hypotheses"]
     return write_json(dst / RUN_INFO, info)
+
+
+def _reads(params: dict) -> dict:
+    """What a step's pair set is for (``reads``: validation / test / other, :func:`lqlib.data.sources.eval_role`),
+    so run_info says which set every decision and every verdict read."""
+    from .data.sources import eval_role
+
+    return {"reads": eval_role(str(params["PAIRS"]))} if params.get("PAIRS") else {}
 
 
 class RunError(RuntimeError):
