@@ -277,17 +277,26 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
     preset = load_preset(preset_name)
     own = default_out(preset)
     out_dir = paths.resolve(out) if out else own
-    if synthetic and out_dir.resolve() == own.resolve():
-        out_dir = own.with_name(f"{own.name}-synthetic")
-    run_name = out_dir.name
-    all_steps = plan(preset, run_name)
     if only is not None and not only:
         raise PresetError("--only needs at least one step name (part of a key; see --list)")
-    steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
-    if only and not steps:
-        raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in all_steps]}")
-    status = _load_status(out_dir)  # --force re-runs the selected steps; the record of the others stays
+
+    def select(run_name):
+        all_steps = plan(preset, run_name)
+        steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
+        if only and not steps:
+            raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in all_steps]}")
+        return all_steps, steps
+
+    all_steps, steps = select(out_dir.name)
     fallback = [s for s in steps if _uses_synthetic(s.effective())]
+    if synthetic and not fallback:
+        log("lqlib.run: --synthetic: face data found, the run uses it (nothing falls back to synthetic data)")
+    elif synthetic and not prepare_only and out_dir.resolve() == own.resolve():
+        out_dir = own.with_name(f"{own.name}-synthetic")  # never the preset's own (publishing) study
+        all_steps, steps = select(out_dir.name)
+        fallback = [s for s in steps if _uses_synthetic(s.effective())]
+    run_name = out_dir.name
+    status = _load_status(out_dir)  # --force re-runs the selected steps; the record of the others stays
     if fallback and not (synthetic or preset.get("allow_synthetic") or prepare_only):
         where = sorted({_face_data_report(s.effective()["DATA_DIR"])[1] for s in fallback})
         raise PresetError(
@@ -415,9 +424,20 @@ def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list, dst
             "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
             "environment": environment(),
             "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"),
-                      **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
+                          **_reads(v.get("parameters") or {}),
+                          **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
             "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
+    if preset.get("hypotheses"):
+        info["hypotheses"] = preset["hypotheses"]
     return write_json(dst / RUN_INFO, info)
+
+
+def _reads(params: dict) -> dict:
+    """What a step's pair set is for (``reads``: validation / test / other, :func:`lqlib.data.sources.eval_role`),
+    so run_info says which set every decision and every verdict read."""
+    from .data.sources import eval_role
+
+    return {"reads": eval_role(str(params["PAIRS"]))} if params.get("PAIRS") else {}
 
 
 class RunError(RuntimeError):

@@ -224,7 +224,9 @@ class Trainer:
             return None
         ck = load_checkpoint(ck_path, map_location="cpu")
         saved, mine = TrainConfig.upgrade(ck["config"]), self.cfg.to_dict()
-        changed = {k: (saved.get(k), mine[k]) for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]}
+        default = TrainConfig().to_dict()  # a field added since the checkpoint was written: its default
+        changed = {k: (saved.get(k, default[k]), mine[k]) for k in mine
+                   if k not in RESUMABLE_CHANGES and saved.get(k, default[k]) != mine[k]}
         if ck.get("teacher_id") is not None and ck["teacher_id"] != self.teacher_id:  # (older checkpoints: none)
             changed["teacher weights"] = (ck["teacher_id"], self.teacher_id)
         if changed:

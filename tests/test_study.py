@@ -432,6 +432,12 @@ def test_runner_refuses_synthetic_data_before_the_first_step(tmp_path, fake_runs
     assert fake_runs[0]["RUN_NAME"] == "cpu-synthetic" and fake_runs[0]["PUBLISH_DIR"] == str(out / "published")
     assert json.loads((out / "published" / "run_info.json").read_text())["preset"] == "cpu"
     assert (committed.read_bytes() if committed.is_file() else None) == before
+    # with face data, --synthetic changes nothing: the preset's own run dir, publishing as usual
+    monkeypatch.setenv("LQLIB_DATA", str(tmp_path / "faces"))
+    logs = []
+    run.run(str(_two_step_preset(tmp_path)), synthetic=True, log=logs.append)
+    assert fake_runs[-1]["RUN_NAME"] == "p" and (tmp_path / "pub" / "run_info.json").is_file()
+    assert any("face data found" in m for m in logs)
     import os
 
     assert "LQLIB_SYNTHETIC" not in os.environ  # set for the notebooks' kernels only while the run lasts
