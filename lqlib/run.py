@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 from . import paths
 from .io import write_json
+from .run_record import RUN_INFO, environment, publish_run_info  # noqa: F401  (run.environment: public)
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -388,56 +389,6 @@ def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, 
                 publish_run_info(preset, out_dir, status, all_steps, publish_dir)
         written.append(target)
     return written
-
-
-def environment() -> dict:
-    """Where a run ran: CPU model and flags, cores, torch, Python, GPU."""
-    import platform
-
-    import torch
-
-    from .precision import cpu_flags
-
-    model = ""
-    try:
-        model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma"))),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}}
-
-
-RUN_INFO = "run_info.json"
-
-
-def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list, dst: Optional[Path] = None) -> Path:
-    """``<dst>/run_info.json`` (``dst``: the preset's ``publish`` folder by default): the command, the
-    environment, the wall seconds and parameters of every step done so far, and the steps of the preset
-    still pending (a run stopped part-way says so)."""
-    dst = paths.resolve(dst if dst is not None else preset["publish"])
-    done = {k: v for k, v in status.items() if v.get("status") == "done"}
-    pending = [s.key for s in steps if s.key not in done]
-    info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"],
-            "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
-            "environment": environment(),
-            "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"),
-                          **_reads(v.get("parameters") or {}),
-                          **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
-            "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
-    if preset.get("hypotheses"):
-        info["hypotheses"] = preset["hypotheses"]
-    return write_json(dst / RUN_INFO, info)
-
-
-def _reads(params: dict) -> dict:
-    """What a step's pair set is for (``reads``: validation / test / other, :func:`lqlib.data.sources.eval_role`),
-    so run_info says which set every decision and every verdict read."""
-    from .data.sources import eval_role
-
-    return {"reads": eval_role(str(params["PAIRS"]))} if params.get("PAIRS") else {}
 
 
 class RunError(RuntimeError):
