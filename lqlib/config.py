@@ -11,14 +11,23 @@ one-line ``ValueError`` s naming the field.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
+import yaml
+
 from . import paths
+from .convergence import ConvergenceRule
+from .data.sources import eval_role
+from .data.synthetic import SyntheticFaces
 from .degrade import get_degradation
+from .evaluation.tables import scale_label
+from .heads import HEADS
 from .methods import get_method
 from .models import with_attention
 from .schedules import SCHEDULES
@@ -153,8 +162,6 @@ class TrainConfig:
     def _check_device(self):
         if self.device == "auto":
             return
-        import torch
-
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError, ValueError):
@@ -163,17 +170,12 @@ class TrainConfig:
 
     def _check_early_stop(self):
         """``early_stop`` needs validation pairs that are not a test set, and a scale it evaluates."""
-        from .convergence import ConvergenceRule
-        from .data.sources import eval_role
-
         rule = ConvergenceRule.from_dict(self.early_stop)
         if not self.val_pairs:
             raise ValueError("early_stop needs val_pairs (the validation pairs it reads, e.g. lfw-half-val)")
         if eval_role(self.val_pairs) == "test":
             raise ValueError(f"early_stop reads val_pairs={self.val_pairs!r}, a TEST set: choices read validation "
                              "pairs only (e.g. val_pairs=lfw-half-val with data=lfw-half-val)")
-        from .evaluation.tables import scale_label
-
         produced = {f"val_acc_{scale_label(float(s)).replace('×', 'x')}" for s in (
             self.val_scales if isinstance(self.val_scales, (list, tuple)) else [self.val_scales])}
         if rule.metric not in produced:
@@ -182,11 +184,6 @@ class TrainConfig:
 
     def _check_mappings(self):
         """Dict-valued fields: a dict whose keys the receiving code accepts (one-line errors)."""
-        import inspect
-
-        from .data.synthetic import SyntheticFaces
-        from .heads import HEADS
-
         def accepted(fn) -> list[str]:
             kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
             return [n for n, p in inspect.signature(fn).parameters.items() if n != "self" and p.kind in kinds]
@@ -264,8 +261,6 @@ def list_recipes() -> list[str]:
 
 def recipe(name: str, role: str) -> dict:
     """The TrainConfig fields of recipe ``name`` for ``role`` (shared fields, then the role's section)."""
-    import yaml
-
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     p = RECIPE_DIR / f"{name}.yaml"
@@ -288,8 +283,6 @@ def recipe(name: str, role: str) -> dict:
 
 
 def load_config(path: str | os.PathLike, **overrides) -> TrainConfig:
-    import yaml
-
     with open(paths.resolve(path)) as f:
         d = yaml.safe_load(f) or {}
     d.update(overrides)
@@ -298,8 +291,6 @@ def load_config(path: str | os.PathLike, **overrides) -> TrainConfig:
 
 def parse_overrides(pairs: list[str]) -> dict:
     """``["epochs=3", "head_kw={s: 32}"]`` → ``{"epochs": 3, "head_kw": {"s": 32}}`` (YAML values)."""
-    import yaml
-
     out = {}
     for kv in pairs:
         if "=" not in kv:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 OWN_TEACHER = "teacher"   # the model key of BasicNet-HR (lqlib.model_key.OWN_TEACHER)
 CHANCE = 50.0
 
@@ -29,8 +31,6 @@ def check_study(results, chance_margin: float = 10.0) -> dict:
     """Check a study's tidy results (:func:`lqlib.study.evaluate_study`); returns what was checked
     (``{"checked": bool, "teacher_x1": ..., "teacher_x8": ...}``) or raises :class:`DegenerateStudyError`
     naming every problem found."""
-    import pandas as pd
-
     if len(results) == 0:
         raise DegenerateStudyError("no results to check")
     if set(results.get("dataset", pd.Series(["?"])).astype(str)) == {"synthetic"}:
