@@ -21,8 +21,8 @@ Intervals (95 % by default), per block:
    much the number depends on which faces were measured; the per-seed intervals are averaged into
    ``face_ci_halfwidth``.
 2. *across seeds* (the reported ``ci_low``/``ci_high``): a t-interval over the per-seed face means,
-   mean ± t_{1−α/2, n−1} · sd/√n with n seeds — the interval for "this training recipe", which is what a
-   claim about a method needs. With one seed there is no across-seed interval: the face-bootstrap
+   mean ± t_{1−α/2, n−1} · sd/√n with n seeds, cut to [−1, 1] — the interval for "this training recipe",
+   which is what a claim about a method needs. With one seed there is no across-seed interval: the face-bootstrap
    interval of that seed is reported and ``interval`` says ``faces (1 seed)``, so single-seed models
    are visibly marked.
 
@@ -150,7 +150,8 @@ def similarity_intervals(per_seed: Mapping[int, np.ndarray], level: float = 0.95
     if n_seeds >= 2:
         sd = m.std(axis=0, ddof=1)
         half = _t_quantile(1 - alpha / 2, n_seeds - 1) * sd / np.sqrt(n_seeds)
-        lo, hi, kind = mean - half, mean + half, f"t across {n_seeds} seeds"
+        # r and the cosine lie in [−1, 1], so does their mean: the interval is cut there (2 seeds: t = 12.7)
+        lo, hi, kind = np.maximum(mean - half, -1.0), np.minimum(mean + half, 1.0), f"t across {n_seeds} seeds"
     else:
         sd = np.full_like(mean, np.nan)
         lo, hi, kind = boot_ci[0][0], boot_ci[0][1], "faces (1 seed)"

@@ -9,7 +9,7 @@ fully done), ``batch_in_epoch`` (batches done in the current epoch, for mid-epoc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -64,12 +64,19 @@ def load_backbone(run_or_file: str | Path, map_location="cpu"):
 
 
 TRAINING_DATA = "training_data.json"
-TRAIN_IMAGES = "train_images.npy"
+TRAIN_IMAGES = "train_images.npy"   # uint64 [N]: 8-byte hashes of the decoded training faces
+TRAIN_THUMBS = "train_thumbs.npy"   # uint8 [N, 64]: their 8×8 grey thumbnails (re-encoded copies)
+
+
+class TrainingData(NamedTuple):
+    split: str                      # the training split's name; "unknown" when nothing records it
+    hashes: Optional["np.ndarray"]  # None for runs written before fingerprints were recorded
+    thumbs: Optional["np.ndarray"]
 
 
 def write_training_data(run_dir: str | Path, split: str, fingerprint) -> None:
     """Record what a run trains on, before its first step (an unfinished run is known too): the split name
-    and, in ``train_images.npy``, the sorted 8-byte hashes of its decoded training faces
+    and the content fingerprint ``(hashes, thumbnails)`` of its decoded training faces
     (:func:`lqlib.data.memory.dataset_fingerprint`)."""
     import numpy as np
 
@@ -77,16 +84,18 @@ def write_training_data(run_dir: str | Path, split: str, fingerprint) -> None:
 
     run_dir = Path(run_dir)
     if fingerprint is not None:
-        with atomic_write(run_dir / TRAIN_IMAGES, "wb") as f:
-            np.save(f, np.asarray(fingerprint, dtype=np.uint64))
-    write_json(run_dir / TRAINING_DATA, {"split": split, "images": None if fingerprint is None else len(fingerprint),
-                                         "fingerprint": TRAIN_IMAGES if fingerprint is not None else None})
+        for name, arr in zip((TRAIN_IMAGES, TRAIN_THUMBS), fingerprint):
+            with atomic_write(run_dir / name, "wb") as f:
+                np.save(f, arr)
+    write_json(run_dir / TRAINING_DATA, {"split": split, "faces": None if fingerprint is None else len(fingerprint[1]),
+                                         "fingerprint": [TRAIN_IMAGES, TRAIN_THUMBS] if fingerprint is not None
+                                         else None})
 
 
-def read_training_data(run_dir: str | Path):
-    """``(split, fingerprint or None)`` of a run: the split from ``summary.json`` or ``training_data.json``
-    ("unknown" when neither says), the fingerprint from ``train_images.npy`` (None for runs written before
-    it was recorded). An unreadable record is an error naming the file."""
+def read_training_data(run_dir: str | Path) -> TrainingData:
+    """What a run trained on: the split from ``summary.json`` or ``training_data.json`` ("unknown" when
+    neither says) and its content fingerprint (None for runs written before it was recorded). An
+    unreadable record is an error naming the file."""
     import json
 
     import numpy as np
@@ -102,27 +111,29 @@ def read_training_data(run_dir: str | Path):
                 raise CheckpointError(f"cannot read {p}: {e}") from None
             if split != "unknown":
                 break
-    p = run_dir / TRAIN_IMAGES
-    if not p.is_file():
-        return split, None
-    try:
-        fp = np.load(p)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read the training fingerprint {p}: {e}") from None
-    if fp.dtype != np.uint64 or fp.ndim != 1:
-        raise CheckpointError(f"{p}: not a training fingerprint (uint64 [N]), got {fp.dtype} {fp.shape}")
-    return split, fp
+    arrays = []
+    for name, dtype, ndim in ((TRAIN_IMAGES, np.uint64, 1), (TRAIN_THUMBS, np.uint8, 2)):
+        p = run_dir / name
+        if not p.is_file():
+            arrays.append(None)
+            continue
+        try:
+            a = np.load(p)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read the training fingerprint {p}: {e}") from None
+        if a.dtype != dtype or a.ndim != ndim:
+            raise CheckpointError(f"{p}: not a training fingerprint ({np.dtype(dtype).name}, {ndim}-D), "
+                                  f"got {a.dtype} {a.shape}")
+        arrays.append(a)
+    return TrainingData(split, *arrays)
 
 
 def file_digest(path: str | Path, chars: int = 16) -> str:
-    """The first ``chars`` hex digits of the SHA-256 of a file's bytes (read in 4 MiB chunks)."""
-    import hashlib
+    """The first ``chars`` hex digits of the SHA-256 of a file's bytes (:func:`lqlib.store.file_digest`:
+    computed once per path, size and mtime, so a large teacher checkpoint is not read again per student)."""
+    from .store import file_digest as sha256
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(4 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:chars]
+    return sha256(path)[:chars]
 
 
 def teacher_identity(spec) -> Optional[str]:

@@ -24,6 +24,7 @@ class Method:
     head: str | None = None                         # margin head override
     description: str = ""
     face_content_replacement: float = 0.0           # probability per image, applied to the HR batch
+    degradation: str | None = None                  # a named degradation of lqlib.degrade (none sets one today)
     teacher_center: bool = False                    # targets: teacher embeddings minus their training-set mean
 
 
@@ -46,8 +47,9 @@ METHODS: dict[str, Method] = {
     "at": Method({"at": 1.0}, {"at": {"beta": 1000.0}},
                  description="AT (Zagoruyko & Komodakis 2017): β·Σ_stages mean (a_T − a_S)², "
                              "a = normalize(mean_c f²), β=1000 inside the term"),
-    # A-SKD: the attention term with the A-SKD reduction; its nearest down/up degradation is the
-    # `askd` degradation of lqlib.degrade, chosen by the training config (not by the method).
+    # A-SKD: the attention term with the A-SKD reduction. Its code's nearest down/up degradation is the
+    # `askd` degradation of lqlib.degrade; the method leaves the degradation unset (the study's A-SKD
+    # students used the paper's), so `degradation: askd` in the config asks for it (lqlib.config.resolve).
     "askd": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},
                    description="A-SKD (Shin et al. 2022): Σ_blocks (ρ_c+ρ_s), ρ = 1 − cos, weight 5"),
     "askd_pre": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},

@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 from . import paths
 from .io import write_json
+from .run_record import RUN_INFO, environment, publish_run_info  # noqa: F401  (run.environment: public)
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -277,17 +278,26 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
     preset = load_preset(preset_name)
     own = default_out(preset)
     out_dir = paths.resolve(out) if out else own
-    if synthetic and out_dir.resolve() == own.resolve():
-        out_dir = own.with_name(f"{own.name}-synthetic")
-    run_name = out_dir.name
-    all_steps = plan(preset, run_name)
     if only is not None and not only:
         raise PresetError("--only needs at least one step name (part of a key; see --list)")
-    steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
-    if only and not steps:
-        raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in all_steps]}")
-    status = _load_status(out_dir)  # --force re-runs the selected steps; the record of the others stays
+
+    def select(run_name):
+        all_steps = plan(preset, run_name)
+        steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
+        if only and not steps:
+            raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in all_steps]}")
+        return all_steps, steps
+
+    all_steps, steps = select(out_dir.name)
     fallback = [s for s in steps if _uses_synthetic(s.effective())]
+    if synthetic and not fallback:
+        log("lqlib.run: --synthetic: face data found, the run uses it (nothing falls back to synthetic data)")
+    elif synthetic and not prepare_only and out_dir.resolve() == own.resolve():
+        out_dir = own.with_name(f"{own.name}-synthetic")  # never the preset's own (publishing) study
+        all_steps, steps = select(out_dir.name)
+        fallback = [s for s in steps if _uses_synthetic(s.effective())]
+    run_name = out_dir.name
+    status = _load_status(out_dir)  # --force re-runs the selected steps; the record of the others stays
     if fallback and not (synthetic or preset.get("allow_synthetic") or prepare_only):
         where = sorted({_face_data_report(s.effective()["DATA_DIR"])[1] for s in fallback})
         raise PresetError(
@@ -379,45 +389,6 @@ def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, 
                 publish_run_info(preset, out_dir, status, all_steps, publish_dir)
         written.append(target)
     return written
-
-
-def environment() -> dict:
-    """Where a run ran: CPU model and flags, cores, torch, Python, GPU."""
-    import platform
-
-    import torch
-
-    from .precision import cpu_flags
-
-    model = ""
-    try:
-        model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma"))),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}}
-
-
-RUN_INFO = "run_info.json"
-
-
-def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list, dst: Optional[Path] = None) -> Path:
-    """``<dst>/run_info.json`` (``dst``: the preset's ``publish`` folder by default): the command, the
-    environment, the wall seconds and parameters of every step done so far, and the steps of the preset
-    still pending (a run stopped part-way says so)."""
-    dst = paths.resolve(dst if dst is not None else preset["publish"])
-    done = {k: v for k, v in status.items() if v.get("status") == "done"}
-    pending = [s.key for s in steps if s.key not in done]
-    info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"],
-            "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
-            "environment": environment(),
-            "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"),
-                      **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
-            "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
-    return write_json(dst / RUN_INFO, info)
 
 
 class RunError(RuntimeError):

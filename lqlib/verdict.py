@@ -1,12 +1,14 @@
 """The verdict study's analysis steps on a study on disk (issue 27), one call each for the notebooks.
 
-* :func:`attention_measure_study` — the attention measure that can fail
+* :func:`attention_measure_study` (and :func:`save_attention_measure`) — the attention measure that can fail
   (:mod:`lqlib.attention_similarity`): the study's CBAM teacher on ``n_faces`` HR faces vs every own
   student × seed (BasicNet-LR included) and the teacher itself on the LR copies, per block, with
   intervals across seeds;
 * :func:`family_report` — the registered family's tests (:func:`lqlib.evaluation.hypotheses.family_tests`:
   Holm over exactly the family, MDE, verdicts) with a hierarchical bootstrap over seeds and identities
   beside each (:mod:`lqlib.evaluation.hierarchical`), read from the study's per-pair evaluation cache;
+* :func:`family_verdicts` — the same for a preset's ``hypotheses`` block, refused on the test folds unless the
+  block is registered, written beside the study's tables (and the results folder);
 * :func:`publish_correctness` — every model × seed × scale × eval mode's per-pair correctness of one
   evaluation set as one bit-packed file for the results folder (:mod:`lqlib.evaluation.correctness`).
 """
@@ -36,6 +38,10 @@ def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: floa
     from .checkpoint import load_backbone
     from .evaluation import degrade_eval
 
+    if str(getattr(pairs, "name", "")) == "synthetic":   # no face data: the stand-in set has fewer faces (loud notice given)
+        from .evaluation.embedding import unique_images
+
+        n_faces = min(n_faces, len(unique_images(pairs.images)[0]))
     faces = distinct_faces(pairs, n_faces)
     lr = degrade_eval(faces, float(scale))
     teacher = load_backbone(study.teacher_dir)
@@ -50,6 +56,15 @@ def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: floa
     df.insert(1, "scale", float(scale))
     df["pairs"] = str(getattr(pairs, "name", ""))
     return df
+
+
+def save_attention_measure(study: Study, measure) -> Path:
+    """``runs/<study>/results/<pairs>/attention_measure.csv`` (atomically); returns the path."""
+    from .io import save_dataframe_csv
+
+    out = study.results_dir(str(measure["pairs"].iloc[0])) / "attention_measure.csv"
+    save_dataframe_csv(measure, out, index=False)
+    return out
 
 
 def _subset_size(name: str) -> int:
@@ -90,6 +105,36 @@ def family_report(study: Study, results, hypotheses: dict, n_boot: int = 2000, d
     return out
 
 
+def family_verdicts(study: Study, results, preset: str, publish_dir: str = "", n_boot: int = 2000,
+                    data_dir: Optional[str] = None):
+    """The family of ``preset``'s ``hypotheses`` block on ``results`` (:func:`family_report`), written to
+    ``runs/<study>/results/<set>/family.csv`` and, with ``publish_dir``, also there with the packed per-pair
+    correctness of the set (:func:`publish_correctness`). On a TEST set (``eval_role``: lfw-half) the block
+    must be ``status: registered`` (:func:`~lqlib.evaluation.hypotheses.require_registered`); on the
+    validation set a draft may be read (a dry run). Adds ``pairs`` and ``role`` columns."""
+    from . import paths
+    from .data.sources import eval_role
+    from .evaluation.hypotheses import HypothesesError, require_registered
+    from .io import save_dataframe_csv
+    from .run import load_preset
+
+    hyp = load_preset(preset).get("hypotheses")
+    if not hyp:
+        raise HypothesesError(f"preset {preset!r} has no 'hypotheses' block")
+    eval_set = str(results["dataset"].iloc[0])
+    role = eval_role(eval_set)
+    if role == "test":
+        require_registered(hyp)
+    out = family_report(study, results, hyp, n_boot=n_boot, data_dir=data_dir)
+    out.insert(0, "pairs", eval_set)
+    out.insert(1, "role", role)
+    save_dataframe_csv(out, study.results_dir(eval_set) / "family.csv", index=False)
+    if publish_dir:
+        save_dataframe_csv(out, paths.resolve(publish_dir) / "family.csv", index=False)
+        publish_correctness(study, eval_set, publish_dir)
+    return out
+
+
 def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Path:
     """Pack ``runs/<study>/eval/<eval_set>/*.npz`` into ``<out_dir>/correctness_<eval set>.npz``."""
     from . import paths
@@ -100,4 +145,5 @@ def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Pat
     return out
 
 
-__all__ = ["attention_measure_study", "family_report", "publish_correctness", "TEACHER_ON_LR"]
+__all__ = ["attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
+           "TEACHER_ON_LR"]

@@ -8,7 +8,9 @@ each phase (a phase that hangs leaves the earlier ones for the report):
   end a hash of the student + head weights;
 * ``cut``    — the same run, rank 1 alone calls ``request_stop()`` after step 3: both ranks must stop;
 * ``resume`` — ``cut`` again (resume=True): it must end where ``ref`` ended;
-* ``nan``    — rank 1's loss is NaN from step 2 on (rank 0's stays finite): both ranks must raise.
+* ``nan``    — rank 1's loss is NaN from step 2 on (rank 0's stays finite): both ranks must raise;
+* ``ce0``    — rank 1's CE is exactly 0 (rank 0's is not): the first-epoch "CE = 0" guard
+  must decide on both ranks' CE together (before, rank 1 alone raised and rank 0 waited forever).
 
 ``save_checkpoint`` is wrapped to record which rank wrote.
 """
@@ -64,11 +66,12 @@ _forward = Distiller.forward
 
 
 def _nan_on_rank1(self, hr, labels, generator, progress, index=None):
-    """In phase ``nan``: rank 1's cross-entropy becomes NaN from step 2 on (rank 0 stays finite)."""
+    """Phase ``nan``: rank 1's cross-entropy becomes NaN from step 2 on; phase ``ce0``: it is 0 throughout."""
     total, parts = _forward(self, hr, labels, generator, progress, index)
-    if current.get("inject_nan") and RANK == 1 and progress.step >= 1:
-        parts = {**parts, "ce": parts["ce"] * float("nan")}
-        total = total * float("nan")
+    if current.get("inject") and RANK == 1 and progress.step >= (1 if current["inject"] == "nan" else 0):
+        factor = float("nan") if current["inject"] == "nan" else 0.0
+        parts = {**parts, "ce": parts["ce"] * factor}
+        total = total * factor
     return total, parts
 
 
@@ -92,7 +95,7 @@ def weights_hashes(tr) -> tuple[str, str]:
 
 def phase(name, cfg, callbacks=()):
     current.clear()
-    current["losses"], current["inject_nan"] = [], name == "nan"
+    current["losses"], current["inject"] = [], name if name in ("nan", "ce0") else None
     cbs = [lambda t, e, d, s: current["losses"].append(float(t.last_parts["ce"].detach())), *callbacks]
     tr = train_mod.Trainer(train_mod.TrainConfig(name=name, out_dir=str(OUT / name), **{**BASE, **cfg}),
                            callbacks=cbs)
@@ -121,3 +124,4 @@ phase("ref", {})
 phase("cut", {}, [stop_on_rank1])
 phase("cut", {})  # resume=True (the default): continues from rank 0's checkpoint
 phase("nan", {})
+phase("ce0", {"synthetic": {"num_classes": 4, "images_per_class": 2}, "batch_size": 2})

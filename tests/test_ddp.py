@@ -106,3 +106,9 @@ def test_a_nan_on_one_rank_stops_both(ranks):
     a, b = r0["nan"], r1["nan"]
     assert a["outcome"] == b["outcome"] == "NonFiniteLossError", (a, b)
     assert "'ce'" in a["message"] and "at step 1" in a["message"] and a["message"] == b["message"]
+    assert abs(a["raised_at"] - b["raised_at"]) < 10
+
+
+def test_the_degenerate_problem_guard_decides_for_all_ranks(ranks):
+    _, r0, r1, _ = ranks
+    assert r0["ce0"]["outcome"] == r1["ce0"]["outcome"] == "finished", (r0["ce0"], r1["ce0"])

@@ -81,3 +81,10 @@ def test_missing_set_data_is_one_line(setup, capsys, monkeypatch):
     assert len(err) == 1 and "tinyface skipped" in err[0]
     with pytest.raises(ValueError, match="unknown identification set"):
         IS.load_layout("scface")
+
+
+def test_leakage_guard_applies_and_lfw_half_id_is_lfw_halfs_own(tmp_path):
+    m = S.Model("teacher", 0, tmp_path, "lfw-half")
+    S._check_leakage(m, "lfw-half-id[600]", allow=False)  # its test identities: allowed
+    with pytest.raises(S.LeakageError):
+        S._check_leakage(m, "lfw-10fold", allow=False)

@@ -111,6 +111,17 @@ def test_student_resolves_exact_method_names_and_refuses_unfinished_runs(study):
         unfinished.rmdir()
 
 
+def test_runs_moved_aside_are_kept_but_not_listed(study, tmp_path, monkeypatch):
+    import shutil
+
+    src = study.student_dir("logit", 0)
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
+    st = S.Study("aside")
+    shutil.copytree(src, st.student_dir("logit", 0))
+    shutil.copytree(src, st.student_dir("logit", 0).with_name("logit_s0.old-20261203-101500"))
+    assert [(str(m.key), m.seed) for m in st.models()] == [("logit", 0)]
+
+
 def test_evaluation_is_cached_per_eval_set(study):
     a = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
     assert set(a["model_key"]) == {"teacher", "none", "logit"} and set(a["model"]) >= {"BasicNet-HR", "BasicNet-LR"}
@@ -143,18 +154,28 @@ def test_leakage_is_refused_unless_allowed(study, tmp_path):
 def test_leakage_guard_rests_on_content_not_names(study):
     """The teacher's own training faces under an innocent name: before, only names were checked, so this
     pair set was scored. Now every run records 8-byte hashes of its decoded training faces."""
-    split, fingerprint = __import__("lqlib.checkpoint", fromlist=["x"]).read_training_data(study.teacher_dir)
-    assert split == "synthetic" and fingerprint.dtype == np.uint64 and len(fingerprint) == 16  # 4 ids x 4 images
+    from lqlib.checkpoint import read_training_data
+    from lqlib.data.datasets import decode_rgb, encode_jpeg
+
+    split, hashes, thumbs = read_training_data(study.teacher_dir)
+    assert split == "synthetic" and hashes.dtype == np.uint64 and len(hashes) == 16  # 4 ids x 4 images
+    assert thumbs.dtype == np.uint8 and thumbs.shape == (16, 64)
     own = torch.stack([SyntheticFaces(num_classes=4, images_per_class=4, seed=0)[i][0] for i in range(16)])
     copy = PairSet(own, torch.tensor([True, False] * 4), torch.arange(8) // 4, "holiday-photos")
-    with pytest.raises(S.LeakageError, match=r"BasicNet-HR \(seed 0, .*teacher\) was trained on 16 of the 16 "
-                                             r"distinct faces of 'holiday-photos'"):
+    with pytest.raises(S.LeakageError, match=r"BasicNet-HR \(seed 0, .*teacher\) was trained on 16 of the faces "
+                                             r"of 'holiday-photos' \(16 with identical pixels"):
         S.evaluate_study(study, copy, scales=(1,), eval_modes=("both",), batch_size=16)
     assert not study.eval_dir("holiday-photos").exists()  # refused before anything was evaluated or written
+    # the same photos re-encoded (another JPEG quality: other pixels, other hashes) are caught as well
+    reencoded = torch.stack([decode_rgb(b) for b in encode_jpeg(own, 75)])
+    assert not torch.equal(reencoded, own)
+    again = PairSet(reencoded, copy.issame, copy.folds, "renamed")
+    with pytest.raises(S.LeakageError, match=r"trained on 16 of the faces of 'renamed' \(0 with identical pixels"):
+        S.evaluate_study(study, again, scales=(1,), eval_modes=("both",), batch_size=16)
     # one shared face is enough; the escape hatch still works
     mixed = PairSet(torch.cat([own[:1], _pairs().images[1:8]]), torch.tensor([True, False] * 2),
                     torch.zeros(4, dtype=torch.int64), "mixed")
-    with pytest.raises(S.LeakageError, match=r"trained on 1 of the \d+ distinct faces of .mixed."):
+    with pytest.raises(S.LeakageError, match=r"trained on 1 of the faces of .mixed. \(1 with identical"):
         S.evaluate_study(study, mixed, scales=(1,), eval_modes=("both",), batch_size=16)
     r = S.evaluate_study(study, copy, scales=(1,), eval_modes=("both",), batch_size=16, allow_leakage=True)
     assert set(r["model_key"]) == {"teacher", "none", "logit"}
@@ -171,7 +192,7 @@ def test_unfinished_or_unrecorded_runs_are_not_unknown_and_passed(study, tmp_pat
     (half.teacher_dir / "summary.json").unlink()  # stopped before its end
     assert [m.key for m in half.models()] == []  # an unfinished teacher is no BasicNet-HR
     assert S._split_of(half.teacher_dir) == "synthetic"  # but what it trains on is known from its start
-    for f in ("training_data.json", "train_images.npy"):
+    for f in ("training_data.json", "train_images.npy", "train_thumbs.npy"):
         (half.teacher_dir / f).unlink()
     model = S.Model("teacher", 0, half.teacher_dir, S._split_of(half.teacher_dir))
     with pytest.raises(S.LeakageError, match="not recorded"):
@@ -204,7 +225,7 @@ def test_packs_without_a_manifest_keep_the_guard(tmp_path, monkeypatch):
                                     overrides={**OVR, "data": str(packs), "epochs": 1}))
     assert st.models()[0].split == str(packs / "train.rec")
     pairs = load_pairs(str(tmp_path / "elsewhere" / "my_set.bin"))
-    with pytest.raises(S.LeakageError, match=r"trained on 8 of the 8 distinct faces of 'my_set'"):
+    with pytest.raises(S.LeakageError, match=r"trained on 8 of the faces of 'my_set' \(8 with identical pixels"):
         S.evaluate_study(st, pairs, scales=(1,), eval_modes=("both",), batch_size=8)
 
 
@@ -411,6 +432,12 @@ def test_runner_refuses_synthetic_data_before_the_first_step(tmp_path, fake_runs
     assert fake_runs[0]["RUN_NAME"] == "cpu-synthetic" and fake_runs[0]["PUBLISH_DIR"] == str(out / "published")
     assert json.loads((out / "published" / "run_info.json").read_text())["preset"] == "cpu"
     assert (committed.read_bytes() if committed.is_file() else None) == before
+    # with face data, --synthetic changes nothing: the preset's own run dir, publishing as usual
+    monkeypatch.setenv("LQLIB_DATA", str(tmp_path / "faces"))
+    logs = []
+    run.run(str(_two_step_preset(tmp_path)), synthetic=True, log=logs.append)
+    assert fake_runs[-1]["RUN_NAME"] == "p" and (tmp_path / "pub" / "run_info.json").is_file()
+    assert any("face data found" in m for m in logs)
     import os
 
     assert "LQLIB_SYNTHETIC" not in os.environ  # set for the notebooks' kernels only while the run lasts
@@ -447,7 +474,8 @@ def test_a_student_with_another_margin_head_gets_its_own_key_and_folder(tmp_path
     ada = S.training_config(st, "student", recipe="smoke", method="none", overrides={**OVR, "head": "adaface"})
     arc = S.training_config(st, "student", recipe="smoke", method="none", overrides=OVR)
     assert ada.head == "adaface" and ada.out_dir == str(st.student_dir("none^adaface")) != arc.out_dir
-    assert ModelKey.student("none", head="arcface") == "none" and ModelKey.student("ecacface", head="adaface") == "ecacface"
+    assert ModelKey.student("none", head="arcface") == "none"
+    assert ModelKey.student("ecacface", head="curricularface") == "ecacface"  # the method's own head: no mark
     key = ModelKey.student("logit", "faceapi-resnet", True, {"logit": 2.0}, head="adaface")
     assert key == "logit[logit=2]^adaface@faceapi-resnet~headinit" and ModelKey.parse(str(key)) == key
     assert key.parts == ["logit"] and key.head == "adaface" and ModelKey.parse("none").head == ""

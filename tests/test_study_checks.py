@@ -35,9 +35,11 @@ def _working(k, s, m):
     return {"teacher": 75.0 - 0.5 * s}.get(k, 62.0 + MODELS.index(k) - 0.1 * s)
 
 
-def test_a_working_study_passes():
+def test_a_working_study_passes(tmp_path):
     got = check_study(_study(_working))
     assert got == {"checked": True, "teacher_x1": pytest.approx(74.5), "teacher_x8": pytest.approx(71.0)}
+    _study(_working).to_csv(tmp_path / "r.csv", index=False)  # the empty teacher column reads back as NaN
+    assert check_study(pd.read_csv(tmp_path / "r.csv"))["checked"]
 
 
 @pytest.mark.parametrize("acc, why", [
@@ -63,8 +65,8 @@ def test_synthetic_pairs_are_not_checked(capsys):
 
 
 def test_smoke_results_fail_on_a_study_at_chance(tmp_path):
-    """tests/test_smoke_results.py on a fabricated study at 50 % ± pair noise: only the degeneracy check fails —
-    the tests it had before (one row per scale, teacher ×1 ≥ ×8 … ) pass on such a study."""
+    """tests/test_smoke_results.py on a fabricated study at 50 % ± pair noise: the degeneracy check fails, while
+    the verification tests it had before (one row per scale, teacher ×1 ≥ ×8, students differ) pass on it."""
     out = tmp_path / "results" / "lfw-half"
     out.mkdir(parents=True)
     chance = _study(lambda k, s, m: 50.0 + (0.4 if s == 1 else 0.0) + 0.01 * MODELS.index(k) + 0.001 * s)
@@ -76,5 +78,7 @@ def test_smoke_results_fail_on_a_study_at_chance(tmp_path):
     lines = proc.stdout.splitlines()
     failed = sorted(ln.split("::")[1].split()[0] for ln in lines if ln.startswith("FAILED"))
     passed = sorted(ln.split("::")[1].split()[0] for ln in lines if ln.startswith("PASSED"))
-    assert failed == ["test_the_study_is_not_degenerate"], proc.stdout[-3000:]
-    assert len(passed) >= 3 and "test_teacher_is_better_on_hr_than_at_x8" in passed, proc.stdout[-3000:]
+    assert "test_the_study_is_not_degenerate" in failed, proc.stdout[-3000:]
+    before = {"test_every_method_one_row_per_scale", "test_teacher_is_better_on_hr_than_at_x8",
+              "test_kd_methods_train_differently"}
+    assert before <= set(passed), proc.stdout[-3000:]

@@ -94,6 +94,20 @@ def test_resume_after_epoch_one_and_move_aside_other_epochs(tmp_path, teacher_di
     assert _metrics(tmp_path / "e1") == _metrics(tmp_path / "e2")
 
 
+def test_a_checkpoint_from_before_a_new_option_resumes(tmp_path):
+    """A field added to TrainConfig since a run was written is read as its default: not a change that
+    moves the finished run aside."""
+    from lqlib.io import torch_save
+
+    cfg = _cfg(tmp_path, "older", epochs=1)
+    train_teacher(cfg)
+    ck = torch.load(tmp_path / "older" / "checkpoint.pt", weights_only=True)
+    del ck["config"]["hflip"], ck["config"]["grad_clip"]  # as if written before these options existed
+    torch_save(ck, tmp_path / "older" / "checkpoint.pt")
+    train_teacher(cfg)
+    assert not list(tmp_path.glob("older.old-*"))
+
+
 def test_a_retrained_teacher_restarts_its_student(tmp_path, teacher_dir, capsys):
     """Before, a finished student "resumed" (did nothing) against a retrained teacher at the same path and
     kept distilling from a teacher that no longer existed."""

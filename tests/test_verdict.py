@@ -71,3 +71,53 @@ def test_publish_correctness(study, tmp_path):
     assert out.name == "correctness_synth.npz" and {"teacher_s0", "none_s1", "logit_s0"} <= set(got)
     with np.load(study.eval_dir("synth") / "logit_s0.npz") as z:
         assert np.array_equal(got["logit_s0"]["both_x8"], z["both_x8"])
+
+
+def test_attention_measure_figure(study, tmp_path):
+    from lqlib import plotting
+
+    df = V.attention_measure_study(study, _pairs("synth"), n_faces=12, scale=8, n_boot=50)
+    ax = plotting.attention_measure_curve(df, title="synthetic study")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_legend().get_title().get_text() == "error bars: 95 % t-interval over seeds;\ndashed: 1 seed, face bootstrap"
+    assert labels == [f"{V.TEACHER_ON_LR} (1 seed: faces only)", "BasicNet-LR (n=2 seeds)", "+logit KD (n=2 seeds)"]
+    plotting.save_figure(ax.figure, "attention_measure", tmp_path)
+    plotting.save_figure(ax.figure, "studyprep_attention_measure", "/tmp", formats=("png",))   # to look at
+    assert (tmp_path / "attention_measure.png").is_file()
+    with pytest.raises(ValueError, match="ci_low"):
+        plotting.attention_measure_curve(df.drop(columns=["ci_low"]))
+
+
+def test_save_attention_measure_and_synthetic_stand_in(study):
+    df = V.attention_measure_study(study, _pairs("synthetic"), n_faces=10_000, scale=4, n_boot=20)
+    assert df["n_faces"].iloc[0] < 10_000                         # the synthetic stand-in: all its faces
+    out = V.save_attention_measure(study, df)
+    assert out == study.results_dir("synthetic") / "attention_measure.csv" and out.is_file()
+    with pytest.raises(ValueError, match="fewer than"):
+        V.attention_measure_study(study, _pairs("lfw-half-val"), n_faces=10_000)
+
+
+def test_family_verdicts_refuse_a_draft_on_the_test_folds(study, tmp_path, monkeypatch):
+    import yaml
+
+    import lqlib.evaluation.hierarchical as H
+    from lqlib.evaluation.hypotheses import HypothesesError
+
+    ids = np.repeat(np.arange(N // 2), 2)
+    monkeypatch.setattr(H, "pair_identities", lambda *a, **k: (ids, ids))
+    hyp = {"status": "draft", "alpha": 0.05, "family": [
+        {"id": "H1", "comparison": {"model": "logit", "baseline": "none"}, "scale": 8, "seeds": 2}]}
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump({"hypotheses": hyp, "notebooks": ["03_evaluation"]}))
+    test = S.evaluate_study(study, _pairs("lfw-half"), scales=(8,), eval_modes=("both",), batch_size=16)
+    val = S.evaluate_study(study, _pairs("lfw-half-val"), scales=(8,), eval_modes=("both",), batch_size=16)
+    with pytest.raises(HypothesesError, match="registered"):
+        V.family_verdicts(study, test, str(preset))
+    dry = V.family_verdicts(study, val, str(preset), n_boot=50)          # validation: a draft may be read
+    assert dry["role"].tolist() == ["validation"] and (study.results_dir("lfw-half-val") / "family.csv").is_file()
+    hyp["status"] = "registered"
+    preset.write_text(yaml.safe_dump({"hypotheses": hyp, "notebooks": ["03_evaluation"]}))
+    out = V.family_verdicts(study, test, str(preset), publish_dir=str(tmp_path / "pub"), n_boot=50)
+    assert out["role"].tolist() == ["test"] and out["verdict"].iloc[0] in (
+        "supported", "not supported", "inconclusive", "not supported (opposite direction)")
+    assert (tmp_path / "pub" / "family.csv").is_file() and (tmp_path / "pub" / "correctness_lfw-half.npz").is_file()

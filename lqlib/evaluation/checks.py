@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+
 OWN_TEACHER = "teacher"   # the model key of BasicNet-HR (lqlib.model_key.OWN_TEACHER)
 CHANCE = 50.0
 
@@ -29,15 +31,14 @@ def check_study(results, chance_margin: float = 10.0) -> dict:
     """Check a study's tidy results (:func:`lqlib.study.evaluate_study`); returns what was checked
     (``{"checked": bool, "teacher_x1": ..., "teacher_x8": ...}``) or raises :class:`DegenerateStudyError`
     naming every problem found."""
-    import pandas as pd
-
     if len(results) == 0:
         raise DegenerateStudyError("no results to check")
     if set(results.get("dataset", pd.Series(["?"])).astype(str)) == {"synthetic"}:
         print("check_study: synthetic pairs (no face data) — numbers mean nothing about faces, not checked")
         return {"checked": False}
     problems = []
-    num = [c for c in results.columns if pd.api.types.is_numeric_dtype(results[c])]
+    text = ("model", "model_key", "method", "teacher")  # "" reads back from a CSV as NaN: not a number column
+    num = [c for c in results.columns if c not in text and pd.api.types.is_numeric_dtype(results[c])]
     nan_cols = [c for c in num if results[c].isna().any()]
     if nan_cols:
         rows = results[results[nan_cols].isna().any(axis=1)]
