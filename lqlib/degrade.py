@@ -77,10 +77,19 @@ def _low_size(h: int, w: int, s: float, cfg: DegradeConfig) -> tuple[int, int]:
     small = (round(h / s), round(w / s))
     need = cfg.blur_kernel // 2 + 1 if (cfg.blur_sigma is not None and cfg.blur_at == "low") else 1
     if min(small) < need:
-        largest = math.floor(min(h, w) / need * 100) / 100
         raise ValueError(f"scale {s:g} leaves {small[0]}×{small[1]} pixels of a {h}×{w} image, fewer than the "
-                         f"{need}×{need} this degradation needs; the largest valid scale is {largest:g}")
+                         f"{need}×{need} this degradation needs; the largest valid scale is "
+                         f"{largest_scale(min(h, w), need):g}")
     return small
+
+
+def largest_scale(side: int, need: int) -> float:
+    """The largest scale (to 0.01) that leaves ``round(side / scale) >= need`` pixels: the bound is
+    ``side / (need - 0.5)`` (where the rounding drops below ``need``), exclusive when it rounds down."""
+    s = math.floor(side / (need - 0.5) * 100) / 100
+    while round(side / s) < need:  # at the bound itself (e.g. 112 / 2.5 = 44.8 → 2 px) the rounding loses
+        s = round(s - 0.01, 2)
+    return s
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], interpolation: str, down: bool) -> torch.Tensor:

@@ -1,12 +1,12 @@
-"""A study's models on an identification protocol: cached per model, tables, CMC curves and top-k matches.
+"""A study's models on an identification set: cached per model, tables, CMC curves and top-k matches.
 
 Layout (beside the verification results of :mod:`lqlib.study`)::
 
-    runs/<name>/eval/<protocol>/<model>_s<seed>_id.{csv,npz,json}   rows, CMC curves + top-k per probe, cache key
-    runs/<name>/eval/<protocol>/<protocol>.split.json               the layout's sidecar (rule, counts, entries)
-    runs/<name>/results/<protocol>/identification.{csv,md}          tidy rows and mean ± sd tables
+    runs/<name>/eval/<set>/<model>_s<seed>_id.{csv,npz,json}   rows, CMC curves + top-k per probe, cache key
+    runs/<name>/eval/<set>/<set>.split.json               the layout's sidecar (rule, counts, entries)
+    runs/<name>/results/<set>/identification.{csv,md}          tidy rows and mean ± sd tables
 
-Protocols: ``lfw-half-id`` (from the shared data) and ``tinyface`` (``$LQLIB_TINYFACE`` or a path), see
+Identification sets: ``lfw-half-id`` (from the shared data) and ``tinyface`` (``$LQLIB_TINYFACE`` or a path), see
 :mod:`lqlib.data.id_layouts`; a layout CSV path works too. A missing data set is one printed line and ``None``.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import study as S
-from .data.id_layouts import ID_PROTOCOLS, read_layout_csv, subset_probes, tinyface_root, write_layout_json
+from .data.id_layouts import ID_SETS, read_layout_csv, subset_probes, tinyface_root, write_layout_json
 from .data.sources import eval_set_key
 from .io import atomic_write, save_dataframe_csv, write_json, write_text
 from .model_key import ModelKey
@@ -28,52 +28,52 @@ from .model_key import ModelKey
 CMC_RANKS = 20
 
 
-def load_layout(protocol: str = "lfw-half-id", data_dir: str = "", tinyface: str = "", max_probes: int = 0):
-    """The protocol's layout (``max_probes``: an evenly spaced subset of the probes, the gallery whole), or
+def load_layout(id_set: str = "lfw-half-id", data_dir: str = "", tinyface: str = "", max_probes: int = 0):
+    """The set's layout (``max_probes``: an evenly spaced subset of the probes, the gallery whole), or
     ``None`` with one line on stderr when its data is not there."""
-    layout = _load_layout(protocol, data_dir, tinyface)
+    layout = _load_layout(id_set, data_dir, tinyface)
     return subset_probes(layout, max_probes) if layout is not None else None
 
 
-def _load_layout(protocol: str, data_dir: str, tinyface: str):
-    if protocol == "tinyface":
+def _load_layout(id_set: str, data_dir: str, tinyface: str):
+    if id_set == "tinyface":
         if tinyface_root(tinyface or None) is None:
             print(f"identification: tinyface skipped — no TinyFace Testing_Set at "
                   f"{tinyface or '$LQLIB_TINYFACE (unset)'}", file=sys.stderr)
             return None
-        return ID_PROTOCOLS["tinyface"](tinyface or None)
-    if protocol == "lfw-half-id":
+        return ID_SETS["tinyface"](tinyface or None)
+    if id_set == "lfw-half-id":
         if not S.data_available(data_dir or None):
             print("identification: lfw-half-id skipped — no LFW data (../shared/data or $LQLIB_DATA)", file=sys.stderr)
             return None
-        return ID_PROTOCOLS["lfw-half-id"](data_dir or None)
-    if str(protocol).endswith(".csv"):
-        return read_layout_csv(protocol)
-    raise ValueError(f"unknown identification protocol {protocol!r}: lfw-half-id, tinyface or a layout .csv")
+        return ID_SETS["lfw-half-id"](data_dir or None)
+    if str(id_set).endswith(".csv"):
+        return read_layout_csv(id_set)
+    raise ValueError(f"unknown identification set {id_set!r}: lfw-half-id, tinyface or a layout .csv")
 
 
-def identify_study(study: S.Study, protocol: str = "lfw-half-id", scales: Sequence[float] = (1, 2, 4, 8),
+def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence[float] = (1, 2, 4, 8),
                    eval_modes: Sequence[str] = ("cross", "both"), *, data_dir: str = "", tinyface: str = "",
                    max_probes: int = 0, device=None, batch_size: int = 256, use_templates: bool = False,
                    extra_models: Optional[dict] = None, force: bool = False, allow_leakage: bool = False):
-    """Identification of every model of the study on ``protocol`` (cached per model) → one tidy DataFrame
+    """Identification of every model of the study on ``id_set`` (cached per model) → one tidy DataFrame
     (model, model_key, method, teacher, seed, eval_mode, scale, distractors, rank1 ... mAP, dir_fpir0.01 ...), or ``None`` (one line
-    on stderr) when the protocol's data is not available. The layout's sidecar is written to the eval folder;
-    models trained on identities of the protocol are refused as in verification."""
+    on stderr) when the set's data is not available. The layout's sidecar is written to the eval folder;
+    models trained on identities of the set are refused as in verification."""
     import pandas as pd
     import torch
 
     from .checkpoint import load_backbone
-    from .evaluation.id_protocols import evaluate_identification
+    from .evaluation.id_pipeline import evaluate_identification
 
-    layout = load_layout(protocol, data_dir, tinyface, max_probes)
+    layout = load_layout(id_set, data_dir, tinyface, max_probes)
     if layout is None:
         return None
-    if protocol == "tinyface":
+    if id_set == "tinyface":
         scales, eval_modes = (1,), ("both",)  # natively low resolution: no synthetic degradation
     out_dir = study.eval_dir(layout.name)  # lfw-half-id[600] shares lfw-half-id's folder; the key tells them apart
     write_layout_json(layout, out_dir / f"{eval_set_key(layout.name)}.split.json")
-    key = {"protocol": layout.name, "digest": layout.digest(), "scales": [float(s) for s in scales],
+    key = {"set": layout.name, "digest": layout.digest(), "scales": [float(s) for s in scales],
            "eval_modes": list(eval_modes), "templates": bool(use_templates)}
     entries = [(m, None) for m in study.models()]
     entries += [(S.Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
@@ -118,8 +118,8 @@ def identify_study(study: S.Study, protocol: str = "lfw-half-id", scales: Sequen
 
 def id_tables(results, distractors: bool = True) -> dict:
     """``{"rank-1 (%), cross": table, "mAP (%), cross": table, ...}``: per eval mode, models × scales, mean ± sd
-    over training seeds (:func:`lqlib.evaluation.id_protocols.id_table`)."""
-    from .evaluation.id_protocols import id_table
+    over training seeds (:func:`lqlib.evaluation.id_pipeline.id_table`)."""
+    from .evaluation.id_pipeline import id_table
 
     out = {}
     for em in dict.fromkeys(results["eval_mode"]):
@@ -129,7 +129,7 @@ def id_tables(results, distractors: bool = True) -> dict:
 
 
 def save_id_tables(study: S.Study, results) -> list:
-    """Tidy CSV and the mean ± sd tables (markdown) to ``results/<protocol>/``."""
+    """Tidy CSV and the mean ± sd tables (markdown) to ``results/<set>/``."""
     from .evaluation import to_markdown
 
     name = str(results["dataset"].iloc[0])
@@ -176,16 +176,16 @@ def cmc_curves(study: S.Study, results, scale: float = 8, eval_mode: str = "cros
 
 
 def top_matches(study: S.Study, student_key: str, seed: int = 0, scale: float = 8, probe_index: int = 0,
-                protocol: str = "lfw-half-id", data_dir: str = "", max_probes: int = 0, k: int = 5) -> list[dict]:
+                id_set: str = "lfw-half-id", data_dir: str = "", max_probes: int = 0, k: int = 5) -> list[dict]:
     """Rows for :func:`lqlib.plotting.match_grid`: the probe and its top-``k`` gallery matches for the teacher on
     the HR probe (×1) and for the student on the probe degraded at ``scale`` (gallery at HR, ``cross``), from
-    :func:`identify_study`'s cache (03 with the same protocol and ``max_probes``); a missing cache is one printed
+    :func:`identify_study`'s cache (03 with the same set and ``max_probes``); a missing cache is one printed
     line and ``[]``. The degraded probe shown is degraded afresh (identical to the evaluated copy for
     degradations without random draws, e.g. ``paper``)."""
     from .evaluation import degrade_eval
-    from .evaluation.id_protocols import layout_labels, load_faces
+    from .evaluation.id_pipeline import layout_labels, load_faces
 
-    layout = load_layout(protocol, data_dir, max_probes=max_probes)
+    layout = load_layout(id_set, data_dir, max_probes=max_probes)
     if layout is None:
         return []
     p_paths, p_lab, g_paths, g_lab, _ = layout_labels(layout)
@@ -199,7 +199,7 @@ def top_matches(study: S.Study, student_key: str, seed: int = 0, scale: float = 
         with np.load(p) if p.is_file() else contextlib.nullcontext() as z:
             if z is None or f"top_{name}" not in z.files:
                 print(f"top matches: no cross ×{s:g} identification of {key} (seed {sd}) in {p.parent} — run 03 with "
-                      f"ID_PROTOCOL={protocol!r} and this scale first", file=sys.stderr)
+                      f"ID_SET={id_set!r} and this scale first", file=sys.stderr)
                 return []
             idx, score = z[f"top_{name}"][probe_index][:k], z[f"topscore_{name}"][probe_index][:k]
         probe = load_faces([p_paths[probe_index]])

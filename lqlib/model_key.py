@@ -8,8 +8,8 @@ column of results::
     <method>[<overrides>]^<head>@<teacher>~headinit
                                               a student: its KD method (``logit``, ``logit+attention``), KD
                                               weights/parameters other than the method's own
-                                              (``[angular=50,logit.T=2]``), a margin head other than ArcFace
-                                              that the method does not choose itself (``^adaface``), an
+                                              (``[angular=50,logit.T=2]``), a margin head other than the
+                                              method's own (ArcFace, or e.g. ECACFace's) (``^adaface``), an
                                               external teacher (``@faceapi-resnet``) and ``~headinit`` when its
                                               head was copied from the teacher (each part only when present)
 
@@ -86,14 +86,14 @@ class ModelKey:
     def student(cls, method: str, teacher: str = "", head_from_teacher: bool = False,
                 kd_weights: Optional[dict] = None, kd_params: Optional[dict] = None, head: str = "") -> "ModelKey":
         """A student's key from its settings: only the KD weights/parameters that differ from the method's
-        own go into the key (so a weight sweep never shares a run folder with the default), only a head the
-        method does not choose itself; ``teacher`` is an external teacher (a name, ``.onnx`` or spec)."""
+        own go into the key (so a weight sweep never shares a run folder with the default), only a head other than
+        the method's own (an explicit head wins: :func:`lqlib.config.resolve`); ``teacher`` is an external teacher (a name, ``.onnx`` or spec)."""
         m = get_method(method)
         over = [f"{t}={float(w):g}" for t, w in sorted((kd_weights or {}).items()) if float(w) != m.kd.get(t)]
         over += [f"{t}.{k}={v:g}" if isinstance(v, (int, float)) else f"{t}.{k}={v}"
                  for t, kw in sorted((kd_params or {}).items()) for k, v in sorted(kw.items())
                  if m.params.get(t, {}).get(k) != v]
-        head = head if head and head != DEFAULT_HEAD and m.head is None else ""
+        head = head if head and head != (m.head or DEFAULT_HEAD) else ""  # an explicit head beats the method's
         return cls(method, ",".join(over), head, teacher_label(teacher) if teacher else "", bool(head_from_teacher))
 
     @classmethod

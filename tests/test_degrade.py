@@ -129,9 +129,13 @@ def test_askd_degradation_matches_its_code():
 
 
 def test_scale_that_leaves_too_few_pixels_names_the_largest_valid_scale():
-    with pytest.raises(ValueError, match=r"largest valid scale is 37\.33"):
+    # the paper preset blurs 5×5 at the low resolution: it needs round(112 / scale) >= 3, i.e. scale < 44.8
+    with pytest.raises(ValueError, match=r"largest valid scale is 44\.79$"):
         degrade(_faces(1), 1e6)
     with pytest.raises(ValueError, match="largest valid scale"):
         degrade(_faces(2), [2, 64])
-    assert degrade(_faces(1), 37).shape == (1, 3, 112, 112)
+    for s in (37, 38, 44, 44.79):  # the old message said 37.33; every scale up to the bound works
+        assert degrade(_faces(1), s).shape == (1, 3, 112, 112)
+    with pytest.raises(ValueError, match=r"scale 44\.8 leaves 2×2 pixels.*largest valid scale is 44\.79"):
+        degrade(_faces(1), 44.8)  # 112 / 44.8 = 2.5 rounds to 2
     assert degrade(_faces(1), 100, blur_sigma=None).shape == (1, 3, 112, 112)  # no blur: 1 px is enough

@@ -88,3 +88,18 @@ def test_the_draft_verdict_preset_parses():
     assert p["hypotheses"]["status"] == "draft" and p["draft"] is True
     with pytest.raises(HypothesesError):
         require_registered(p["hypotheses"])
+
+
+def test_run_info_says_which_set_each_step_read(tmp_path, monkeypatch):
+    import json
+
+    from lqlib import run as R
+
+    monkeypatch.setattr(R, "environment", lambda: {})
+    preset = {"name": "p", "hypotheses": HYP}
+    status = {"03__val": {"status": "done", "seconds": 1.0, "parameters": {"PAIRS": "lfw-half-val"}},
+              "03__test": {"status": "done", "seconds": 2.0, "parameters": {"PAIRS": "lfw-half"}},
+              "02": {"status": "done", "seconds": 3.0, "parameters": {"METHOD": "none"}}}
+    info = json.loads(R.publish_run_info(preset, tmp_path, status, [], tmp_path).read_text())
+    assert info["steps"]["03__val"]["reads"] == "validation" and info["steps"]["03__test"]["reads"] == "test"
+    assert "reads" not in info["steps"]["02"] and info["hypotheses"]["status"] == "registered"

@@ -68,16 +68,23 @@ def test_identify_study_rows_cache_tables_and_figures_data(setup):
     assert curves["BasicNet-HR"][0, 0] == pytest.approx(r1)
     assert np.all(np.diff(curves["BasicNet-HR"][0]) >= 0) and curves["BasicNet-HR"][0, -1] == 100.0
 
-    rows = IS.top_matches(st, "logit", 0, 4, probe_index=1, protocol=csv, k=3)
+    rows = IS.top_matches(st, "logit", 0, 4, probe_index=1, id_set=csv, k=3)
     assert [r["label"] for r in rows] == ["BasicNet-HR, HR probe", "+logit KD, probe ×4"]
     assert rows[0]["matches"].shape == (3, 3, 112, 112) and len(rows[1]["correct"]) == 3
-    assert IS.top_matches(st, "logit", 0, 2, protocol=csv) == []  # ×2 was not evaluated: one line, nothing shown
+    assert IS.top_matches(st, "logit", 0, 2, id_set=csv) == []  # ×2 was not evaluated: one line, nothing shown
 
 
-def test_missing_protocol_data_is_one_line(setup, capsys, monkeypatch):
+def test_missing_set_data_is_one_line(setup, capsys, monkeypatch):
     monkeypatch.delenv("LQLIB_TINYFACE", raising=False)
     assert IS.identify_study(setup[0], "tinyface") is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tinyface skipped" in err[0]
-    with pytest.raises(ValueError, match="unknown identification protocol"):
+    with pytest.raises(ValueError, match="unknown identification set"):
         IS.load_layout("scface")
+
+
+def test_leakage_guard_applies_and_lfw_half_id_is_lfw_halfs_own(tmp_path):
+    m = S.Model("teacher", 0, tmp_path, "lfw-half")
+    S._check_leakage(m, "lfw-half-id[600]", allow=False)  # its test identities: allowed
+    with pytest.raises(S.LeakageError):
+        S._check_leakage(m, "lfw-10fold", allow=False)

@@ -39,7 +39,8 @@ def test_student_key_keeps_only_what_differs_from_the_method():
     assert ModelKey.student("angular_emb_c", "faceapi-resnet", kd_weights={"angular": 5.0}) == \
         "angular_emb_c@faceapi-resnet"
     assert ModelKey.student("logit", kd_params={"logit": {"T": 2.0, "lam": 0.5}}) == "logit[logit.T=2]"
-    assert ModelKey.student("none", head="arcface") == "none" and ModelKey.student("ecacface", head="adaface") == "ecacface"
+    assert ModelKey.student("none", head="arcface") == "none" and ModelKey.student("ecacface", head="curricularface") == \
+        "ecacface" and ModelKey.student("ecacface", head="adaface") == "ecacface^adaface"  # an explicit head wins
     assert ModelKey.student("relational", "x/y/model.onnx") == "relational@model"
 
 

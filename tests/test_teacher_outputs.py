@@ -14,12 +14,13 @@ import torch
 
 from lqlib import paths
 from lqlib.data.memory import DecodedDataset
-from lqlib.distiller import Distiller, teacher_cache_for
+from lqlib.distiller import Distiller
 from lqlib.heads import build_head
 from lqlib.losses import Progress
 from lqlib.methods import build_composer, get_method
 from lqlib.models import build_backbone
 from lqlib.teachers import outputs as teacher_outputs
+from lqlib.teacher_loading import teacher_cache_for
 
 CLASSES = 6
 

@@ -2,7 +2,7 @@
 
 A layout is a list of :class:`IdEntry` (path, role, identity). Roles: ``probe`` (mated or not: a probe whose
 identity has no gallery image is non-mated), ``gallery`` (an enrolled image) and ``distractor`` (a gallery
-image of no probe's identity; identity ``""`` = unknown). Three sources (registry :data:`ID_PROTOCOLS`):
+image of no probe's identity; identity ``""`` = unknown). Three sources (registry :data:`ID_SETS`):
 
 * ``lfw-half-id`` (:func:`lfw_half_id`) — built from the lfw-half **test** identities only (every name in LFW
   View-2 folds 1–5, none of which lfw-half trains on; checked against the split's training side):
@@ -116,7 +116,7 @@ def lfw_half_id(data_dir: str | os.PathLike | None = None, max_probes: int = LFW
         entries += [IdEntry(p, "probe", name) for p in imgs[1:1 + max_probes]]
     for i, (name, p) in enumerate(singles):
         entries.append(IdEntry(p, "distractor" if i % 2 == 0 else "probe", name))
-    info = {"protocol": "lfw-half-id", "version": LAYOUT_VERSION, "source": f"{LFW_PAIRS} folds 1-{eval_folds}",
+    info = {"set": "lfw-half-id", "version": LAYOUT_VERSION, "source": f"{LFW_PAIRS} folds 1-{eval_folds}",
             "rule": ("test identities of lfw-half (every name in LFW View-2 folds 1-5; none is trained on); identity "
                      f"with >= 2 images: its lowest-numbered image is the gallery image, the next {max_probes} are "
                      "probes; identities with one image, in name order: even positions gallery distractors, odd "
@@ -162,7 +162,7 @@ def tinyface_layout(root: str | os.PathLike | None = None) -> IdLayout:
             raise FileNotFoundError(f"TinyFace: no images in {ts / folder}")
         entries += [IdEntry(p, role, "" if role == "distractor" else tinyface_identity(p)) for p in files]
     _check_roles(entries, str(ts))
-    return IdLayout("tinyface", entries, {"protocol": "tinyface", "root": str(ts),
+    return IdLayout("tinyface", entries, {"set": "tinyface", "root": str(ts),
                                           "identity_rule": "file name before the first '_'"})
 
 
@@ -187,7 +187,7 @@ def read_layout_csv(path: str | os.PathLike, name: str = "") -> IdLayout:
             raise SplitError(f"{p}:{i}: a {role} image needs an identity")
         entries.append(IdEntry(img, role, ident))
     _check_roles(entries, str(p))
-    return IdLayout(name or p.stem, entries, {"protocol": name or p.stem, "layout_file": str(p)})
+    return IdLayout(name or p.stem, entries, {"set": name or p.stem, "layout_file": str(p)})
 
 
 def write_layout_json(layout: IdLayout, path: str | os.PathLike) -> Path:
@@ -215,4 +215,4 @@ def read_layout_json(path: str | os.PathLike, images_root: str | os.PathLike) ->
     return layout
 
 
-ID_PROTOCOLS = {"lfw-half-id": lfw_half_id, "tinyface": tinyface_layout}
+ID_SETS = {"lfw-half-id": lfw_half_id, "tinyface": tinyface_layout}

@@ -1,4 +1,4 @@
-"""Identification protocols: a model on an identification layout (``lfw-half-id``, ``tinyface``, a layout file).
+"""Identification evaluation: a model on an identification layout (``lfw-half-id``, ``tinyface``, a layout file).
 
 Pipeline (what :func:`evaluate_identification` does)::
 
@@ -108,7 +108,7 @@ def evaluate_identification(model: torch.nn.Module, layout, scales: Sequence[flo
     modes = _parse_modes(eval_modes)
     kw = dict(degrade_kw or {})
     p_paths, p_lab, g_paths, g_lab, distractor = layout_labels(layout)
-    native = layout.info.get("protocol") == "tinyface"
+    native = layout.info.get("set") == "tinyface"
     rows, details, gallery_cache = [], {}, {}
     with prepared_model(model, device) as dev:
         def gallery_at(scale):

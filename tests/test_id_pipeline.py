@@ -1,4 +1,4 @@
-"""Identification protocols: TinyFace on a synthetic folder with its layout (native LR images, a colour-keyed
+"""Identification evaluation: TinyFace on a synthetic folder with its layout (native LR images, a colour-keyed
 fake embedding), the one-line skip without data, layout files, and lfw-half-id on the shared data."""
 import json
 
@@ -10,7 +10,7 @@ from torchvision.io import write_png
 from lqlib.data.id_layouts import (IdEntry, IdLayout, lfw_half_id, read_layout_csv, read_layout_json,
                                    tinyface_identity, tinyface_layout, write_layout_json)
 from lqlib.data.splits import SplitError
-from lqlib.evaluation.id_protocols import evaluate_identification, evaluate_tinyface, id_table, load_faces
+from lqlib.evaluation.id_pipeline import evaluate_identification, evaluate_tinyface, id_table, load_faces
 
 
 class MeanColour(torch.nn.Module):
@@ -115,7 +115,7 @@ def test_id_table_mean_sd_over_seeds():
 
 def test_sidecar_roundtrip(tmp_path, tinyface):
     lay = IdLayout("toy", [IdEntry(tinyface / "Testing_Set/Probe/1_3.png", "probe", "1"),
-                           IdEntry(tinyface / "Testing_Set/Gallery_Match/1_1.png", "gallery", "1")], {"protocol": "toy"})
+                           IdEntry(tinyface / "Testing_Set/Gallery_Match/1_1.png", "gallery", "1")], {"set": "toy"})
     p = write_layout_json(lay, tmp_path / "toy.split.json")
     back = read_layout_json(p, tinyface / "Testing_Set")
     assert back.digest() == lay.digest() and [e.path for e in back.entries] == [e.path for e in lay.entries]
