@@ -41,8 +41,11 @@ def onnx_teacher(teacher: ExternalTeacher, threads: int | None) -> ExternalTeach
     """The same teacher run by onnxruntime (export cached beside the converted weights)."""
     from lqlib.teachers.onnx import OnnxEmbedder, export_onnx
 
-    if isinstance(teacher.model, OnnxEmbedder):
-        return teacher
+    if isinstance(teacher.model, OnnxEmbedder):  # already onnxruntime: reopen only for another thread count
+        if not threads or threads == teacher.model.threads:
+            return teacher
+        return ExternalTeacher(OnnxEmbedder(teacher.model.path, teacher.model.providers, teacher.model._output, threads),
+                               teacher.spec)
     path = paths.cache_dir() / "teachers" / teacher.spec.name / "model.onnx"
     if not path.is_file():
         print(f"[bench] exporting {teacher.spec.name} → {path} ({export_onnx(teacher.model, path)} exporter)")

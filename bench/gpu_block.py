@@ -30,6 +30,10 @@ what was skipped and why, GPU, torch, seed, packs), ``accuracy_vs_scale.png``, `
 ``results/gpu/accuracy_all.csv``, ``tables.md`` and ``accuracy_vs_scale.png`` from every block folder:
 ± is the std over seeds (n shown), and with ≥ 2 seeds every model is tested against BasicNet-LR
 across seeds (paired t, Holm). Seeds must differ between blocks (a repeated seed is refused).
+
+Evaluation is the study's own (:func:`lqlib.study.evaluate_study` on the block's work folder, which has a
+study's layout). Beside this file: ``gpu_block_parts.py`` (constants, budget, record, machine facts, packs,
+figure) and ``gpu_block_merge.py`` (``merge``, ``next-seed``).
 """
 from __future__ import annotations
 
@@ -38,8 +42,6 @@ import dataclasses
 import gc
 import json
 import os
-import platform
-import re
 import shutil
 import signal
 import subprocess
@@ -51,225 +53,14 @@ from typing import Callable, Optional
 
 T_START = time.monotonic()  # the budget counts from the process start, imports included
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # lqlib, and this script's parts beside it
 
-from lqlib import __version__, paths  # noqa: E402
-from lqlib.io import save_dataframe_csv, write_json, write_text  # noqa: E402
-from lqlib.study import Study  # noqa: E402
-
-SCALES = (1, 2, 4, 8)
-EVAL_MODES = ("both", "cross")
-STUDENTS = ("none", "logit", "attention", "logit+attention")
-MODELS = ("teacher", *STUDENTS)
-OUTPUT_FILES = ("accuracy.csv", "pairs_correct.npz", "timings.json", "accuracy_vs_scale.png", "kd_step.json", "log")
-PACK_FILES = ("train.rec", "train.idx", "lfw_half.bin", "lfw_half.folds.json", "manifest.json")
-KD_BENCH = ["--backbone", "ir_cbam_100", "--batch", "256", "--skip", "teacher", "eval"]
-KD_BENCH_DRY = ["--backbone", "ir_cbam_tiny", "--batch", "8", "--classes", "16", "--steps", "1", "--rounds", "1",
-                "--warmup", "1", "--device", "cpu", "--skip", "teacher", "eval"]
-DRY_TRAIN = dict(backbone="ir_cbam_tiny", batch_size=16, device="cpu", num_workers=0)
-DRY_EPOCHS = {"teacher": 2, "student": 1}
-DRY_MAX_IMAGES = 256       # a --dry-run on the real packs trains on a class-balanced subset
-DRY_MAX_PAIRS = 100        # ... and evaluates a fold-balanced subset of the pairs
-
-
-# ----------------------------------------------------------------------------------------------- budget
-class Budget:
-    """Seconds left for each phase of the block, from one clock.
-
-    Training may run until the evaluation and benchmark reserves (and the writing margin) are all
-    that is left; evaluation may use the benchmark's reserve too; the benchmark gets the rest."""
-
-    def __init__(self, total_s: float, *, reserve_eval_s: float, reserve_bench_s: float, margin_s: float,
-                 clock: Callable[[], float] = time.monotonic, start: Optional[float] = None):
-        self.clock = clock
-        self.total_s = float(total_s)
-        self.end = (clock() if start is None else start) + self.total_s
-        self.reserve = {"train": reserve_eval_s + reserve_bench_s + margin_s, "eval": margin_s, "bench": margin_s}
-
-    def left(self, phase: str) -> float:
-        return self.end - self.reserve[phase] - self.clock()
-
-
-def guard(budget: Budget, name: str, log=print):
-    """Training callback: stop cleanly (checkpoint, ``TrainingInterrupted``) when the training time is
-    spent; one log line per finished epoch."""
-    def callback(trainer, epoch: int, done: int, step: int):
-        left = budget.left("train")
-        if left <= 0 and not trainer._stop:
-            log(f"{name}: time budget for training spent at epoch {epoch + 1} batch {done}: stopping")
-            trainer.request_stop()
-        if done == trainer.steps_per_epoch:
-            parts = {k: round(float(v.detach()), 3) for k, v in getattr(trainer, "last_parts", {}).items()}
-            log(f"{name}: epoch {epoch + 1}/{trainer.cfg.epochs} done (step {step}), last batch {parts}, "
-                f"{left:.0f} s of training time left")
-    return callback
-
-
-# ----------------------------------------------------------------------------------------------- record
-class Record:
-    """What the block did, written to the output folder after every step (a killed run leaves valid files)."""
-
-    def __init__(self, out: Path, meta: dict):
-        self.out = out
-        self.meta = meta
-        self.steps: list[dict] = []
-        self.frames: list = []          # evaluation frames of finished models
-        self.skipped_models: dict[str, str] = {}
-        self.correct: dict = {}         # npz key → per-pair correctness
-        self.t0 = time.perf_counter()
-
-    def step(self, name: str, status: str, t_start: Optional[float] = None, **info) -> dict:
-        row = {"step": name, "status": status}
-        if t_start is not None:
-            row["wall_s"] = round(time.perf_counter() - t_start, 1)
-        row.update(info)
-        self.steps.append(row)
-        print(f"[block {time.perf_counter() - self.t0:6.0f} s] {name}: {status}"
-              + (f" ({row['wall_s']} s)" if "wall_s" in row else "")
-              + (f" — {info['reason']}" if "reason" in info else ""), flush=True)
-        self.write()
-        return row
-
-    def skip_model(self, key: str, reason: str) -> None:
-        self.skipped_models.setdefault(key, reason)
-
-    @property
-    def complete(self) -> bool:
-        return all(s["status"] in ("done", "reused") for s in self.steps)
-
-    def accuracy(self):
-        import pandas as pd
-
-        from lqlib.study import display_name
-
-        rows = [pd.DataFrame([{"model": display_name(k), "method": k, "seed": self.meta["seed"],
-                               "status": f"skipped: {why}"}]) for k, why in self.skipped_models.items()]
-        df = pd.concat([*self.frames, *rows], ignore_index=True) if (self.frames or rows) else \
-            pd.DataFrame(columns=["model", "method", "seed", "eval_mode", "scale", "acc_mean", "status"])
-        return df
-
-    def write(self) -> None:
-        import numpy as np
-
-        from lqlib.io import atomic_write
-
-        self.out.mkdir(parents=True, exist_ok=True)
-        save_dataframe_csv(self.accuracy(), self.out / "accuracy.csv", index=False)
-        if self.correct:
-            with atomic_write(self.out / "pairs_correct.npz", "wb") as f:
-                np.savez_compressed(f, **self.correct)
-        skipped = [f"{s['step']}: {s['status']} — {s.get('reason', '')}".rstrip(" —")
-                   for s in self.steps if s["status"] not in ("done", "reused")]
-        write_json(self.out / "timings.json", {
-            **self.meta, "wall_s": round(time.perf_counter() - self.t0, 1), "complete": self.complete,
-            "skipped": skipped, "steps": self.steps})
-
-
-# ----------------------------------------------------------------------------------------------- set-up
-class BlockStudy(Study):
-    """A :class:`lqlib.study.Study` rooted at the block's work folder (same layout: teacher/, students/)."""
-
-    def __init__(self, name: str, work: Path):
-        super().__init__(name)
-        self.work = Path(work)
-
-    @property
-    def root(self) -> Path:
-        return self.work
-
-
-def dry_packs(folder: Path) -> Path:
-    """Tiny synthetic stand-ins for the packs (train.rec/.idx, lfw_half.bin with 5 folds, manifest):
-    the dry run reads them through the same loaders as the real ones."""
-    import torch
-
-    from lqlib.data import write_bin, write_rec
-    from lqlib.data.synthetic import SyntheticFaces
-
-    if (folder / "manifest.json").is_file():
-        return folder
-    train = SyntheticFaces(num_classes=16, images_per_class=4, seed=0)
-    write_rec(folder / "train.rec", folder / "train.idx", (train[i] for i in range(len(train))))
-    n = 50
-    images, issame = SyntheticFaces(num_classes=12, images_per_class=4, seed=99).pairs(n)
-    write_bin(folder / "lfw_half.bin", images, issame, folds=torch.arange(n) * 5 // n)
-    write_json(folder / "manifest.json", {"split": "dry-run", "dry_run": True,
-                                          "train": {"images": len(train), "identities": train.num_classes},
-                                          "eval": {"lfw_half": {"pairs": n, "folds": 5}}})
-    return folder
-
-
-def check_packs(packs: Path) -> None:
-    missing = [f for f in PACK_FILES if not (packs / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"packs folder {packs} lacks {missing}: build it with `python -m lqlib.data prepare "
-                                "--out data/packs` and send those files with the command (README, GPU block)")
-
-
-def environment(device: str, packs: Path) -> dict:
-    import torch
-
-    env = {"gpu": "cpu", "device": device, "torch": torch.__version__, "python": platform.python_version(),
-           "lqlib": __version__, "host": platform.node(), "cpu_count": os.cpu_count(),
-           "threads": torch.get_num_threads(), "git_commit": _git_commit(),
-           "LQLIB_COMPILE": os.environ.get("LQLIB_COMPILE", ""), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "")}
-    if device == "cuda":
-        props = torch.cuda.get_device_properties(0)
-        env.update(gpu=torch.cuda.get_device_name(0), gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                   cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-                   cudnn_benchmark=torch.backends.cudnn.benchmark, driver=_nvidia_smi("driver_version"))
-    m = json.loads((packs / "manifest.json").read_text())
-    env["packs"] = {"folder": str(packs), "split": m.get("split"), "quality": m.get("quality"),
-                    "transfer_mb": m.get("transfer_mb"), "created": m.get("created"),
-                    "train_images": m.get("train", {}).get("images"),
-                    "train_identities": m.get("train", {}).get("identities"),
-                    "fingerprint": m.get("source", {}).get("fingerprint")}
-    return env
-
-
-def _git_commit() -> Optional[str]:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _nvidia_smi(field: str) -> Optional[str]:
-    try:
-        out = subprocess.run(["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20).stdout.strip()
-        return out.splitlines()[0] if out else None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-# ----------------------------------------------------------------------------------------------- training
-def _same_config(cfg) -> bool:
-    """The finished run in ``cfg.run_dir`` was trained with ``cfg`` (up to what a resume may change)."""
-    from lqlib.checkpoint import load_checkpoint
-    from lqlib.train import RESUMABLE_CHANGES
-
-    saved, mine = load_checkpoint(cfg.run_dir)["config"], cfg.to_dict()
-    return all(saved.get(k) == v for k, v in mine.items() if k not in RESUMABLE_CHANGES)
-
-
-def run_summary(summary: dict, run_dir: Path) -> dict:
-    """Per-run timing facts: engine, compile seconds, steady seconds per epoch, images/s."""
-    import csv
-
-    rows = []
-    if (run_dir / "metrics.csv").is_file():
-        with open(run_dir / "metrics.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-    secs = sorted(float(r["seconds"]) for r in rows)
-    ips = sorted(float(r["img_per_s"]) for r in rows)
-    eng = summary.get("engine", {}) if summary else {}
-    return {"epochs_done": len(rows), "s_per_epoch": secs[len(secs) // 2] if secs else None,
-            "first_epoch_s": float(rows[0]["seconds"]) if rows else None,
-            "img_per_s": ips[len(ips) // 2] if ips else None, "engine": eng.get("engine"),
-            "compile_s": eng.get("compile_s"), "step_ms": eng.get("step_ms"),
-            "final_loss": float(rows[-1]["loss"]) if rows else None}
+from gpu_block_merge import merge, next_seed  # noqa: E402
+from gpu_block_parts import (DRY_EPOCHS, DRY_MAX_IMAGES, DRY_MAX_PAIRS, DRY_TRAIN, EVAL_MODES,  # noqa: E402,F401
+                             KD_BENCH, KD_BENCH_DRY, MODELS, OUTPUT_FILES, SCALES, STUDENTS, BlockStudy, Budget, Record,
+                             _cfg_facts, _same_config, check_packs, dry_packs, environment, guard, plot, run_summary)
+from lqlib import paths  # noqa: E402
+from lqlib.io import write_json  # noqa: E402
 
 
 class Block:
@@ -280,6 +71,7 @@ class Block:
         self.rate: dict[str, float] = {}       # role → steady seconds per epoch
         self.compile_s: dict[str, float] = {}  # role → compile seconds of its last run
         self.failed = False
+        self.shared: dict = {}                 # architecture → the one evaluation module of it
 
     def config(self, role: str, method: str = "none"):
         from lqlib.study import training_config
@@ -351,16 +143,28 @@ class Block:
         return None
 
     # ---- evaluation
-    def evaluate(self, pairs) -> None:
+    def load_shared(self, run_dir: Path):
+        """The run's weights in the one module of its architecture, so the evaluation graph compiles once."""
         import torch
 
         from lqlib.checkpoint import load_checkpoint
-        from lqlib.data.sources import leaks
-        from lqlib.evaluation import evaluate
         from lqlib.models import build_backbone
-        from lqlib.study import display_name, model_slug
 
-        shared: dict[str, torch.nn.Module] = {}
+        ck = load_checkpoint(run_dir)
+        arch = json.dumps([ck["backbone_name"], ck.get("backbone_kw", {})], sort_keys=True)
+        if arch not in self.shared:
+            net = build_backbone(ck["backbone_name"], **ck.get("backbone_kw", {}))
+            self.shared[arch] = net.to(self.device, memory_format=torch.channels_last).eval()
+        self.shared[arch].load_state_dict(ck["model"])
+        return self.shared[arch]
+
+    def evaluate(self, pairs) -> None:
+        """Every finished model through :func:`lqlib.study.evaluate_study` (the study's evaluation, cached per
+        model in the work folder, leakage refused), one model at a time so the budget can stop in between."""
+        import numpy as np
+
+        from lqlib.study import evaluate_study
+
         last = None
         for key in MODELS:
             if key not in self.finished:
@@ -374,18 +178,9 @@ class Block:
                 continue
             t0 = time.perf_counter()
             try:
-                ck = load_checkpoint(self.finished[key])
-                split = ck.get("split", "unknown")
-                if leaks(split, pairs.name):
-                    raise ValueError(f"{key} was trained on {split!r}, which shares identities with {pairs.name!r}")
-                arch = json.dumps([ck["backbone_name"], ck.get("backbone_kw", {})], sort_keys=True)
-                if arch not in shared:  # one module per architecture: its evaluation graph compiles once
-                    net = build_backbone(ck["backbone_name"], **ck.get("backbone_kw", {}))
-                    shared[arch] = net.to(self.device, memory_format=torch.channels_last).eval()
-                net = shared[arch]
-                net.load_state_dict(ck["model"])
-                df, details = evaluate(net, pairs, scales=SCALES, eval_mode="+".join(EVAL_MODES), device=self.device,
-                                       batch_size=self.args.eval_batch, return_details=True)
+                model = next(m for m in self.study.models() if m.key == key)
+                df = evaluate_study(self.study, pairs, SCALES, EVAL_MODES, device=self.device,
+                                    batch_size=self.args.eval_batch, models=[model], load=self.load_shared)
             except Exception as e:  # noqa: BLE001
                 traceback.print_exc()
                 self.failed = True
@@ -393,19 +188,17 @@ class Block:
                 self.rec.skip_model(key, f"evaluation failed ({reason})")
                 self.rec.step(step, "failed", t0, reason=reason)
                 continue
-            df = df.rename(columns={"seed": "eval_seed"})
-            df.insert(0, "model", display_name(key))
-            df.insert(1, "method", key)
-            df.insert(2, "seed", self.args.seed)
+            df["seed"] = self.args.seed  # the window's seed (a study numbers its one teacher seed 0)
             df["status"] = "ok"
             self.rec.frames.append(df)
-            for (mode, scale), correct in details.items():
-                self.rec.correct[f"{model_slug(key)}__{mode}__x{float(scale):g}"] = correct
+            with np.load(self.study.eval_dir(pairs.name) / f"{model.key.file_name}_s{model.seed}.npz") as z:
+                for mode in EVAL_MODES:
+                    for s in SCALES:
+                        self.rec.correct[f"{model.key.file_name}__{mode}__x{float(s):g}"] = z[f"{mode}_x{float(s):g}"]
             last = time.perf_counter() - t0
             acc = df.set_index(["eval_mode", "scale"])["acc_mean"]
             self.rec.step(step, "done", t0, acc_both={f"x{s:g}": round(float(acc[("both", s)]), 2) for s in SCALES})
 
-    # ---- the KD step benchmark
     def kd_bench(self) -> None:
         import torch
 
@@ -449,28 +242,6 @@ class Block:
         self.failed |= status == "failed"
         write_json(out, {"status": status, "reason": why, "argv": argv, "wall_s": round(time.perf_counter() - t0, 1)})
         self.rec.step("kd_step", status, t0, reason=why)
-
-
-def plot(df, path: Path) -> None:
-    """Accuracy against scale, one panel per eval mode (mean ± sd over seeds when there are several)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from lqlib import plotting
-
-    ok = df[df["status"] == "ok"] if "status" in df else df
-    if ok.empty:
-        return
-    plotting.set_style()
-    modes = [m for m in EVAL_MODES if m in set(ok["eval_mode"])]
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.2 * len(modes), 3.2), squeeze=False)
-    for ax, mode in zip(axes[0], modes):
-        plotting.accuracy_vs_scale(ok, eval_mode=mode, ax=ax, title=f"{mode} (lfw-half)")
-    fig.tight_layout()
-    plotting.save_figure(fig, path.stem, path.parent, formats=("png",))
-    plt.close(fig)
 
 
 def run(args, clock: Callable[[], float] = time.monotonic) -> int:
@@ -537,115 +308,6 @@ def run(args, clock: Callable[[], float] = time.monotonic) -> int:
     return status
 
 
-def _cfg_facts(cfg) -> dict:
-    keys = ("backbone", "epochs", "batch_size", "lr", "schedule", "nesterov", "head_kw", "amp", "compile", "scales",
-            "degrade_preset", "data", "max_images", "device", "method", "teacher", "init_head_from_teacher")
-    return {k: getattr(cfg, k) for k in keys}
-
-
-# ----------------------------------------------------------------------------------------------- merge
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", str(text)).strip("-") or "x"
-
-
-def block_dirs(root: Path) -> list[Path]:
-    return sorted(d for d in root.iterdir() if (d / "timings.json").is_file()) if root.is_dir() else []
-
-
-def merge(src: Path, root: Path, *, allow_dry_run: bool = False, replace: bool = False) -> Path:
-    """Copy the returned block ``src`` into ``root/<gpu>_<date>_s<seed>/`` and rebuild the tables."""
-    t = json.loads((src / "timings.json").read_text())
-    if t.get("dry_run") and not allow_dry_run:
-        raise ValueError(f"{src} is a dry run (CPU, tiny configuration): not merged into {root} "
-                         "(pass --allow-dry-run to merge it anyway, e.g. into a scratch --results folder)")
-    name = "_".join(slug(v) for v in (t["env"]["gpu"], t["started"][:10], f"s{t['seed']}"))
-    dst = root / name
-    for d in block_dirs(root):
-        other = json.loads((d / "timings.json").read_text())
-        if d != dst and int(other["seed"]) == int(t["seed"]):
-            raise ValueError(f"seed {t['seed']} is already merged in {d.name}; seeds must differ between blocks "
-                             f"(next unused seed: {next_seed(root)})")
-    if dst.exists():
-        if not replace:
-            raise FileExistsError(f"{dst} exists (the same GPU, date and seed); pass --replace to overwrite it")
-        shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    copied = []
-    for f in OUTPUT_FILES:
-        if (src / f).is_file():
-            shutil.copyfile(src / f, dst / f)
-            copied.append(f)
-    others = sorted(p.name for p in src.iterdir() if p.is_file() and p.name not in OUTPUT_FILES)
-    print(f"merge: {src} → {dst} ({', '.join(copied)})" + (f"; not copied: {others}" if others else ""))
-    rebuild(root)
-    return dst
-
-
-def next_seed(root: Path) -> int:
-    used = {int(json.loads((d / "timings.json").read_text())["seed"]) for d in block_dirs(root)}
-    return next(s for s in range(len(used) + 1) if s not in used)
-
-
-def rebuild(root: Path) -> list[Path]:
-    """``accuracy_all.csv``, ``tables.md`` and ``accuracy_vs_scale.png`` over every block folder in ``root``."""
-    import numpy as np
-    import pandas as pd
-
-    from lqlib.evaluation import compare_to_baseline, paper_table, to_markdown
-    from lqlib.study import model_slug
-
-    blocks, frames = [], []
-    for d in block_dirs(root):
-        t = json.loads((d / "timings.json").read_text())
-        blocks.append({"block": d.name, "GPU": t["env"]["gpu"], "date": t["started"][:10], "seed": t["seed"],
-                       "wall s": t.get("wall_s"), "complete": t.get("complete"),
-                       "not done": "; ".join(t.get("skipped", [])) or "—", "dir": d})
-        if (d / "accuracy.csv").is_file():
-            df = pd.read_csv(d / "accuracy.csv")
-            df = df[df["status"] == "ok"].copy()
-            df.insert(0, "block", d.name)
-            frames.append(df)
-    if not blocks:
-        raise FileNotFoundError(f"no block folders under {root}")
-    results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    written = [save_dataframe_csv(results, root / "accuracy_all.csv", index=False)]
-    seeds = sorted(int(s) for s in results["seed"].unique()) if len(results) else []
-    correct = {}  # (model slug, seed, eval mode, scale) → per-pair correctness, for the pair-level test
-    for b in blocks:
-        if (b["dir"] / "pairs_correct.npz").is_file():
-            with np.load(b["dir"] / "pairs_correct.npz") as z:
-                for k in z.files:
-                    slug_, mode, scale = k.split("__")
-                    correct[(slug_, int(b["seed"]), mode, float(scale[1:]))] = z[k]
-    pair_correct = lambda mode: lambda m, seed, sc: correct.get((model_slug(m), int(seed), mode, float(sc)))  # noqa: E731
-
-    table = pd.DataFrame([{k: v for k, v in b.items() if k != "dir"} for b in blocks])
-    md = ["# GPU blocks: lfw-half, IR-CBAM-18 (gpu recipe), accuracy (%)\n",
-          "Rebuilt by `python bench/gpu_block.py merge` from every block folder here (one per GPU window); "
-          "do not edit by hand.\n",
-          f"{len(blocks)} block(s), seeds {seeds}. ± = std over training seeds (ddof 1), `n seeds` = how many; "
-          "`fold sd` = mean over seeds of the 5-fold std (pair noise), per scale.\n",
-          to_markdown(table, index=False)]
-    for mode in EVAL_MODES:
-        if len(results) and mode in set(results["eval_mode"]):
-            md.append(f"## {mode}\n\n{to_markdown(paper_table(results, mode))}")
-    if len(seeds) >= 2 and "none" in set(results["method"]):
-        for mode in EVAL_MODES:
-            cmp = compare_to_baseline(results, "none", (4, 8), mode, pair_correct(mode))
-            if len(cmp):
-                cols = [c for c in ("model", "scale", "n", "acc", "baseline_acc", "delta", "delta_sd", "t", "p",
-                                    "p_holm", "significant", "pair_boot_p_max") if c in cmp.columns]
-                md.append(f"## {mode}: vs BasicNet-LR across seeds (paired t over seeds, Holm over the table; "
-                          f"pair_boot_p_max: pair noise only)\n\n{to_markdown(cmp[cols], index=False)}")
-    else:
-        md.append("## vs BasicNet-LR\n\nFewer than 2 seeds: no test across seeds yet (each window adds one seed).\n")
-    written.append(write_text(root / "tables.md", "\n".join(md)))
-    if len(results):
-        plot(results, root / "accuracy_vs_scale.png")
-        written.append(root / "accuracy_vs_scale.png")
-    print(f"merge: rebuilt {', '.join(p.name for p in written)} from {len(blocks)} block(s), seeds {seeds}")
-    return written
-
 
 # ----------------------------------------------------------------------------------------------- CLI
 def main(argv: Optional[list[str]] = None, clock: Callable[[], float] = time.monotonic) -> int:
@@ -692,3 +354,4 @@ def main(argv: Optional[list[str]] = None, clock: Callable[[], float] = time.mon
 
 if __name__ == "__main__":
     sys.exit(main())
+

@@ -11,6 +11,10 @@ terms, SGD) on synthetic uint8 batches already in memory:
 * ``default`` — lqlib's defaults on this device (bf16 autocast where the hardware has it,
   channels_last, torch.compile with its measured fall-back);
 * ``teacher`` — teacher-only training (HR, ArcFace CE) with the defaults;
+* ``cached``  — the defaults with the own teacher's outputs read from a
+  :class:`~lqlib.teachers.outputs.TeacherOutputCache` (embedding + CBAM maps; logits through the
+  teacher's head) instead of running the teacher (with ``--teacher``: the external teacher's cached
+  embeddings); the table covers the dataset rows the timed batch reads, its build rate is reported;
 * ``eval``    — :func:`lqlib.evaluation.embed` throughput with flips (a flip counts as an image),
   compiled as ``evaluate`` runs it.
 
@@ -18,8 +22,11 @@ The first ``--warmup`` steps are not timed: they hold the compile and the traine
 (compiled vs eager, :class:`lqlib.engine.CompileProbe`), whose decision, compile seconds and probed
 step times are reported apart from the steady-state step time. FLOPs per step are
 counted with ``torch.utils.flop_counter.FlopCounterMode`` (one eager fp32 step) and turned into an
-achieved GFLOP/s against the machine's estimated peak. Writes ``bench/results/kd_step_<tag>.json``
-and appends a row to ``bench/results/kd_step.md``.
+achieved GFLOP/s, reported as a fraction of the peak *measured in the same run* (``bench/peak.py``:
+best GEMM / convolution rate on these threads) and of the rate this backbone's own convolutions reach
+forward + backward (the network's ceiling here); the nominal estimate
+(:func:`lqlib.precision.machine_peak_gflops`) is kept as a note. Writes
+``bench/results/kd_step_<tag>.json`` and appends a row to ``bench/results/kd_step.md``.
 """
 from __future__ import annotations
 
@@ -40,7 +47,9 @@ from lqlib.heads import build_head  # noqa: E402
 from lqlib.io import write_json, write_text  # noqa: E402
 from lqlib.losses import Progress  # noqa: E402
 from lqlib.models import build_backbone  # noqa: E402
+from lqlib.models.interface import unwrap  # noqa: E402
 from lqlib.precision import cpu_flags, machine_peak_gflops  # noqa: E402
+from lqlib.runtime import compile_enabled  # noqa: E402
 from lqlib.train import Trainer  # noqa: E402
 
 
@@ -63,14 +72,27 @@ def step_flops(tr: Trainer, batch) -> float:
 class Part:
     """One configuration of the step, built and warmed up once, then timed in rounds."""
 
-    def __init__(self, cfg: TrainConfig, teacher, batch, warmup: int, flops: bool = False):
+    def __init__(self, cfg: TrainConfig, teacher, batch, warmup: int, flops: bool = False, output_cache: bool = False):
         self.tr = Trainer(cfg, teacher=teacher)
         self.tr._build()
         self.batch, self.step_i = batch, 0
+        self.rows = len(self.tr.dataset)
+        extra = {}
+        if output_cache:  # the own teacher's outputs from a table over the rows the timed batch reads
+            from lqlib.teachers import outputs as teacher_outputs
+
+            d, self.rows = self.tr.distiller, len(batch[1])
+            t0 = time.perf_counter()
+            d.teacher_cache = teacher_outputs.load_or_build(unwrap(d.teacher), self.tr.dataset.images[:self.rows], None,
+                                                            self.tr.device, self.tr.amp_dtype, log=lambda *_: None)
+            extra = {"cache_build_img_per_s": round(2 * self.rows / (time.perf_counter() - t0), 1),
+                     "cache_row_bytes": d.teacher_cache.table.shape[1] * d.teacher_cache.table.element_size()}
         self.gen = torch.Generator(device=self.tr.device).manual_seed(0)
-        self.info = {"amp": str(self.tr.amp_dtype), "channels_last": self.tr.channels_last}
+        self.info = {"amp": str(self.tr.amp_dtype), "channels_last": self.tr.channels_last, **extra}
         if flops:
             self.info["gflop_per_step"] = round(step_flops(self.tr, batch) / 1e9, 2)
+        if not compile_enabled(cfg.compile):
+            warmup = min(warmup, 2)  # nothing to compile or probe: oneDNN's first-call set-up only
         self.info["warmup_s"] = round(self.run(warmup), 1)
         self.rates: list[float] = []
 
@@ -78,13 +100,26 @@ class Part:
         images, labels = self.batch
         t0 = time.perf_counter()
         for _ in range(steps):
-            index = torch.arange(len(labels)) % len(self.tr.dataset)  # rows of the (cached) teacher table
+            index = torch.arange(len(labels)) % self.rows  # rows of the (cached) teacher table
             total, _ = self.tr._step(images, labels, self.gen, Progress(0, self.step_i, 0.0), index)
             self.step_i += 1
         _sync(self.tr.device)
         if not torch.isfinite(total):
             raise FloatingPointError("non-finite loss in the benchmark")
         return time.perf_counter() - t0
+
+    def use_engine_of(self, other: "Part", steps: int = 2) -> None:
+        """Run compiled or eager as ``other``'s probe decided (a comparison of two parts is about what
+        differs between them, not about two noisy probes on a shared machine); this part's own decision
+        is kept in ``info``."""
+        from lqlib.engine import compiled_modules
+
+        compiled = other.tr.probe.decision == "compiled"
+        self.info["own_probe"] = self.tr.engine_report()
+        for m in compiled_modules(self.tr.distiller):
+            m.eager = not compiled
+        self.info["engine_as"] = f"{'compiled' if compiled else 'eager'}, as the live-teacher part"
+        self.run(steps)
 
     def time_round(self, steps: int) -> None:
         self.rates.append(self.batch[0].shape[0] * steps / self.run(steps))
@@ -129,7 +164,7 @@ def main(argv=None):
     ap.add_argument("--teacher", default="", help="an external teacher (e.g. faceapi-resnet): times the live "
                     "teacher against its cached embeddings (part 'cached')")
     ap.add_argument("--eval-images", type=int, default=512)
-    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive default teacher eval flops")
+    ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: naive default teacher cached eval flops peak")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = ap.parse_args(argv)
 
@@ -164,6 +199,7 @@ def main(argv=None):
         "naive": dict(amp="off", channels_last=False, compile=False),
         "default": dict(),
         "teacher": dict(role="teacher"),
+        "cached": dict(),  # + the own teacher's output table (Part(output_cache=True))
     }
     if args.teacher:  # live external teacher vs its cached embeddings; teacher-only training is not the point
         configs = {"naive": configs["naive"], "default": {}, "cached": dict(teacher_cache=True)}
@@ -172,8 +208,11 @@ def main(argv=None):
         if name not in args.skip:
             cfg = TrainConfig.from_dict({**base, **over})
             parts[name] = Part(cfg, teacher_arg, (images, labels), args.warmup,
-                               flops=name == "naive" and "flops" not in args.skip)
+                               flops=name == "naive" and "flops" not in args.skip,
+                               output_cache=name == "cached" and not args.teacher)
             print(name, "ready", parts[name].info, flush=True)
+    if "cached" in parts and "default" in parts:
+        parts["cached"].use_engine_of(parts["default"])
     # the parts take turns, round after round: drifts of a shared machine hit all of them alike
     for _ in range(args.rounds):
         for part in parts.values():
@@ -185,17 +224,30 @@ def main(argv=None):
         res["speedup_cached_vs_live"] = round(res["cached"]["img_per_s"] / res["default"]["img_per_s"], 2)
     if "naive" in res and "default" in res:
         res["speedup_default_vs_naive"] = round(res["default"]["img_per_s"] / res["naive"]["img_per_s"], 2)
+    if "peak" not in args.skip and dev.type == "cpu":  # the peak these threads reach now, in this run
+        from bench.peak import measure
+
+        t0 = time.perf_counter()
+        pk = measure([args.backbone], {args.backbone: args.batch}, repeats=3)
+        res["measured_peak"] = {**pk["peak"], "gemm_2048": {k: v["2048x2048x2048"] for k, v in pk["gemm"].items()},
+                                "conv_fwd_bwd": {k: pk["conv"][args.backbone][f"{k}_fwd_bwd_weighted"] for k in ("bf16", "fp32")},
+                                "conv_fwd": {k: pk["conv"][args.backbone][f"{k}_fwd_weighted"] for k in ("bf16", "fp32")},
+                                "seconds": round(time.perf_counter() - t0, 1)}
+        print("measured peak", res["measured_peak"], flush=True)
     gflop = res.get("naive", {}).get("gflop_per_step")
     if gflop and dev.type == "cpu":
-        peak = machine_peak_gflops(torch.get_num_threads())
+        nominal = machine_peak_gflops(torch.get_num_threads())
+        mp = res.get("measured_peak")
         for name in ("naive", "default"):
             if name in res:
                 achieved = gflop * res[name]["img_per_s"] / args.batch
                 res[name]["achieved_gflops"] = round(achieved, 1)
                 dtype = "bf16" if "bfloat16" in res[name]["amp"] else "fp32"
-                res[name]["peak_gflops_est"] = peak[dtype]
-                res[name]["fraction_of_peak"] = round(achieved / peak[dtype], 3)
-        res["peak_assumption"] = peak["assumption"]
+                if mp:
+                    res[name]["fraction_of_measured_peak"] = round(achieved / mp[dtype], 3)
+                    res[name]["fraction_of_conv_fwd_bwd"] = round(achieved / mp["conv_fwd_bwd"][dtype], 3)
+                res[name]["fraction_of_nominal_estimate"] = round(achieved / nominal[dtype], 3)
+        res["nominal_estimate"] = nominal
     if "eval" not in args.skip and not args.teacher:
         res["eval"] = eval_throughput(args.backbone, args.batch, args.eval_images, dev, compile_eval=True)
         print("eval", res["eval"], flush=True)
@@ -206,9 +258,11 @@ def main(argv=None):
     md = out / "kd_step.md"
     head_row = ("| date | backbone | teacher | batch | method | device | threads | naive img/s | default img/s | "
                 "speed-up | compile s | teacher-only img/s | cached-teacher img/s (× live) | eval img/s (flips count) | "
-                "GFLOP/s (of est. peak) | torch |\n"
-                "|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n")
+                "default GFLOP/s | of measured bf16 peak | of the backbone's convs (fwd+bwd) | measured peak bf16 "
+                "(conv fwd+bwd) | nominal est. | torch |\n"
+                "|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
     d = res.get("default", {})
+    mp = res.get("measured_peak", {})
     cached = (f"{res['cached']['img_per_s']} (×{res['speedup_cached_vs_live']})" if "cached" in res else "")
     row = (f"| {res['date']} | {args.backbone} | {res['teacher_model']} | {args.batch} | {args.method} | {res['device']} | "
            f"{res['threads']} | "
@@ -216,10 +270,15 @@ def main(argv=None):
            f"{res.get('speedup_default_vs_naive', '')} | {d.get('compile_s', '')} | "
            f"{res.get('teacher', {}).get('img_per_s', '')} | {cached} | "
            f"{res.get('eval', {}).get('img_per_s_with_flips', '')} | "
-           f"{d.get('achieved_gflops', '')} ({d.get('fraction_of_peak', '')}) | {res['torch']} |\n")
+           f"{d.get('achieved_gflops', '')} | {d.get('fraction_of_measured_peak', '')} | "
+           f"{d.get('fraction_of_conv_fwd_bwd', '')} | {mp.get('bf16', '')} ({mp.get('conv_fwd_bwd', {}).get('bf16', '')}) | "
+           f"{d.get('fraction_of_nominal_estimate', '')} of {res.get('nominal_estimate', {}).get('bf16', '')} | {res['torch']} |\n")
     text = md.read_text() if md.is_file() else "# KD step throughput (bench/kd_step.py)\n"
     if head_row.splitlines()[0] not in text:  # a new table format: earlier rows stay above it
-        text += "\n## Alternating rounds, median (from 2026-11-27)\n\n" + head_row
+        text += ("\n## Against the peak measured in the same run (from 2026-12-03)\n\nFractions are of the best "
+                 "GEMM/convolution rate measured in the run (`bench/peak.py`) and of the rate this backbone's own "
+                 "convolutions reach forward + backward; the nominal estimate (cores × nominal clock × FLOP/cycle) "
+                 "is a note. Earlier tables' fractions are of that nominal estimate.\n\n" + head_row)
     write_text(md, text + row)
     print(json.dumps(res, indent=2))
     return 0

@@ -21,8 +21,8 @@ Intervals (95 % by default), per block:
    much the number depends on which faces were measured; the per-seed intervals are averaged into
    ``face_ci_halfwidth``.
 2. *across seeds* (the reported ``ci_low``/``ci_high``): a t-interval over the per-seed face means,
-   mean ± t_{1−α/2, n−1} · sd/√n with n seeds — the interval for "this training recipe", which is what a
-   claim about a method needs. With one seed there is no across-seed interval: the face-bootstrap
+   mean ± t_{1−α/2, n−1} · sd/√n with n seeds, cut to [−1, 1] — the interval for "this training recipe",
+   which is what a claim about a method needs. With one seed there is no across-seed interval: the face-bootstrap
    interval of that seed is reported and ``interval`` says ``faces (1 seed)``, so single-seed models
    are visibly marked.
 
@@ -150,7 +150,8 @@ def similarity_intervals(per_seed: Mapping[int, np.ndarray], level: float = 0.95
     if n_seeds >= 2:
         sd = m.std(axis=0, ddof=1)
         half = _t_quantile(1 - alpha / 2, n_seeds - 1) * sd / np.sqrt(n_seeds)
-        lo, hi, kind = mean - half, mean + half, f"t across {n_seeds} seeds"
+        # r and the cosine lie in [−1, 1], so does their mean: the interval is cut there (2 seeds: t = 12.7)
+        lo, hi, kind = np.maximum(mean - half, -1.0), np.minimum(mean + half, 1.0), f"t across {n_seeds} seeds"
     else:
         sd = np.full_like(mean, np.nan)
         lo, hi, kind = boot_ci[0][0], boot_ci[0][1], "faces (1 seed)"
@@ -162,8 +163,8 @@ def similarity_intervals(per_seed: Mapping[int, np.ndarray], level: float = 0.95
 def attention_measure(teacher: nn.Module, students: Mapping[str, Mapping[int, nn.Module]], hr_images, lr_images,
                       kind: str = "spatial", measure: str = "pearson", level: float = 0.95, n_boot: int = 2000,
                       batch_size: int = 64, device=None):
-    """Every model × seed (``{model name: {seed: student backbone}}``; BasicNet-LR included, and the
-    teacher itself on the LR faces if wanted) against ``teacher`` on the HR faces → one tidy DataFrame:
+    """Every model × seed (``{model name: {seed: student backbone, or a zero-argument loader}}``;
+    BasicNet-LR included, and the teacher itself on the LR faces if wanted) against ``teacher`` on the HR faces → one tidy DataFrame:
     ``model``, ``kind``, ``measure``, ``stage`` (the student block's stage label when the backbone has
     one), and the columns of :func:`similarity_intervals`."""
     import pandas as pd
@@ -172,10 +173,14 @@ def attention_measure(teacher: nn.Module, students: Mapping[str, Mapping[int, nn
     for name, seeds in students.items():
         if not seeds:
             raise ValueError(f"model {name!r}: no seeds given")
-        per_seed = {s: model_block_similarity(teacher, m, hr_images, lr_images, kind, measure,
-                                              batch_size=batch_size, device=device) for s, m in seeds.items()}
+        per_seed, stages = {}, None
+        for s, m in seeds.items():
+            m = m if isinstance(m, nn.Module) else m()   # a loader: one model in memory at a time
+            per_seed[s] = model_block_similarity(teacher, m, hr_images, lr_images, kind, measure,
+                                                 batch_size=batch_size, device=device)
+            stages = block_stage(m)
+            del m
         df = similarity_intervals(per_seed, level, n_boot)
-        stages = block_stage(next(iter(seeds.values())))
         df.insert(0, "model", name)
         df.insert(1, "kind", kind)
         df.insert(2, "measure", measure)

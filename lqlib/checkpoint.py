@@ -9,7 +9,7 @@ fully done), ``batch_in_epoch`` (batches done in the current epoch, for mid-epoc
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
@@ -63,11 +63,118 @@ def load_backbone(run_or_file: str | Path, map_location="cpu"):
     return load_trained(run_or_file, map_location)[0]
 
 
+TRAINING_DATA = "training_data.json"
+TRAIN_IMAGES = "train_images.npy"   # uint64 [N]: 8-byte hashes of the decoded training faces
+TRAIN_THUMBS = "train_thumbs.npy"   # uint8 [N, 64]: their 8×8 grey thumbnails (re-encoded copies)
+
+
+class TrainingData(NamedTuple):
+    split: str                      # the training split's name; "unknown" when nothing records it
+    hashes: Optional["np.ndarray"]  # None for runs written before fingerprints were recorded
+    thumbs: Optional["np.ndarray"]
+
+
+def write_training_data(run_dir: str | Path, split: str, fingerprint) -> None:
+    """Record what a run trains on, before its first step (an unfinished run is known too): the split name
+    and the content fingerprint ``(hashes, thumbnails)`` of its decoded training faces
+    (:func:`lqlib.data.memory.dataset_fingerprint`)."""
+    import numpy as np
+
+    from .io import atomic_write, write_json
+
+    run_dir = Path(run_dir)
+    if fingerprint is not None:
+        for name, arr in zip((TRAIN_IMAGES, TRAIN_THUMBS), fingerprint):
+            with atomic_write(run_dir / name, "wb") as f:
+                np.save(f, arr)
+    write_json(run_dir / TRAINING_DATA, {"split": split, "faces": None if fingerprint is None else len(fingerprint[1]),
+                                         "fingerprint": [TRAIN_IMAGES, TRAIN_THUMBS] if fingerprint is not None
+                                         else None})
+
+
+def read_training_data(run_dir: str | Path) -> TrainingData:
+    """What a run trained on: the split from ``summary.json`` or ``training_data.json`` ("unknown" when
+    neither says) and its content fingerprint (None for runs written before it was recorded). An
+    unreadable record is an error naming the file."""
+    import json
+
+    import numpy as np
+
+    run_dir = Path(run_dir)
+    split = "unknown"
+    for name in ("summary.json", TRAINING_DATA):
+        p = run_dir / name
+        if p.is_file():
+            try:
+                split = json.loads(p.read_text()).get("split") or split
+            except (ValueError, AttributeError) as e:
+                raise CheckpointError(f"cannot read {p}: {e}") from None
+            if split != "unknown":
+                break
+    arrays = []
+    for name, dtype, ndim in ((TRAIN_IMAGES, np.uint64, 1), (TRAIN_THUMBS, np.uint8, 2)):
+        p = run_dir / name
+        if not p.is_file():
+            arrays.append(None)
+            continue
+        try:
+            a = np.load(p)
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"cannot read the training fingerprint {p}: {e}") from None
+        if a.dtype != dtype or a.ndim != ndim:
+            raise CheckpointError(f"{p}: not a training fingerprint ({np.dtype(dtype).name}, {ndim}-D), "
+                                  f"got {a.dtype} {a.shape}")
+        arrays.append(a)
+    return TrainingData(split, *arrays)
+
+
+def file_digest(path: str | Path, chars: int = 16) -> str:
+    """The first ``chars`` hex digits of the SHA-256 of a file's bytes (:func:`lqlib.store.file_digest`:
+    computed once per path, size and mtime, so a large teacher checkpoint is not read again per student)."""
+    from .store import file_digest as sha256
+
+    return sha256(path)[:chars]
+
+
+def teacher_identity(spec) -> Optional[str]:
+    """What a student's training depends on of its teacher, by content: ``ckpt:<digest>`` of a teacher run's
+    checkpoint (a retrained teacher is another teacher), ``file:<digest>`` of an external teacher's file
+    (``.onnx``, spec ``.json`` plus the weights it names), ``name:<name>`` of a registered one; None when
+    ``spec`` is an object or names nothing that exists yet."""
+    import json
+    import os
+
+    from . import paths
+    from .teachers import is_external_teacher
+
+    if not isinstance(spec, (str, os.PathLike)) or not str(spec):
+        return None
+    p = paths.resolve(spec)
+    if is_external_teacher(spec):
+        if not p.is_file():
+            return f"name:{spec}"
+        parts = [file_digest(p)]
+        if p.suffix.lower() == ".json":
+            try:
+                weights = json.loads(p.read_text()).get("weights")
+            except (ValueError, AttributeError):
+                weights = None
+            w = (p.parent / weights) if isinstance(weights, str) and not Path(weights).is_absolute() else \
+                (Path(weights) if isinstance(weights, str) else None)
+            if w is not None and w.is_file():
+                parts.append(file_digest(w))
+        return "file:" + "+".join(parts)
+    ck = checkpoint_path(p)
+    return f"ckpt:{file_digest(ck)}" if ck.is_file() else None
+
+
 def is_finished(run_dir: str | Path, epochs: Optional[int] = None) -> bool:
-    """True when ``run_dir`` holds a summary and a checkpoint with all epochs done."""
+    """True when ``run_dir`` holds a summary and a checkpoint with all epochs done, or stopped by its
+    convergence rule (``early_stop``, :mod:`lqlib.convergence`) at the end of an epoch."""
     run_dir = Path(run_dir)
     if not (run_dir / "summary.json").is_file() or not (run_dir / "checkpoint.pt").is_file():
         return False
     ck = load_checkpoint(run_dir)
     want = epochs if epochs is not None else ck["config"]["epochs"]
-    return ck["epoch"] >= want and ck["batch_in_epoch"] == 0
+    converged = bool((ck.get("converged") or {}).get("stop")) and epochs is None
+    return (ck["epoch"] >= want or converged) and ck["batch_in_epoch"] == 0

@@ -3,10 +3,10 @@
 ``degrade`` takes a batch (uint8 or float, CPU or GPU, NCHW RGB), downsamples it by ``scale``
 (antialiased for bicubic/bilinear), blurs it with a Gaussian and upsamples it back to the input size,
 so a low-quality face can be fed to the same network as its high-resolution original. The blur sits
-where the preset says: at the low resolution (between down- and up-sampling, ``blur_at="low"``) or
+where the degradation says: at the low resolution (between down- and up-sampling, ``blur_at="low"``) or
 on the upsampled image (``blur_at="high"``).
 
-Presets:
+Degradations (``DEGRADATIONS``, chosen by name with ``degradation=``):
 
 * ``paper`` — bicubic down, 5×5 Gaussian blur with σ=1 at the low resolution, bicubic up (the
   KD-for-LQ-FR paper and the lfw-half calibration runs).
@@ -47,18 +47,19 @@ class DegradeConfig:
     blur_sigma_y: float | None = None
 
 
-PRESETS: dict[str, DegradeConfig] = {
+DEGRADATIONS: dict[str, DegradeConfig] = {
     "paper": DegradeConfig("bicubic", 1.0, 5, "low"),
     "askd": DegradeConfig("nearest", 0.1, 5, "high", blur_sigma_y=2.0),
     "clean": DegradeConfig("bicubic", None, 5, "low"),
 }
 
 
-def get_preset(name: str) -> DegradeConfig:
+def get_degradation(name: str) -> DegradeConfig:
+    """The named degradation (``paper``, ``askd``, ``clean``); a ``ValueError`` listing them otherwise."""
     try:
-        return PRESETS[name]
+        return DEGRADATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown degradation preset {name!r}; choose from {sorted(PRESETS)}") from None
+        raise ValueError(f"unknown degradation {name!r}; choose from {sorted(DEGRADATIONS)}") from None
 
 
 def _check_scale(s) -> float:
@@ -76,10 +77,19 @@ def _low_size(h: int, w: int, s: float, cfg: DegradeConfig) -> tuple[int, int]:
     small = (round(h / s), round(w / s))
     need = cfg.blur_kernel // 2 + 1 if (cfg.blur_sigma is not None and cfg.blur_at == "low") else 1
     if min(small) < need:
-        largest = math.floor(min(h, w) / need * 100) / 100
         raise ValueError(f"scale {s:g} leaves {small[0]}×{small[1]} pixels of a {h}×{w} image, fewer than the "
-                         f"{need}×{need} this degradation needs; the largest valid scale is {largest:g}")
+                         f"{need}×{need} this degradation needs; the largest valid scale is "
+                         f"{largest_scale(min(h, w), need):g}")
     return small
+
+
+def largest_scale(side: int, need: int) -> float:
+    """The largest scale (to 0.01) that leaves ``round(side / scale) >= need`` pixels: the bound is
+    ``side / (need - 0.5)`` (where the rounding drops below ``need``), exclusive when it rounds down."""
+    s = math.floor(side / (need - 0.5) * 100) / 100
+    while round(side / s) < need:  # at the bound itself (e.g. 112 / 2.5 = 44.8 → 2 px) the rounding loses
+        s = round(s - 0.01, 2)
+    return s
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], interpolation: str, down: bool) -> torch.Tensor:
@@ -142,9 +152,9 @@ def degrade(
     scale: float | Sequence[float],
     *,
     interpolation: str | None = None,
-    blur_sigma: float | tuple[float, float] | None | str = "preset",
+    blur_sigma: float | tuple[float, float] | None | str = "default",
     blur_kernel: int | None = None,
-    preset: str = "paper",
+    degradation: str = "paper",
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Return low-quality copies of ``images`` at the input size.
@@ -156,16 +166,17 @@ def degrade(
             which each image draws its own scale (mixed-resolution training).
         interpolation: resampling for down- and up-sampling: ``bicubic``, ``bilinear`` or ``nearest``.
         blur_sigma: Gaussian σ (a float, a (low, high) range sampled per image, or None for no
-            blur), applied where the preset's ``blur_at`` says.
+            blur), applied where the degradation's ``blur_at`` says; ``"default"``: the degradation's own.
         blur_kernel: odd Gaussian kernel size.
-        preset: defaults for the options above (``paper``, ``askd``, ``clean``).
+        degradation: the named degradation supplying the options left at their defaults (``paper``,
+            ``askd``, ``clean``).
         generator: makes the per-image random choices (scale, σ) reproducible.
     """
-    cfg = get_preset(preset)
+    cfg = get_degradation(degradation)
     cfg = replace(
         cfg,
         interpolation=cfg.interpolation if interpolation is None else interpolation,
-        blur_sigma=cfg.blur_sigma if isinstance(blur_sigma, str) and blur_sigma == "preset" else blur_sigma,
+        blur_sigma=cfg.blur_sigma if isinstance(blur_sigma, str) and blur_sigma == "default" else blur_sigma,
         blur_kernel=cfg.blur_kernel if blur_kernel is None else int(blur_kernel),
     )
     if cfg.interpolation not in INTERPOLATIONS:

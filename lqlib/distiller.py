@@ -12,35 +12,33 @@ teacher and no degradation. The teacher is pinned to eval mode and runs under ``
 ``inference_mode``: cosine terms save its outputs for the student's backward). A
 :class:`~lqlib.teachers.cache.TeacherEmbeddingCache` stands in for the teacher when the terms need
 only its embeddings: ``index`` (the samples' dataset indices) and the flip pick the cached rows, and
-only the faces that face-content replacement changed in this step go through the live teacher.
+only the faces that face-content replacement changed in this step go through the live teacher. A
+:class:`~lqlib.teachers.outputs.TeacherOutputCache` stands in for an own (lqlib) teacher when the terms
+need only its embedding, logits and attention maps and the HR faces are not changed (the margin
+head runs on the cached embedding, so the logits are the live ones). Loading the frozen teacher and
+choosing its cache: :mod:`lqlib.teacher_loading`.
 """
 from __future__ import annotations
 
-import os
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 
-from . import paths
 from .augment import face_content_replacement
-from .checkpoint import checkpoint_path, is_finished, load_trained
-from .data.memory import DecodedDataset
 from .degrade import degrade
 from .images import normalize
 from .losses import LossComposer, ModelOutputs, Progress
 from .models.interface import forward_outputs
 from .precision import full_precision
-from .store import file_digest, tensor_digest
-from .teachers import is_external_teacher
-from .teachers.cache import TeacherEmbeddingCache
+from .teachers import outputs as teacher_outputs
 
 
 class Distiller(nn.Module):
     def __init__(self, student: nn.Module, head: nn.Module, composer: LossComposer, *,
                  teacher: Optional[nn.Module] = None, teacher_head: Optional[nn.Module] = None,
                  teacher_cache=None, role: str = "student", scales: float | Sequence[float] = (2, 4, 8),
-                 degrade_preset: str = "paper", hflip: bool = True, face_content_replacement: float = 0.0,
+                 degradation: str = "paper", hflip: bool = True, face_content_replacement: float = 0.0,
                  channels_last: bool = True):
         super().__init__()
         if role not in ("teacher", "student"):
@@ -49,17 +47,23 @@ class Distiller(nn.Module):
         self.teacher = teacher.eval().requires_grad_(False) if teacher is not None else None
         self.teacher_head = teacher_head.eval().requires_grad_(False) if teacher_head is not None else None
         self.teacher_cache = teacher_cache
-        self.role, self.scales, self.degrade_preset = role, scales, degrade_preset
+        self.role, self.scales, self.degradation = role, scales, degradation
         self.hflip, self.fcr = bool(hflip), float(face_content_replacement)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         needs = composer.needs
         self.want_att, self.want_feat = "attention" in needs, "features" in needs
         if composer.needs_teacher and teacher is None and teacher_cache is None:
             raise ValueError("these KD terms need a teacher (a run directory or an external teacher)")
-        if teacher_cache is not None and not self.composer.needs <= {"embedding"}:
-            raise ValueError(f"a teacher-embedding cache serves embedding-only terms; these terms need {sorted(needs)}")
-        if teacher_cache is not None and self.fcr > 0 and teacher is None:
-            raise ValueError("face-content replacement changes HR faces: the live teacher must embed those")
+        serves = getattr(teacher_cache, "serves", frozenset({"embedding"}))
+        if teacher_cache is not None and not self.composer.needs <= serves:
+            what = "embedding-only terms" if serves == {"embedding"} else f"terms that need only {sorted(serves)}"
+            raise ValueError(f"a {type(teacher_cache).__name__} serves {what}; these terms need {sorted(needs)}")
+        if teacher_cache is not None and self.fcr > 0 and (teacher is None or self._output_cache):
+            raise ValueError("face-content replacement changes HR faces: the live teacher must see those")
+
+    @property
+    def _output_cache(self) -> bool:
+        return isinstance(self.teacher_cache, teacher_outputs.TeacherOutputCache)
 
     def train(self, mode: bool = True) -> "Distiller":
         super().train(mode)
@@ -84,7 +88,7 @@ class Distiller(nn.Module):
             replaced = choices.applied.to(hr.device)
         if self.role == "teacher":
             return hr, hr, flipped, replaced
-        return hr, degrade(hr, self.scales, preset=self.degrade_preset, generator=generator), flipped, replaced
+        return hr, degrade(hr, self.scales, degradation=self.degradation, generator=generator), flipped, replaced
 
     def _prepare(self, images_uint8: torch.Tensor) -> torch.Tensor:
         return normalize(images_uint8).contiguous(memory_format=self.memory_format)
@@ -95,7 +99,10 @@ class Distiller(nn.Module):
             return None
         if self.teacher_cache is not None:
             if index is None:
-                raise ValueError("a teacher-embedding cache needs the samples' dataset indices")
+                raise ValueError("a teacher cache needs the samples' dataset indices")
+            if self._output_cache:
+                lab = labels if "logits" in self.composer.needs else None
+                return self.teacher_cache.outputs(index.to(hr.device), flipped, lab, self.teacher_head)
             emb = self.teacher_cache.lookup(index, flipped).to(hr.device)
             if self.fcr > 0 and bool(replaced.any()):  # changed faces: the live teacher embeds them
                 with torch.no_grad():
@@ -118,74 +125,3 @@ class Distiller(nn.Module):
         lab = labels if self.composer.needs_labels else None
         out = forward_outputs(self.student, self.head, self._prepare(x_student), lab, self.want_att, self.want_feat)
         return self.composer(out, teacher_out, lab, progress)
-
-
-# ------------------------------------------------------------------------------ the frozen teacher
-def load_teacher(spec: Any, device: torch.device) -> tuple[nn.Module, Optional[nn.Module]]:
-    """The frozen teacher (backbone, head or None) named by ``spec``: a run directory (which must hold
-    a finished training run), an external teacher (registered name, ``.onnx``, spec ``.json``), a
-    ``(backbone, head)`` tuple or a bare backbone."""
-    if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
-        from .teachers import build_teacher
-
-        backbone, head = build_teacher(spec), None
-    elif isinstance(spec, (str, os.PathLike)):
-        run = paths.resolve(spec)
-        if not is_finished(run):
-            state = "has no checkpoint" if not checkpoint_path(run).is_file() else "has not finished training"
-            raise ValueError(f"teacher run {run} {state}: train the teacher first (01_teacher_training), "
-                             "then its students")
-        backbone, head, _ = load_trained(run)
-    elif isinstance(spec, tuple):
-        backbone, head = spec
-    else:  # a bare backbone (external teacher): no head, no logits
-        backbone, head = spec, None
-    backbone = backbone.to(device).eval().requires_grad_(False)
-    return backbone, (head.to(device).eval().requires_grad_(False) if head is not None else None)
-
-
-def teacher_fingerprint(spec: Any, teacher: nn.Module) -> Optional[dict]:
-    """What identifies a frozen teacher's outputs — its weights' content, never only their path: a
-    file teacher's SHA-256 (an ``.onnx``; a spec ``.json`` and its ``weights`` file) with its spec, a
-    registered teacher's spec (which records its sources' SHA-256), a run's checkpoint SHA-256; None
-    for a teacher object passed in directly (no stable identity). See :func:`lqlib.store.file_digest`."""
-    if isinstance(spec, (str, os.PathLike)) and is_external_teacher(spec):
-        ts = getattr(teacher, "spec", None)
-        key = {"external": str(spec), "spec": ts.to_dict() if ts is not None else None}
-        path = paths.resolve(spec)
-        if path.is_file():  # a file teacher (not a registered name)
-            files = [path]
-            if path.suffix.lower() == ".json" and ts is not None and ts.weights:
-                files.append(path.parent / ts.weights)
-            key["sha256"] = {f.name: file_digest(f) for f in files if f.is_file()}
-        return key
-    if isinstance(spec, (str, os.PathLike)):
-        ck = checkpoint_path(paths.resolve(spec))
-        return {"run": str(ck), "sha256": file_digest(ck)}
-    return None
-
-
-def teacher_cache_for(want, spec: Any, teacher: nn.Module, composer: LossComposer, dataset, data_key: Optional[dict],
-                      device: torch.device, amp: str, log=None, center: bool = False) -> Optional[TeacherEmbeddingCache]:
-    """Cached teacher embeddings of the training set when the KD terms need only embeddings
-    (``want="auto"``) or always (``want=True``, or ``center``: an error where impossible); built once
-    per (teacher, data) with :func:`lqlib.evaluation.embed` — :mod:`lqlib.teachers.cache`. ``center``
-    subtracts the training-set mean of the teacher's embeddings from every target."""
-    usable = composer.needs_teacher and composer.needs <= {"embedding"} and isinstance(dataset, DecodedDataset)
-    want = True if center else want
-    if want is True and not usable:
-        raise ValueError(f"teacher_cache=True: these KD terms need {sorted(composer.needs)} from the teacher (a "
-                         "cache serves embedding-only terms), or the training set is not held in memory")
-    if not (usable and want in ("auto", True)):
-        return None
-    from .evaluation import embed
-
-    key = teacher_fingerprint(spec, teacher)
-    if key is not None:  # data without a description (synthetic sets) is keyed by its pixels
-        data = data_key if data_key is not None else {"images_sha256": tensor_digest(dataset.images)}
-        key = {"teacher": key, "amp": amp, "data": data}
-    fn = lambda x: embed(teacher, x, batch_size=64, device=device, flip=True)  # noqa: E731
-    width = getattr(teacher, "embedding_size", None)
-    cache = TeacherEmbeddingCache.load_or_build(fn, dataset.images, key, log=log or (lambda *_: None),
-                                                embedding_size=width if isinstance(width, int) else None)
-    return cache.centered() if center else cache

@@ -24,6 +24,7 @@ class Method:
     head: str | None = None                         # margin head override
     description: str = ""
     face_content_replacement: float = 0.0           # probability per image, applied to the HR batch
+    degradation: str | None = None                  # a named degradation of lqlib.degrade (none sets one today)
     teacher_center: bool = False                    # targets: teacher embeddings minus their training-set mean
 
 
@@ -46,8 +47,9 @@ METHODS: dict[str, Method] = {
     "at": Method({"at": 1.0}, {"at": {"beta": 1000.0}},
                  description="AT (Zagoruyko & Komodakis 2017): β·Σ_stages mean (a_T − a_S)², "
                              "a = normalize(mean_c f²), β=1000 inside the term"),
-    # A-SKD: the attention term with the A-SKD reduction; its nearest down/up degradation is the
-    # `askd` preset of lqlib.degrade, chosen by the training config (not by the method).
+    # A-SKD: the attention term with the A-SKD reduction. Its code's nearest down/up degradation is the
+    # `askd` degradation of lqlib.degrade; the method leaves the degradation unset (the study's A-SKD
+    # students used the paper's), so `degradation: askd` in the config asks for it (lqlib.config.resolve).
     "askd": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},
                    description="A-SKD (Shin et al. 2022): Σ_blocks (ρ_c+ρ_s), ρ = 1 − cos, weight 5"),
     "askd_pre": Method({"attention": 5.0}, {"attention": {"reduction": "askd"}},
@@ -96,7 +98,9 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     parts = [p.strip() for p in name.split("+")]
     if len(parts) < 2 or any(p not in METHODS for p in parts):
-        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)} or join them with '+'")
+        near = near_methods(name)
+        hint = f"did you mean {' or '.join(map(repr, near))}? " if near else ""
+        raise ValueError(f"unknown method {name!r}; {hint}choose from {sorted(METHODS)} or join them with '+'")
     kd, params, bkw = {}, {}, {}
     att = head = None
     fcr = 0.0
@@ -110,6 +114,15 @@ def get_method(name: str) -> Method:
         fcr = max(fcr, m.face_content_replacement)
     return Method(kd, params, att, bkw, head, description=" + ".join(parts), face_content_replacement=fcr,
                   teacher_center=any(METHODS[p].teacher_center for p in parts))
+
+
+def near_methods(name: str, n: int = 3) -> list[str]:
+    """Registered methods (and "+" combinations of two) spelled like ``name`` — only ever suggested in an
+    error: ``logit-attention`` / ``logit_attention`` / ``logit attention`` never resolve to ``logit+attention``."""
+    import difflib
+
+    names = list(METHODS) + [f"{a}+{b}" for a in METHODS for b in METHODS if a != b]
+    return difflib.get_close_matches(name.strip(), names, n=n, cutoff=0.75)
 
 
 def list_methods() -> list[str]:

@@ -6,6 +6,7 @@ path in lqlib is resolved from the repository root, never from the current worki
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ENV_DATA = "LQLIB_DATA"
@@ -31,6 +32,11 @@ def resolve(path: str | os.PathLike) -> Path:
     """Absolute path: absolute inputs are kept, relative ones are taken from the repo root."""
     p = Path(path).expanduser()
     return p if p.is_absolute() else repo_root() / p
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of any text (a model key, a display name, a figure's group)."""
+    return re.sub(r"[^A-Za-z0-9~]+", "-", str(text)).strip("-")
 
 
 def default_data_dir() -> Path:

@@ -11,7 +11,7 @@
   - :func:`method_comparison` — bar chart of the methods at one scale (the paper's Figs 8–9);
   - :func:`training_curves` — loss terms, accuracy and learning rate per epoch of one run;
   - :func:`attention_similarity_curve` — per-block cosine similarity of teacher (HR) and
-    student (LR) attention maps, one line per KD mode.
+    student (LR) attention maps, one line per method.
 
 Plots that draw into one Axes follow seaborn's convention: they take ``ax=None`` and return the
 Axes; multi-panel plots return the Figure.
@@ -328,5 +328,101 @@ def attention_similarity_curve(data: pd.DataFrame | Mapping[str, Sequence[float]
     return ax
 
 
+def attention_measure_curve(measure: pd.DataFrame, *, ax=None, title: str | None = None):
+    """The attention measure that can fail (:func:`lqlib.verdict.attention_measure_study`): per block the
+    mean Pearson r of teacher-HR and student-LR maps per model, with its interval as error bars — the
+    t-interval across seeds, labelled with n; single-seed models (face-bootstrap interval only) are drawn
+    dashed and marked "1 seed". Stage boundaries dotted when the frame has a ``stage`` column."""
+    need = {"model", "block", "mean", "ci_low", "ci_high", "n_seeds"}
+    missing = need - set(measure.columns)
+    if missing:
+        raise ValueError(f"attention measure frame lacks columns {sorted(missing)}")
+    ax = _new_axes(ax, figsize=(7.5, 3.2))
+    models = list(dict.fromkeys(measure["model"]))
+    palette = dict(zip(models, sns.color_palette("colorblind", n_colors=max(len(models), 1))))
+    k = len(models)
+    for j, m in enumerate(models):
+        d = measure[measure["model"] == m].sort_values("block")
+        n = int(d["n_seeds"].iloc[0])
+        x = d["block"].to_numpy() + (j - (k - 1) / 2) * 0.08            # dodge the bars
+        y = d["mean"].to_numpy()
+        err = np.vstack([y - d["ci_low"].to_numpy(), d["ci_high"].to_numpy() - y])
+        label = f"{m} (1 seed: faces only)" if n < 2 else f"{m} (n={n} seeds)"
+        ax.errorbar(x, y, yerr=err, marker="o", ms=3.5, capsize=2, lw=1.2, color=palette[m], label=label,
+                    ls="--" if n < 2 else "-")
+    if "stage" in measure.columns:
+        stages = measure.drop_duplicates("block").sort_values("block")["stage"].tolist()
+        for i in range(1, len(stages)):
+            if stages[i] != stages[i - 1]:
+                ax.axvline(i - 0.5, color="0.6", ls=":", lw=1)
+    ax.axhline(0.0, color="0.3", lw=0.6)
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xticks(sorted(measure["block"].unique()))
+    ax.set_xlabel("block" + (" (dotted: stage boundary)" if "stage" in measure.columns else ""))
+    kind = measure["kind"].iloc[0] if "kind" in measure.columns else "spatial"
+    ax.set_ylabel(f"Pearson r, {kind} maps\n(teacher HR vs model LR)")
+    single = measure.groupby("model", sort=False)["n_seeds"].first() < 2
+    bars = ("95 % face bootstrap (1 seed each)" if single.all() else "95 % t-interval over seeds" if not single.any()
+            else "95 % t-interval over seeds;\ndashed: 1 seed, face bootstrap")
+    ax.legend(fontsize="x-small", title=f"error bars: {bars}", title_fontsize="x-small",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def cmc_curves(curves: Mapping[str, np.ndarray], *, ax=None, title: str | None = None, max_rank: int | None = None):
+    """Cumulative match characteristic: identification rate (%) at rank 1..R, one line per model.
+
+    ``curves``: label → CMC values for ranks 1..R (``(R,)``), or ``(n_seeds, R)`` for a mean ± sd band."""
+    ax = _new_axes(ax, figsize=(4.5, 3.0))
+    palette = dict(zip(curves, sns.color_palette("colorblind", n_colors=max(len(curves), 1))))
+    for label, c in curves.items():
+        c = np.atleast_2d(np.asarray(c, dtype=float))
+        c = c[:, :max_rank] if max_rank else c
+        r = np.arange(1, c.shape[1] + 1)
+        mean = c.mean(0)
+        ax.plot(r, mean, marker="o", ms=3, label=label, color=palette[label])
+        if len(c) > 1:
+            sd = c.std(0, ddof=1)
+            ax.fill_between(r, mean - sd, mean + sd, alpha=0.2, color=palette[label], lw=0)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate (%)")
+    ax.legend(frameon=False, fontsize="small")
+    _legend_outside_if_long(ax, list(curves))
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def match_grid(rows: Sequence[Mapping], *, title: str | None = None):
+    """Probe and its top-k gallery matches, one row per model: each row a mapping with ``label``, ``probe``
+    (uint8 [3, H, W]), ``matches`` (uint8 [k, 3, H, W]), ``correct`` (k bools: green / red frame) and ``scores``.
+    Returns the Figure."""
+    k = max(len(r["matches"]) for r in rows)
+    fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.25 * (k + 1), 1.55 * len(rows)), squeeze=False,
+                             layout="constrained")
+    for i, r in enumerate(rows):
+        cells = [(r["probe"], "probe", None)] + [(m, f"#{j + 1} {s:.2f}", bool(c)) for j, (m, s, c) in
+                                                 enumerate(zip(r["matches"], r["scores"], r["correct"]))]
+        for j, ax in enumerate(axes[i]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(cells):
+                ax.axis("off")
+                continue
+            img, text, ok = cells[j]
+            ax.imshow(np.asarray(img).transpose(1, 2, 0))
+            ax.set_title(text, fontsize="x-small")
+            if ok is not None:
+                for sp in ax.spines.values():
+                    sp.set_color("#009E73" if ok else "#D55E00")
+                    sp.set_linewidth(3)
+        axes[i][0].set_ylabel(r["label"], fontsize="x-small")
+    if title:
+        fig.suptitle(title, fontsize="small")
+    return fig
+
+
 __all__ = ["set_style", "save_figure", "accuracy_vs_scale", "method_comparison", "training_curves",
-           "attention_similarity_curve", "FONT_RC"]
+           "attention_similarity_curve", "attention_measure_curve", "cmc_curves", "match_grid", "FONT_RC"]

@@ -6,7 +6,7 @@
 
 A preset (``lqlib/presets/<name>.yaml`` or a path) holds ``parameters`` shared by every notebook
 that declares them, and a ``notebooks`` list, each item with its own ``parameters`` and an optional
-``grid`` (every combination becomes one run of that notebook: e.g. one student per KD mode and
+``grid`` (every combination becomes one run of that notebook: e.g. one student per method and
 seed). Parameter names are checked against each notebook's ``parameters`` cell before anything
 runs: an unknown name is an error (papermill itself only warns).
 
@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 from . import paths
 from .io import write_json
+from .run_record import RUN_INFO, environment, publish_run_info  # noqa: F401  (run.environment: public)
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
@@ -95,6 +96,11 @@ class Step:
     parameters: dict
     grid_values: dict
     tag: str = ""          # a preset item's ``tag``: the same notebook twice (e.g. 03 after each half)
+    defaults: Optional[dict] = None  # the notebook's own parameters cell (what it runs with where not given)
+
+    def effective(self) -> dict:
+        """Every parameter the notebook will see: its defaults, then the step's (expanded)."""
+        return {**(self.defaults or {}), **_expand(self.parameters)}
 
     @property
     def key(self) -> str:
@@ -154,7 +160,7 @@ def plan(preset: dict, run_name: str) -> list[Step]:
         keys = list(grid)
         for values in itertools.product(*(grid[k] if isinstance(grid[k], list) else [grid[k]] for k in keys)):
             gv = dict(zip(keys, values))
-            steps.append(Step(len(steps), nb_path.name, {**base, **gv}, gv, str(item.get("tag", ""))))
+            steps.append(Step(len(steps), nb_path.name, {**base, **gv}, gv, str(item.get("tag", "")), declared))
     keys = [s.key for s in steps]
     dupes = sorted({k for k in keys if keys.count(k) > 1})
     if dupes:
@@ -178,37 +184,185 @@ def _status_path(out: Path) -> Path:
 
 def _load_status(out: Path) -> dict:
     p = _status_path(out)
-    return json.loads(p.read_text()) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    try:
+        status = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        status = e
+    if not isinstance(status, dict) or not all(isinstance(v, dict) for v in status.values()):
+        why = status if isinstance(status, Exception) else "not a mapping of step → record"
+        raise RunError(f"{p} is not a valid run record ({why}). Move it aside or delete it: the runner then "
+                       "re-runs every step, and each training resumes from its own checkpoint.")
+    return status
+
+
+SYNTHETIC_ENV = "LQLIB_SYNTHETIC"  # "refuse" in the notebooks' kernels unless the run allows synthetic data
+
+
+def _face_data_report(data_dir: str) -> tuple[bool, str]:
+    """(face data found, where the runner looked) for a notebook's ``DATA_DIR``."""
+    try:
+        d = paths.data_dir(data_dir or None)
+    except FileNotFoundError as e:  # names every place tried
+        return False, str(e).split("Tried: ", 1)[-1]
+    return (d / "lfw" / "pairs.txt").is_file(), f"{d} (no lfw/pairs.txt there)"
+
+
+def _uses_synthetic(params: dict) -> bool:
+    """Whether a step would train or evaluate on the synthetic set: what the notebooks' data calls
+    (:func:`lqlib.study.resolve_training_data`, :func:`lqlib.study.load_eval_pairs`) fall back to when
+    the face-data directory has no LFW and the step names no data of its own."""
+    if "DATA_DIR" not in params or not ({"DATA", "PAIRS"} & set(params)):
+        return False
+    if "DATA" in params:
+        data = params["DATA"] or _recipe_data(params)
+        if data == "synthetic":
+            return True
+        if data and paths.resolve(data).exists():
+            return False
+    elif str(params["PAIRS"]).endswith(".bin"):
+        return False
+    return not _face_data_report(params["DATA_DIR"])[0]
+
+
+def _recipe_data(params: dict) -> str:
+    from .config import recipe
+
+    try:
+        return str(recipe(params.get("RECIPE", "smoke"), "teacher").get("data", "lfw-half"))
+    except ValueError:
+        return ""
+
+
+def _teacher_dependency(params: dict, run_name: str) -> Optional[dict]:
+    """What a student step depends on besides its parameters: its teacher's identity by content
+    (:func:`lqlib.checkpoint.teacher_identity`; the study's own teacher lives in runs/<RUN_NAME>/teacher,
+    see :class:`lqlib.study.Study`), so a retrained teacher re-runs its students."""
+    if "TEACHER" not in params:
+        return None
+    from .checkpoint import teacher_identity
+
+    return {"teacher": teacher_identity(params["TEACHER"] or paths.runs_dir() / run_name / "teacher")}
+
+
+def _legacy_done(earlier: dict, target: Path, params: dict, run_name: str) -> bool:
+    """A record from before dependencies were recorded: still done when its executed copy is newer than
+    the teacher's checkpoint (the student was trained after the teacher was last written)."""
+    from .checkpoint import checkpoint_path
+
+    ck = checkpoint_path(paths.resolve(params["TEACHER"]) if params["TEACHER"] else
+                         paths.runs_dir() / run_name / "teacher")
+    return not ck.is_file() or ck.stat().st_mtime <= target.stat().st_mtime
+
+
+def default_out(preset: dict) -> Path:
+    """The preset's own run directory, ``runs/<preset>``: the one run that publishes (see :func:`run`)."""
+    return paths.runs_dir() / preset["name"]
 
 
 def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = False, force: bool = False,
-        only: Optional[list[str]] = None, log=print) -> list[Path]:
-    """Execute (or, with ``prepare_only``, just parameterise) the preset's notebooks in order."""
+        only: Optional[list[str]] = None, synthetic: bool = False, log=print) -> list[Path]:
+    """Execute (or, with ``prepare_only``, just parameterise) the preset's notebooks in order.
+
+    Face data: when a step would fall back to the synthetic identity set (no face data found), the run is
+    refused before its first step, naming where it looked — unless ``synthetic`` (``--synthetic``) or the
+    preset's ``allow_synthetic: true`` (smoke). A synthetic run of the preset's own run dir goes to
+    ``runs/<preset>-synthetic``.
+
+    Publishing: only the run that owns the published folders publishes into them — the preset's own run
+    directory ``runs/<preset>`` on face data. Any other run (``--out`` elsewhere, or synthetic data) writes
+    ``run_info.json`` and the notebooks' ``PUBLISH_DIR`` copies to ``<out>/published/`` instead."""
     import papermill as pm
 
     preset = load_preset(preset_name)
-    out_dir = paths.resolve(out) if out else paths.runs_dir() / preset["name"]
+    own = default_out(preset)
+    out_dir = paths.resolve(out) if out else own
+    if only is not None and not only:
+        raise PresetError("--only needs at least one step name (part of a key; see --list)")
+
+    def select(run_name):
+        all_steps = plan(preset, run_name)
+        steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
+        if only and not steps:
+            raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in all_steps]}")
+        return all_steps, steps
+
+    all_steps, steps = select(out_dir.name)
+    fallback = [s for s in steps if _uses_synthetic(s.effective())]
+    if synthetic and not fallback:
+        log("lqlib.run: --synthetic: face data found, the run uses it (nothing falls back to synthetic data)")
+    elif synthetic and not prepare_only and out_dir.resolve() == own.resolve():
+        out_dir = own.with_name(f"{own.name}-synthetic")  # never the preset's own (publishing) study
+        all_steps, steps = select(out_dir.name)
+        fallback = [s for s in steps if _uses_synthetic(s.effective())]
     run_name = out_dir.name
-    all_steps = plan(preset, run_name)
-    steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
+    status = _load_status(out_dir)  # --force re-runs the selected steps; the record of the others stays
+    if fallback and not (synthetic or preset.get("allow_synthetic") or prepare_only):
+        where = sorted({_face_data_report(s.effective()["DATA_DIR"])[1] for s in fallback})
+        raise PresetError(
+            f"no face data found — looked in: {'; '.join(where)}. Without it {len(fallback)} step(s) "
+            f"({', '.join(s.label for s in fallback[:3])}{', ...' if len(fallback) > 3 else ''}) would train and "
+            "evaluate on the SYNTHETIC identity set. Put the data there (README: ../shared/data), set $LQLIB_DATA "
+            "or the preset's DATA_DIR; or pass --synthetic to run on synthetic data anyway (it publishes nothing "
+            f"into {preset.get('publish') or 'results/'}: its record goes to <out>/published/)")
+    is_synthetic = bool(fallback) and not prepare_only
+    owner = out_dir.resolve() == own.resolve() and not is_synthetic
+    publish_dir = (paths.resolve(preset["publish"]) if owner else out_dir / "published") if preset.get("publish") \
+        else None
+    if is_synthetic:
+        bar = "!" * 100
+        log(f"{bar}\nlqlib.run: SYNTHETIC DATA ({'--synthetic' if synthetic else 'allow_synthetic'}): numbers mean "
+            f"nothing about faces; nothing is published outside {out_dir}\n{bar}")
     nb_out = out_dir / "notebooks"
     nb_out.mkdir(parents=True, exist_ok=True)
-    status = _load_status(out_dir)  # --force re-runs the selected steps; the record of the others stays
     written = []
     t_all = time.time()
     log(f"lqlib.run: preset {preset['name']!r} → {out_dir} ({len(steps)} notebook runs"
         f"{', prepare only' if prepare_only else ''})")
+    env_before = os.environ.get(SYNTHETIC_ENV)
+    if not prepare_only:  # the notebooks' kernels inherit it: a data call that would fall back refuses
+        os.environ[SYNTHETIC_ENV] = "allow" if is_synthetic else "refuse"
+    try:
+        written = _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, owner, publish_dir,
+                             prepare_only, force, log)
+    finally:
+        if env_before is None:
+            os.environ.pop(SYNTHETIC_ENV, None)
+        else:
+            os.environ[SYNTHETIC_ENV] = env_before
+    if not prepare_only:
+        total = sum(v.get("seconds", 0) for v in status.values())
+        log(f"lqlib.run: all {len(steps)} notebook runs done in {time.time() - t_all:.0f} s "
+            f"(notebook time recorded: {total:.0f} s); executed copies in {nb_out}")
+        if publish_dir is not None:  # written after every step
+            log(f"lqlib.run: run record (command, environment, seconds per step) → {publish_dir / RUN_INFO}")
+    return written
+
+
+def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, owner, publish_dir, prepare_only,
+               force, log) -> list[Path]:
+    written = []
     for i, step in enumerate(steps, 1):
         target = nb_out / f"{step.key}.ipynb"
         params = _expand(step.parameters)
+        if not owner and params.get("PUBLISH_DIR"):  # tables of a run that does not own results/ stay with it
+            params["PUBLISH_DIR"] = str(out_dir / "published")
         digest = params_hash(params)
+        depends = _teacher_dependency(step.effective(), run_name)
         earlier = status.get(step.key, {})
         if not (prepare_only or force) and earlier.get("status") == "done" and target.is_file():
-            if earlier.get("params_hash") == digest:
+            same_deps = earlier.get("depends") == depends or (
+                "depends" not in earlier and depends is not None and _legacy_done(earlier, target, step.effective(), run_name))
+            if earlier.get("params_hash") == digest and (depends is None or same_deps):
+                if depends is not None and earlier.get("depends") != depends:
+                    status[step.key] = {**earlier, "depends": depends}  # an older record: its teacher is this one
+                    write_json(_status_path(out_dir), status)
                 log(f"[{i}/{len(steps)}] {step.label}: done earlier, skipped")
                 written.append(target)
                 continue
-            log(f"[{i}/{len(steps)}] {step.label}: parameters changed since the earlier run, running again")
+            why = "parameters changed" if earlier.get("params_hash") != digest else "its teacher changed"
+            log(f"[{i}/{len(steps)}] {step.label}: {why} since the earlier run, running again")
         t0 = time.time()
         log(f"[{i}/{len(steps)}] {step.label} ...")
         try:
@@ -226,58 +380,15 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         dt = time.time() - t0
         log(f"    {'prepared' if prepare_only else 'done'} in {dt:.0f} s")
         if not prepare_only:
+            depends = _teacher_dependency(step.effective(), run_name)  # after the step: what it trained against
             status[step.key] = {"status": "done", "output": str(target), "seconds": round(dt, 1),
-                                "parameters": params, "params_hash": digest}
+                                "parameters": params, "params_hash": digest,
+                                **({"depends": depends} if depends is not None else {})}
             write_json(_status_path(out_dir), status)
-            if preset.get("publish"):  # after every step: a stopped or partial run is recorded too
-                publish_run_info(preset, out_dir, status, all_steps)
+            if publish_dir is not None:  # after every step: a stopped or partial run is recorded too
+                publish_run_info(preset, out_dir, status, all_steps, publish_dir)
         written.append(target)
-    if not prepare_only:
-        total = sum(v.get("seconds", 0) for v in status.values())
-        log(f"lqlib.run: all {len(steps)} notebook runs done in {time.time() - t_all:.0f} s "
-            f"(notebook time recorded: {total:.0f} s); executed copies in {nb_out}")
-        if preset.get("publish"):  # written after every step above
-            log(f"lqlib.run: run record (command, environment, seconds per step) → "
-                f"{paths.resolve(preset['publish']) / RUN_INFO}")
     return written
-
-
-def environment() -> dict:
-    """Where a run ran: CPU model and flags, cores, torch, Python, GPU."""
-    import platform
-
-    import torch
-
-    from .precision import cpu_flags
-
-    model = ""
-    try:
-        model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma"))),
-            "torch": torch.__version__, "python": platform.python_version(),
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}}
-
-
-RUN_INFO = "run_info.json"
-
-
-def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list) -> Path:
-    """``<publish>/run_info.json``: the command, the environment, the wall seconds and parameters of every step
-    done so far, and the steps of the preset still pending (a run stopped part-way says so)."""
-    dst = paths.resolve(preset["publish"])
-    done = {k: v for k, v in status.items() if v.get("status") == "done"}
-    pending = [s.key for s in steps if s.key not in done]
-    info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"],
-            "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
-            "environment": environment(),
-            "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"),
-                      **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
-            "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
-    return write_json(dst / RUN_INFO, info)
 
 
 class RunError(RuntimeError):
@@ -290,7 +401,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--out", help="run directory (default runs/<preset>)")
     ap.add_argument("--prepare-only", action="store_true", help="write parameterised notebooks without running them")
     ap.add_argument("--force", action="store_true", help="re-run notebooks already marked done")
-    ap.add_argument("--only", nargs="*", help="run only steps whose key contains one of these strings")
+    ap.add_argument("--only", nargs="+", help="run only steps whose key contains one of these strings")
+    ap.add_argument("--synthetic", action="store_true",
+                    help="run even without face data, on the SYNTHETIC identity set (publishes nothing into "
+                         "results/; the preset's own run goes to runs/<preset>-synthetic)")
     ap.add_argument("--list", action="store_true", help="print the plan and exit")
     args = ap.parse_args(argv)
     try:
@@ -300,7 +414,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             for s in plan(preset, out_dir.name):
                 print(f"{s.key}: {json.dumps(s.parameters)}")
             return 0
-        run(args.preset, args.out, prepare_only=args.prepare_only, force=args.force, only=args.only)
+        run(args.preset, args.out, prepare_only=args.prepare_only, force=args.force, only=args.only,
+            synthetic=args.synthetic)
     except (PresetError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -17,7 +17,7 @@ set, its logits and attention maps, ...) goes through an :class:`ArrayStore`::
 * writes are atomic (:mod:`lqlib.io`: temp file + rename): a crash leaves the old file or none.
 
 Keys should rest on content, not names: :func:`file_digest` (SHA-256 of a file, memoised by path,
-size and mtime) for weights files, :func:`tensor_digest` for data without a stable description.
+inode, size and mtime) for weights files, :func:`tensor_digest` for data without a stable description.
 """
 from __future__ import annotations
 
@@ -59,17 +59,21 @@ _FILE_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 (hex) of a file's bytes, computed once per (resolved path, size, mtime)."""
+    """SHA-256 (hex) of a file's bytes, computed once per (resolved path, inode, size, mtime). A file
+    modified in the last 2 s is hashed every time (a rewrite of the same size within the file system's
+    timestamp granularity would keep size and mtime: "racy git")."""
     p = Path(path).resolve()
     st = p.stat()
-    memo = (str(p), st.st_size, st.st_mtime_ns)
-    if memo not in _FILE_DIGESTS:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+    memo = (str(p), st.st_ino, st.st_size, st.st_mtime_ns)
+    if memo in _FILE_DIGESTS:
+        return _FILE_DIGESTS[memo]
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if time.time_ns() - st.st_mtime_ns > 2_000_000_000:
         _FILE_DIGESTS[memo] = h.hexdigest()
-    return _FILE_DIGESTS[memo]
+    return h.hexdigest()
 
 
 def tensor_digest(t: torch.Tensor, chunk: int = 1 << 26) -> str:

@@ -213,7 +213,7 @@ def degradation_grid(images_uint8, scales: Sequence[float] = (1, 2, 4, 8), size:
                      **degrade_kw) -> Figure:
     """Rows = faces, columns = the face degraded at each scale (×1 = the HR original).
 
-    ``degrade_kw`` go to :func:`lqlib.degrade.degrade` (``preset``, ``mode``, ``blur_sigma``, ...).
+    ``degrade_kw`` go to :func:`lqlib.degrade.degrade` (``degradation``, ``interpolation``, ``blur_sigma``, ...).
     """
     x = as_batch(images_uint8)
     copies = [degrade(x, s, **degrade_kw) for s in scales]

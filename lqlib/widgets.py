@@ -13,7 +13,7 @@ maps on HR, student maps on LR, similarities, figure). Renders are cached per co
 Controls: a continuous scale slider (×1–×16, step 0.25, renders when released), buttons for the
 paper's ×2/×4/×8 (and ×1), a blur σ slider (0 = no blur … 3) and the interpolation. After
 ``build_widget()`` the controls are attributes (``scale_slider``, ``blur_slider``,
-``interpolation_dropdown``, ``preset_buttons``, ``output``, ``readout``) and ``state`` is the shown render.
+``interpolation_dropdown``, ``scale_buttons``, ``output``, ``readout``) and ``state`` is the shown render.
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from .models.interface import common_stages
 from .viz import draw_attention, embed_with_maps
 
 #: the paper's evaluation scales, offered as buttons (×1 = the HR face).
-PRESET_SCALES = (1, 2, 4, 8)
+QUICK_SCALES = (1, 2, 4, 8)  # the scale buttons next to the slider
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -91,19 +91,19 @@ class DegradationExplorer:
         teacher, student: backbones with spatial attention (moved to ``device``; may be the same
             model, which makes the similarity exactly 1 at ×1).
         images_uint8: one face (3, H, W) / (1, 3, H, W) or a pair (2, 3, H, W), uint8 RGB.
-        preset: :func:`lqlib.degrade.degrade` preset supplying the blur kernel size.
+        degradation: the named degradation (:func:`lqlib.degrade.degrade`) supplying the blur kernel size.
         cache_size: how many renders (figure included) are kept.
     """
 
     def __init__(self, teacher: nn.Module, student: nn.Module, images_uint8, device: str | torch.device = "cpu",
-                 preset: str = "paper", cache_size: int = 16):
+                 degradation: str = "paper", cache_size: int = 16):
         self.hr = as_batch(images_uint8).to(torch.uint8)
         if self.hr.shape[0] not in (1, 2):
             raise ValueError(f"give one face or a pair of faces, got {self.hr.shape[0]}")
         self.device = torch.device(device)
         self.teacher = teacher.to(self.device)
         self.student = student.to(self.device)
-        self.preset = preset
+        self.degradation = degradation
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple, ExplorerState] = OrderedDict()
         self.stages, t_rows, self._student_rows = common_stages(self.teacher, self.student)
@@ -123,7 +123,7 @@ class DegradationExplorer:
             self._cache.move_to_end(key)
             return self._cache[key]
         scale, sigma, interpolation = key
-        lq = degrade(self.hr, scale, preset=self.preset, interpolation=interpolation, blur_sigma=sigma if sigma > 0 else None)
+        lq = degrade(self.hr, scale, degradation=self.degradation, interpolation=interpolation, blur_sigma=sigma if sigma > 0 else None)
         s_emb, s_maps = embed_with_maps(self.student, lq)
         s_maps = s_maps[self._student_rows]
         per_face = tuple(_cos(t, s) for t, s in zip(self._teacher_emb, s_emb))
@@ -148,23 +148,23 @@ class DegradationExplorer:
 
         self.scale_slider = w.FloatSlider(value=1.0, min=1.0, max=16.0, step=0.25, description="scale ×",
                                           continuous_update=False, readout_format=".2f")
-        self.preset_buttons = {s: w.Button(description=f"HR {scale_label(s)}" if s == 1 else scale_label(s),
+        self.scale_buttons = {s: w.Button(description=f"HR {scale_label(s)}" if s == 1 else scale_label(s),
                                            layout=w.Layout(width="70px"))
-                               for s in PRESET_SCALES}
+                               for s in QUICK_SCALES}
         self.blur_slider = w.FloatSlider(value=1.0, min=0.0, max=3.0, step=0.1, description="blur σ",
                                          continuous_update=False, readout_format=".1f")
         self.interpolation_dropdown = w.Dropdown(options=list(INTERPOLATIONS), value="bicubic",
                                                 description="interpolation")
         self.readout = w.HTML()
         self.output = w.Output()
-        for s, button in self.preset_buttons.items():
+        for s, button in self.scale_buttons.items():
             button.on_click(lambda _b, s=s: setattr(self.scale_slider, "value", float(s)))
         for control in (self.scale_slider, self.blur_slider, self.interpolation_dropdown):
             control.observe(self._update, names="value")
         self.state = None  # a fresh Output: draw even if the setting was rendered before
         self._update()
         return w.VBox([
-            w.HBox([self.scale_slider, *self.preset_buttons.values()]),
+            w.HBox([self.scale_slider, *self.scale_buttons.values()]),
             w.HBox([self.blur_slider, self.interpolation_dropdown]),
             self.readout,
             self.output,
@@ -189,4 +189,4 @@ class DegradationExplorer:
         },)
 
 
-__all__ = ["DegradationExplorer", "ExplorerState", "PRESET_SCALES"]
+__all__ = ["DegradationExplorer", "ExplorerState", "QUICK_SCALES"]

@@ -78,3 +78,20 @@ def test_registered_term_and_method():
     comp = build_composer(get_method("logit+attention_c"))
     assert set(comp.weights) == {"logit", "attention_c"} and comp.weights["attention_c"] == 5.0
     assert comp.weights["logit"] == 1.0
+
+
+def test_a_student_trains_with_attention_c(tmp_path):
+    import csv
+
+    from lqlib.train import TrainConfig, train_student, train_teacher
+
+    base = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, backbone="ir_cbam_tiny",
+                epochs=1, batch_size=8, lr=0.05, num_workers=0, progress=False, head_kw={"s": 16.0, "m": 0.2},
+                compile=False, device="cpu")
+    train_teacher(TrainConfig(name="t", out_dir=str(tmp_path / "t"), **base))
+    s = train_student(TrainConfig(name="s", out_dir=str(tmp_path / "s"), method="logit+attention_c", **{**base, "epochs": 2}),
+                      teacher=str(tmp_path / "t"))
+    rows = list(csv.DictReader(open(tmp_path / "s" / "metrics.csv")))
+    vals = [float(r["loss_attention_c"]) for r in rows]
+    assert len(vals) == 2 and all(0.0 < v < 2.0 * 4 for v in vals)     # Σ over 4 blocks of (ρ_c+ρ_s)/2, ρ ∈ [0, 2]
+    assert s["effective_ce_weight"] == 1.5

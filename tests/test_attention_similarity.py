@@ -50,6 +50,14 @@ def test_intervals_t_across_seeds_golden():
     assert set(df["interval"]) == {"t across 3 seeds"} and set(df["n_seeds"]) == {3} and set(df["n_faces"]) == {2}
 
 
+def test_two_seed_interval_is_cut_to_the_range_of_r():
+    df = similarity_intervals({0: _seed_faces(0.9, 0.5), 1: _seed_faces(0.5, 0.5)})
+    # block 0: mean 0.7, sd 0.2828, t_{0.975,1} = 12.706 → ±2.54, cut to [−1, 1]; block 1: sd 0 → [0.5, 0.5]
+    assert df.loc[0, "mean"] == pytest.approx(0.7)
+    assert (df.loc[0, "ci_low"], df.loc[0, "ci_high"]) == (-1.0, 1.0)
+    assert df.loc[1, "ci_low"] == pytest.approx(0.5) and df.loc[1, "ci_high"] == pytest.approx(0.5)
+
+
 def test_intervals_one_seed_is_marked_and_errors():
     df = similarity_intervals({4: _seed_faces(0.5, 0.3)})
     assert df["interval"].tolist() == ["faces (1 seed)"] * 2 and df["seeds_sd"].isna().all()

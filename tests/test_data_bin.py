@@ -128,6 +128,21 @@ def test_corrupt_jpeg_names_index_and_file(tmp_path):
     assert "image 2" in str(err.value) and str(path) in str(err.value)
 
 
+def test_empty_image_entry_names_index_and_file(tmp_path):
+    """An empty entry (b"") is refused when the file is read, naming the file and the entry — not torch's
+    "both buffer length (0) and count (-1) must not be 0" from decoding it."""
+    enc = jpeg_bytes(smooth_images(4))
+    enc[1] = b""
+    path = _dump(tmp_path / "hole.bin", (enc, [True, False]))
+    for reader in (read_bin, load_bin):
+        with pytest.raises(BinFormatError, match=r"hole\.bin: image 1 \(pair 0\) is empty"):
+            reader(path)
+    from lqlib.data.datasets import decode_rgb
+
+    with pytest.raises(ImageDecodeError, match="cannot decode entry 7: empty image data"):
+        decode_rgb(b"", where="entry 7")
+
+
 def _lfw_layout(n_folds: int):
     """issame of an LFW-layout set: per fold of 600, 300 same pairs then 300 different ones."""
     return ([True] * 300 + [False] * 300) * n_folds

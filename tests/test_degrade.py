@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lqlib.degrade import PRESETS, degrade, high_frequency_energy
+from lqlib.degrade import DEGRADATIONS, degrade, high_frequency_energy
 
 
 def _faces(n=4, seed=0):
@@ -65,15 +65,15 @@ def test_bad_scale_raises(bad):
 def test_bad_options_raise():
     with pytest.raises(ValueError, match="interpolation"):
         degrade(_faces(1), 2, interpolation="lanczos")
-    with pytest.raises(ValueError, match="preset"):
-        degrade(_faces(1), 2, preset="nope")
+    with pytest.raises(ValueError, match="degradation"):
+        degrade(_faces(1), 2, degradation="nope")
     with pytest.raises(ValueError, match="blur_kernel"):
         degrade(_faces(1), 2, blur_kernel=4)
 
 
-def test_presets_and_interpolations_differ():
+def test_degradations_and_interpolations_differ():
     x = _faces(2)
-    assert set(PRESETS) >= {"paper", "askd"}
+    assert set(DEGRADATIONS) >= {"paper", "askd"}
     near = degrade(x, 4, interpolation="nearest", blur_sigma=None)
     bic = degrade(x, 4, interpolation="bicubic", blur_sigma=None)
     assert not torch.equal(near, bic)
@@ -112,26 +112,30 @@ def test_paper_order_is_down_blur_up():
     assert (got - wrong).abs().mean() > 5 * (got - right).abs().mean() + 1.0
 
 
-def test_askd_preset_matches_its_code():
+def test_askd_degradation_matches_its_code():
     """A-SKD's data code: nearest ↓, nearest ↑ to 112, then a fixed 5×5 Gaussian σx=0.1, σy=2.0
     (reflect padding) at 112 px — anisotropic and deterministic (no random σ)."""
     x = _faces(2).float()
-    got = degrade(x, 4, preset="askd")
+    got = degrade(x, 4, degradation="askd")
     want = _by_hand(x, (28, 28), "nearest", (0.1, 2.0), blur_first=False).clamp(0, 255)
     assert torch.allclose(got, want, atol=1e-3)
-    assert torch.equal(got, degrade(x, 4, preset="askd", generator=torch.Generator().manual_seed(9)))
+    assert torch.equal(got, degrade(x, 4, degradation="askd", generator=torch.Generator().manual_seed(9)))
     # anisotropic: σy = 2 smooths along y, σx = 0.1 leaves x alone — stripes that vary along x
     # (constant columns) pass untouched, stripes that vary along y are smoothed
     bars = ((torch.arange(112) // 4) % 2 * 255.0).expand(1, 3, 112, 112)
-    assert torch.allclose(degrade(bars, 4, preset="askd"), bars, atol=1e-3)
+    assert torch.allclose(degrade(bars, 4, degradation="askd"), bars, atol=1e-3)
     rows = bars.transpose(-1, -2)
-    assert (degrade(rows, 4, preset="askd") - rows).abs().mean() > 20
+    assert (degrade(rows, 4, degradation="askd") - rows).abs().mean() > 20
 
 
 def test_scale_that_leaves_too_few_pixels_names_the_largest_valid_scale():
-    with pytest.raises(ValueError, match=r"largest valid scale is 37\.33"):
+    # the paper preset blurs 5×5 at the low resolution: it needs round(112 / scale) >= 3, i.e. scale < 44.8
+    with pytest.raises(ValueError, match=r"largest valid scale is 44\.79$"):
         degrade(_faces(1), 1e6)
     with pytest.raises(ValueError, match="largest valid scale"):
         degrade(_faces(2), [2, 64])
-    assert degrade(_faces(1), 37).shape == (1, 3, 112, 112)
+    for s in (37, 38, 44, 44.79):  # the old message said 37.33; every scale up to the bound works
+        assert degrade(_faces(1), s).shape == (1, 3, 112, 112)
+    with pytest.raises(ValueError, match=r"scale 44\.8 leaves 2×2 pixels.*largest valid scale is 44\.79"):
+        degrade(_faces(1), 44.8)  # 112 / 44.8 = 2.5 rounds to 2
     assert degrade(_faces(1), 100, blur_sigma=None).shape == (1, 3, 112, 112)  # no blur: 1 px is enough

@@ -274,7 +274,7 @@ def test_evaluate_tiny_backbone_shape_modes_and_batch_size_independence():
     model.train()
     x, y = random_pairs(40, seed=7)
     # flip=False halves the forward passes (the flip paths are tested with PoolNet above)
-    kw = dict(protocol="askd", degrade_kw={"preset": "askd"}, seed=3, nfolds=4, flip=False)
+    kw = dict(protocol="askd", degrade_kw={"degradation": "askd"}, seed=3, nfolds=4, flip=False)
     a = evaluate(model, (x, y), scales=(1, 4), eval_mode="both+cross", batch_size=7, **kw)
     assert model.training  # mode restored
     assert list(a.columns[:12]) == COLUMNS and a.shape == (4, 14)

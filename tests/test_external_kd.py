@@ -123,6 +123,7 @@ def test_student_from_onnx_teacher(tmp_path):
 def test_study_keys_students_of_external_teachers(tmp_path, monkeypatch):
     from lqlib import paths
     from lqlib import study as S
+    from lqlib.model_key import ModelKey
 
     monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path / "runs")
     st = S.Study("ext")
@@ -140,9 +141,9 @@ def test_study_keys_students_of_external_teachers(tmp_path, monkeypatch):
     assert [(m.key, m.seed, m.external_teacher) for m in st.models()] == [("relational@mbf", 1, "mbf")]
     assert S.Model("logit~headinit", 0, folder, "x").external_teacher == ""
     assert S.Model("angular_emb@mbf~headinit", 0, folder, "x").external_teacher == "mbf"
-    assert S.display_name("relational@mbf") == "relational ← mbf"
-    assert S.display_name("none") == "BasicNet-LR"
-    assert S.display_name("logit~headinit") == "+logit KD (head from teacher)"
+    assert ModelKey.parse("relational@mbf").display_name == "relational ← mbf"
+    assert ModelKey.parse("none").display_name == "BasicNet-LR"
+    assert ModelKey.parse("logit~headinit").display_name == "+logit KD (head from teacher)"
     # the study's own teacher keeps the plain key
     own = S.training_config(st, "student", recipe="smoke", method="logit", seed=0, overrides=BASE)
     assert own.teacher == str(st.teacher_dir) and own.out_dir == str(st.student_dir("logit", 0))

@@ -57,13 +57,14 @@ def block0(tmp_path_factory):
 
 
 def _check_accuracy(df: pd.DataFrame, seed: int):
-    assert {"model", "method", "seed", "eval_mode", "scale", "acc_mean", "acc_std", "n_pairs", "status"} <= set(df.columns)
+    assert {"model", "model_key", "method", "teacher", "seed", "eval_mode", "scale", "acc_mean", "acc_std", "n_pairs",
+            "status"} <= set(df.columns)
     assert (df["status"] == "ok").all() and (df["seed"] == seed).all()
-    got = sorted(df[["method", "eval_mode", "scale"]].itertuples(index=False, name=None))
+    got = sorted(df[["model_key", "eval_mode", "scale"]].itertuples(index=False, name=None))
     want = sorted((m, e, float(s)) for m in MODELS for e in ("both", "cross") for s in (1, 2, 4, 8))
     assert [(m, e, float(s)) for m, e, s in got] == want  # every model × eval mode × scale, once
     assert df["acc_mean"].between(0, 100).all() and (df["n_pairs"] == 50).all()
-    assert set(df.loc[df["method"] == "teacher", "model"]) == {"BasicNet-HR"}
+    assert set(df.loc[df["model_key"] == "teacher", "model"]) == {"BasicNet-HR"}
 
 
 def test_dry_run_is_the_gpu_command_on_the_cpu(block0):
@@ -116,8 +117,8 @@ def test_budget_guard_stops_cleanly_and_says_what_was_skipped(isolated):
     assert all(steps[f"student:{m}"]["reason"] == "no finished teacher" for m in MODELS[2:])
     assert steps["kd_step"]["status"] == "skipped" and not t["complete"] and len(t["skipped"]) == 6
     df = pd.read_csv(out / "accuracy.csv")
-    assert sorted(df["method"]) == sorted(MODELS) and df["status"].str.startswith("skipped").all()
-    assert df.set_index("method").loc["teacher", "status"] == "skipped: training stopped"
+    assert sorted(df["model_key"]) == sorted(MODELS) and df["status"].str.startswith("skipped").all()
+    assert df.set_index("model_key").loc["teacher", "status"] == "skipped: training stopped"
     assert json.loads((out / "kd_step.json").read_text())["status"] == "skipped"
     from lqlib.checkpoint import load_checkpoint
 
@@ -141,7 +142,7 @@ def test_merge_accumulates_seeds_across_blocks(block0, isolated, capsys):
     assert sorted(p.name for p in root.iterdir() if p.is_dir()) == [f"cpu_{date}_s0", f"cpu_{date}_s1"]
     assert (root / f"cpu_{date}_s0" / "log").is_file() and (root / f"cpu_{date}_s1" / "pairs_correct.npz").is_file()
     every = pd.read_csv(root / "accuracy_all.csv")
-    assert every.groupby(["method", "eval_mode", "scale"])["seed"].nunique().eq(2).all() and len(every) == 80
+    assert every.groupby(["model_key", "eval_mode", "scale"])["seed"].nunique().eq(2).all() and len(every) == 80
     md = (root / "tables.md").read_text()
     assert "| BasicNet-LR |" in md and "std over training seeds" in md and "vs BasicNet-LR across seeds" in md
     from lqlib.evaluation import paper_table

@@ -69,3 +69,15 @@ def test_grid_expands_to_one_run_per_value():
     assert all(s.parameters["RUN_NAME"] == "smoke" for s in steps)
     # sorted file names (nbval's order) run the numbered notebooks in the plan's order
     assert [s.notebook for s in sorted(steps, key=lambda s: s.key)] == [s.notebook for s in steps]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_code_cell_is_valid_python(path):
+    """A SyntaxError (e.g. a keyword argument given twice) must fail here, not only when the notebook runs."""
+    for i, c in enumerate(json.loads(path.read_text())["cells"]):
+        if c["cell_type"] == "code":
+            src = "".join(line for line in c["source"] if not line.lstrip().startswith(("%", "!")))
+            try:
+                compile(src, f"{path.name}[{i}]", "exec")  # compile, not ast.parse: it checks repeated keywords
+            except SyntaxError as e:
+                raise AssertionError(f"{path.name} cell {i}: {e}") from None

@@ -78,15 +78,20 @@ def test_file_digest_is_the_content_hash_computed_once(tmp_path, monkeypatch):
 
     p = tmp_path / "w.bin"
     p.write_bytes(b"weights v1")
-    assert file_digest(p) == hashlib.sha256(b"weights v1").hexdigest()
     opened = []
     real_open = open
     monkeypatch.setattr("builtins.open", lambda f, *a, **k: opened.append(f) or real_open(f, *a, **k))
+    assert file_digest(p) == hashlib.sha256(b"weights v1").hexdigest()
+    p.write_bytes(b"weights v2")  # same size, new content, at once: mtime may not have moved
+    assert file_digest(p) == hashlib.sha256(b"weights v2").hexdigest()  # fresh files are not memoised
+    assert len(opened) == 2
+    os.utime(p, ns=(10**18, 10**18))  # settled (2001)
     file_digest(p)
-    assert opened == []  # memoised by (path, size, mtime)
-    p.write_bytes(b"weights v2")  # same size, new content
-    os.utime(p, ns=(1, 1))
-    assert file_digest(p) == hashlib.sha256(b"weights v2").hexdigest()
+    file_digest(p)
+    assert len(opened) == 3  # memoised by (path, inode, size, mtime)
+    p.write_bytes(b"weights v3")
+    os.utime(p, ns=(15 * 10**17, 15 * 10**17))  # settled (2017)
+    assert file_digest(p) == hashlib.sha256(b"weights v3").hexdigest()
     assert len(store._FILE_DIGESTS) >= 2
 
 

@@ -11,6 +11,7 @@ from lqlib import paths
 from lqlib import study as S
 from lqlib.data import PairSet
 from lqlib.data.synthetic import SyntheticFaces
+from lqlib.model_key import ModelKey, reading_order
 from lqlib.train import train_student, train_teacher
 
 OVR = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None, epochs=2,
@@ -37,7 +38,7 @@ def _pairs(name="synth", n=40):
 
 
 def test_layout_keys_and_models(study):
-    keys = sorted((m.key, m.seed) for m in study.models())
+    keys = sorted((str(m.key), m.seed) for m in study.models())
     assert keys == [("logit", 0), ("logit", 1), ("none", 0), ("none", 1), ("teacher", 0)]
     assert all(m.split == "synthetic" for m in study.models())
     assert study.student("logit", 1) == study.student_dir("logit", 1)
@@ -49,14 +50,15 @@ def test_students_of_other_kd_weights_or_params_get_their_own_key_and_folder(tmp
     cfg = lambda **kw: S.training_config(st, "student", recipe="smoke", method="angular_emb_c",  # noqa: E731
                                          teacher="faceapi-resnet", overrides=OVR, **kw)
     default, w50 = cfg(kd_weights={"angular": 5.0}), cfg(kd_weights={"angular": 50})
-    assert S.model_key("angular_emb_c", "faceapi-resnet", False, {"angular": 5.0}) == "angular_emb_c@faceapi-resnet"
+    assert ModelKey.student("angular_emb_c", "faceapi-resnet", False, {"angular": 5.0}) == "angular_emb_c@faceapi-resnet"
     assert default.out_dir == str(st.student_dir("angular_emb_c@faceapi-resnet"))
     assert w50.out_dir == str(st.student_dir("angular_emb_c[angular=50]@faceapi-resnet")) != default.out_dir
-    assert S.model_key("logit", kd_params={"logit": {"T": 2.0, "lam": 0.5}}) == "logit[logit.T=2]"
-    assert S.model_key("logit+attention", kd_weights={"attention": 10}, head_from_teacher=True) == \
+    assert ModelKey.student("logit", kd_params={"logit": {"T": 2.0, "lam": 0.5}}) == "logit[logit.T=2]"
+    assert ModelKey.student("logit+attention", kd_weights={"attention": 10}, head_from_teacher=True) == \
         "logit+attention[attention=10]~headinit"
-    assert S.parse_key("angular_emb_c[angular=50]@faceapi-resnet") == ("angular_emb_c[angular=50]", "faceapi-resnet", False)
-    assert S.display_name("angular_emb_c[angular=50]@faceapi-resnet") == "angular_emb_c[angular=50] ← faceapi-resnet"
+    k = ModelKey.parse("angular_emb_c[angular=50]@faceapi-resnet")
+    assert (k.method, k.overrides, k.teacher, k.head_from_teacher) == ("angular_emb_c", "angular=50", "faceapi-resnet", False)
+    assert k.display_name == "angular_emb_c[angular=50] ← faceapi-resnet"
     # the study finds the key again from the run's config
     run = Path(w50.out_dir)
     run.mkdir(parents=True)
@@ -70,7 +72,7 @@ def test_students_of_other_kd_weights_or_params_get_their_own_key_and_folder(tmp
 def test_tables_read_baselines_then_own_students_in_registry_order_then_each_external_teacher():
     keys = ["angular_emb_c@faceapi-resnet", "logit+attention", "labelfree@faceapi-resnet", "logit", "ecacface",
             "teacher:faceapi-resnet", "attention", "none", "teacher", "angular_emb_c[angular=50]@faceapi-resnet", "at"]
-    assert sorted(keys, key=S.reading_order) == [
+    assert sorted(keys, key=reading_order) == [
         "teacher", "none", "logit", "attention", "logit+attention", "at", "ecacface", "teacher:faceapi-resnet",
         "angular_emb_c@faceapi-resnet", "angular_emb_c[angular=50]@faceapi-resnet", "labelfree@faceapi-resnet"]
 
@@ -78,12 +80,12 @@ def test_tables_read_baselines_then_own_students_in_registry_order_then_each_ext
 def test_figure_groups_carry_their_baselines():
     keys = ["labelfree@faceapi-resnet", "logit+attention", "at", "none", "teacher", "teacher:faceapi-resnet",
             "logit[logit.T=2]", "angular_emb_c@faceapi-resnet"]
-    groups = S.model_groups(pd.DataFrame({"method": keys}))
+    groups = S.model_groups(pd.DataFrame({"model_key": keys}))
     assert groups == {"paper ablation": ["teacher", "none", "logit[logit.T=2]", "logit+attention"],
                       "other methods": ["teacher", "none", "at"],
                       "← faceapi-resnet": ["teacher:faceapi-resnet", "none", "angular_emb_c@faceapi-resnet",
                                            "labelfree@faceapi-resnet"]}
-    assert S.model_groups(pd.DataFrame({"method": ["none", "teacher"]})) == {"all models": ["teacher", "none"]}
+    assert S.model_groups(pd.DataFrame({"model_key": ["none", "teacher"]})) == {"all models": ["teacher", "none"]}
 
 
 def test_unknown_student_raises_and_lists_the_trained_ones(study):
@@ -91,11 +93,42 @@ def test_unknown_student_raises_and_lists_the_trained_ones(study):
         study.student("attention", 0)
 
 
+def test_student_resolves_exact_method_names_and_refuses_unfinished_runs(study):
+    """Folder names are slugs (logit+attention → logit-attention): before, every spelling that slugs alike
+    found the student, and a run dir with a checkpoint but no summary.json (unfinished) was accepted."""
+    assert study.student("logit", 0) == study.student_dir("logit", 0)
+    for alias in ("logit-attention", "logit_attention", "logit attention"):
+        with pytest.raises(ValueError, match=rf"unknown method '{alias}'; did you mean 'logit\+attention'"):
+            study.student(alias, 0)
+    unfinished = study.student_dir("logit+attention", 0)
+    unfinished.mkdir(parents=True)
+    (unfinished / "checkpoint.pt").write_bytes(b"")
+    try:
+        with pytest.raises(FileNotFoundError, match=rf"has not finished training: {unfinished}"):
+            study.student("logit+attention", 0)
+    finally:
+        (unfinished / "checkpoint.pt").unlink()
+        unfinished.rmdir()
+
+
+def test_runs_moved_aside_are_kept_but_not_listed(study, tmp_path, monkeypatch):
+    import shutil
+
+    src = study.student_dir("logit", 0)
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
+    st = S.Study("aside")
+    shutil.copytree(src, st.student_dir("logit", 0))
+    shutil.copytree(src, st.student_dir("logit", 0).with_name("logit_s0.old-20261203-101500"))
+    assert [(str(m.key), m.seed) for m in st.models()] == [("logit", 0)]
+
+
 def test_evaluation_is_cached_per_eval_set(study):
     a = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
-    assert set(a["method"]) == {"teacher", "none", "logit"} and set(a["model"]) >= {"BasicNet-HR", "BasicNet-LR"}
-    assert len(a) == 5 * 2 and a.groupby(["method", "seed", "scale"]).size().max() == 1
-    assert list(dict.fromkeys(a["method"])) == ["teacher", "none", "logit"]  # reading order, not folder order
+    assert set(a["model_key"]) == {"teacher", "none", "logit"} and set(a["model"]) >= {"BasicNet-HR", "BasicNet-LR"}
+    assert len(a) == 5 * 2 and a.groupby(["model_key", "seed", "scale"]).size().max() == 1
+    assert list(dict.fromkeys(a["model_key"])) == ["teacher", "none", "logit"]  # reading order, not folder order
+    assert list(a.columns[:5]) == ["model", "model_key", "method", "teacher", "seed"]
+    assert set(a["method"]) == {"", "none", "logit"} and set(a["teacher"]) == {""}
     files = sorted(p.name for p in study.eval_dir("set-a").iterdir())
     assert "logit_s1.npz" in files and "teacher_s0.csv" in files
     stamp = (study.eval_dir("set-a") / "none_s0.csv").stat().st_mtime
@@ -118,13 +151,91 @@ def test_leakage_is_refused_unless_allowed(study, tmp_path):
     assert s["split"] == "synthetic"
 
 
+def test_leakage_guard_rests_on_content_not_names(study):
+    """The teacher's own training faces under an innocent name: before, only names were checked, so this
+    pair set was scored. Now every run records 8-byte hashes of its decoded training faces."""
+    from lqlib.checkpoint import read_training_data
+    from lqlib.data.datasets import decode_rgb, encode_jpeg
+
+    split, hashes, thumbs = read_training_data(study.teacher_dir)
+    assert split == "synthetic" and hashes.dtype == np.uint64 and len(hashes) == 16  # 4 ids x 4 images
+    assert thumbs.dtype == np.uint8 and thumbs.shape == (16, 64)
+    own = torch.stack([SyntheticFaces(num_classes=4, images_per_class=4, seed=0)[i][0] for i in range(16)])
+    copy = PairSet(own, torch.tensor([True, False] * 4), torch.arange(8) // 4, "holiday-photos")
+    with pytest.raises(S.LeakageError, match=r"BasicNet-HR \(seed 0, .*teacher\) was trained on 16 of the faces "
+                                             r"of 'holiday-photos' \(16 with identical pixels"):
+        S.evaluate_study(study, copy, scales=(1,), eval_modes=("both",), batch_size=16)
+    assert not study.eval_dir("holiday-photos").exists()  # refused before anything was evaluated or written
+    # the same photos re-encoded (another JPEG quality: other pixels, other hashes) are caught as well
+    reencoded = torch.stack([decode_rgb(b) for b in encode_jpeg(own, 75)])
+    assert not torch.equal(reencoded, own)
+    again = PairSet(reencoded, copy.issame, copy.folds, "renamed")
+    with pytest.raises(S.LeakageError, match=r"trained on 16 of the faces of 'renamed' \(0 with identical pixels"):
+        S.evaluate_study(study, again, scales=(1,), eval_modes=("both",), batch_size=16)
+    # one shared face is enough; the escape hatch still works
+    mixed = PairSet(torch.cat([own[:1], _pairs().images[1:8]]), torch.tensor([True, False] * 2),
+                    torch.zeros(4, dtype=torch.int64), "mixed")
+    with pytest.raises(S.LeakageError, match=r"trained on 1 of the faces of .mixed. \(1 with identical"):
+        S.evaluate_study(study, mixed, scales=(1,), eval_modes=("both",), batch_size=16)
+    r = S.evaluate_study(study, copy, scales=(1,), eval_modes=("both",), batch_size=16, allow_leakage=True)
+    assert set(r["model_key"]) == {"teacher", "none", "logit"}
+
+
+def test_unfinished_or_unrecorded_runs_are_not_unknown_and_passed(study, tmp_path, monkeypatch):
+    """Before, a teacher without summary.json counted as split "unknown" and was scored on lfw as BasicNet-HR."""
+    import shutil
+
+    src = study.teacher_dir
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
+    half = S.Study("half")
+    shutil.copytree(src, half.teacher_dir)
+    (half.teacher_dir / "summary.json").unlink()  # stopped before its end
+    assert [m.key for m in half.models()] == []  # an unfinished teacher is no BasicNet-HR
+    assert S._split_of(half.teacher_dir) == "synthetic"  # but what it trains on is known from its start
+    for f in ("training_data.json", "train_images.npy", "train_thumbs.npy"):
+        (half.teacher_dir / f).unlink()
+    model = S.Model("teacher", 0, half.teacher_dir, S._split_of(half.teacher_dir))
+    with pytest.raises(S.LeakageError, match="not recorded"):
+        S._check_leakage(model, "lfw", allow=False)
+    S._check_leakage(model, "lfw", allow=True)
+
+
+def test_packs_without_a_manifest_keep_the_guard(tmp_path, monkeypatch):
+    """Before, packs without (or with a corrupt) manifest.json lost their split's name, so nothing was refused
+    and a renamed copy of the packs' own .bin was scored. Now the run's content fingerprint refuses it, and a
+    corrupt manifest is an error naming the file."""
+    from lqlib.data import load_pairs, write_bin
+    from lqlib.data.datasets import encode_jpeg
+    from lqlib.data.recordio import write_rec
+
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path / "runs")
+    faces = SyntheticFaces(num_classes=4, images_per_class=4, seed=7)
+    blobs = encode_jpeg(torch.stack([faces[i][0] for i in range(16)]), 90)  # the packs' bytes, as prepare writes
+    packs = tmp_path / "packs"
+    packs.mkdir()
+    write_rec(packs / "train.rec", packs / "train.idx", ((b, int(faces.labels[i])) for i, b in enumerate(blobs)))
+    write_bin(tmp_path / "elsewhere" / "my_set.bin", blobs[:8], [True, False, True, False])  # "renamed lfw.bin"
+    (packs / "manifest.json").write_text("{not json")
+    st = S.Study("packs")
+    with pytest.raises(ValueError, match=r"manifest\.json: not a readable packs manifest"):
+        train_teacher(S.training_config(st, "teacher", recipe="smoke", data=str(packs),
+                                        overrides={**OVR, "data": str(packs)}))
+    (packs / "manifest.json").unlink()  # foreign packs (no manifest): trained on, named by their path
+    train_teacher(S.training_config(st, "teacher", recipe="smoke", data=str(packs),
+                                    overrides={**OVR, "data": str(packs), "epochs": 1}))
+    assert st.models()[0].split == str(packs / "train.rec")
+    pairs = load_pairs(str(tmp_path / "elsewhere" / "my_set.bin"))
+    with pytest.raises(S.LeakageError, match=r"trained on 8 of the faces of 'my_set' \(8 with identical pixels"):
+        S.evaluate_study(st, pairs, scales=(1,), eval_modes=("both",), batch_size=8)
+
+
 def test_tables_and_tests_across_seeds(study):
     res = S.evaluate_study(study, _pairs("set-a"), scales=(1, 8), eval_modes=("both",), batch_size=16)
     tests = S.compare(study, res, baseline="none", scales=(8,))
-    row = tests[tests["method"] == "logit"].iloc[0]
-    acc = {s: float(res[(res.method == m) & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0])
+    row = tests[tests["model_key"] == "logit"].iloc[0]
+    acc = {s: float(res[(res.model_key == m) & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0])
            for m in ("logit",) for s in (0, 1)}
-    base = {s: float(res[(res.method == "none") & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0]) for s in (0, 1)}
+    base = {s: float(res[(res.model_key == "none") & (res.seed == s) & (res.scale == 8)].acc_mean.iloc[0]) for s in (0, 1)}
     assert row["test"] == "paired t" and row["n"] == 2
     assert row["delta"] == pytest.approx(np.mean([acc[s] - base[s] for s in (0, 1)]))
     assert "pair_boot_p_max" in tests.columns and "p_holm" in tests.columns
@@ -156,44 +267,57 @@ def test_seed_test_and_holm():
     assert holm([0.01, 0.04, 0.03, np.nan]).round(4).tolist()[:3] == [0.03, 0.06, 0.06]
 
 
-def test_runner_reruns_a_step_whose_parameters_changed(tmp_path, monkeypatch):
+@pytest.fixture
+def fake_runs(tmp_path, monkeypatch):
+    """runs/ under tmp_path, a face-data directory (lfw/pairs.txt is what the runner checks) and papermill
+    replaced by a recorder (it writes an empty executed copy); yields the list of executed parameters."""
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path / "runs")
+    (tmp_path / "faces" / "lfw").mkdir(parents=True)
+    (tmp_path / "faces" / "lfw" / "pairs.txt").write_text("1\t300\n")
+    monkeypatch.setenv("LQLIB_DATA", str(tmp_path / "faces"))
+    calls = []
+
+    def fake(src, dst, parameters, **kw):
+        calls.append(parameters)
+        if parameters.get("MAX_PAIRS") == 666:
+            raise RuntimeError("a step that fails")
+        Path(dst).write_text("{}")
+
+    monkeypatch.setattr("papermill.execute_notebook", fake)
+    return calls
+
+
+def test_runner_reruns_a_step_whose_parameters_changed(tmp_path, fake_runs):
     from lqlib import run
 
-    calls = []
-    monkeypatch.setattr("papermill.execute_notebook", lambda src, dst, parameters, **kw: (calls.append(parameters),
-                                                                                         open(dst, "w").write("{}")))
     preset = tmp_path / "p.yaml"
     preset.write_text("notebooks:\n  - notebook: 03_evaluation\n    parameters: {MAX_PAIRS: 10}\n")
     run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
     run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
-    assert len(calls) == 1  # done, same parameters: skipped
+    assert len(fake_runs) == 1  # done, same parameters: skipped
     preset.write_text("notebooks:\n  - notebook: 03_evaluation\n    parameters: {MAX_PAIRS: 20}\n")
     run.run(str(preset), str(tmp_path / "out"), log=lambda *a: None)
-    assert len(calls) == 2 and calls[-1]["MAX_PAIRS"] == 20
+    assert len(fake_runs) == 2 and fake_runs[-1]["MAX_PAIRS"] == 20
 
 
-def _two_step_preset(tmp_path):
-    """A preset of two 03 steps (tags a, b; MAX_PAIRS 10, 20) that publishes its run record to tmp_path/pub."""
+def _two_step_preset(tmp_path, second=20):
+    """A preset "p" of two 03 steps (tags a, b; MAX_PAIRS 10 and ``second``) that publishes its run record
+    and tables to tmp_path/pub."""
     preset = tmp_path / "p.yaml"
     preset.write_text(f"publish: {tmp_path / 'pub'}\nnotebooks:\n  - notebook: 03_evaluation\n    tag: a\n"
-                      "    parameters: {MAX_PAIRS: 10}\n  - notebook: 03_evaluation\n    tag: b\n"
-                      "    parameters: {MAX_PAIRS: 20}\n")
+                      f"    parameters: {{MAX_PAIRS: 10, PUBLISH_DIR: {tmp_path / 'pub'}}}\n"
+                      "  - notebook: 03_evaluation\n    tag: b\n"
+                      f"    parameters: {{MAX_PAIRS: {second}}}\n")
     return preset
 
 
-def test_run_info_is_published_after_every_step_and_names_what_is_pending(tmp_path, monkeypatch):
+def test_run_info_is_published_after_every_step_and_names_what_is_pending(tmp_path, fake_runs):
     import json
 
     from lqlib import run
 
-    def fake(src, dst, parameters, **kw):
-        if parameters.get("MAX_PAIRS") == 20:
-            raise RuntimeError("a step that fails")
-        open(dst, "w").write("{}")
-
-    monkeypatch.setattr("papermill.execute_notebook", fake)
     with pytest.raises(run.RunError):
-        run.run(str(_two_step_preset(tmp_path)), str(tmp_path / "out"), log=lambda *a: None)
+        run.run(str(_two_step_preset(tmp_path, second=666)), log=lambda *a: None)  # runs/p: publishes
     info = json.loads((tmp_path / "pub" / "run_info.json").read_text())
     assert info["complete"] is False and info["pending"] == ["03_evaluation__b"]
     assert list(info["steps"]) == ["03_evaluation__a"]
@@ -201,29 +325,141 @@ def test_run_info_is_published_after_every_step_and_names_what_is_pending(tmp_pa
     assert info["command"] == f"python -m lqlib.run --preset {info['preset']}" and info["environment"]["torch"]
 
 
-def test_force_with_only_reruns_those_steps_and_keeps_the_record_of_the_others(tmp_path, monkeypatch):
+def test_only_the_presets_own_run_dir_publishes(tmp_path, fake_runs):
+    """Before, run_info.json of the preset's publish folder was rewritten by a run with --out elsewhere, and
+    its tables (PUBLISH_DIR) were copied there too: another run dir publishes under <out>/published/."""
     import json
 
     from lqlib import run
 
-    calls = []
-    monkeypatch.setattr("papermill.execute_notebook", lambda src, dst, parameters, **kw: (calls.append(parameters),
-                                                                                         open(dst, "w").write("{}")))
     preset = _two_step_preset(tmp_path)
-    out = tmp_path / "out"
-    run.run(str(preset), str(out), log=lambda *a: None)
-    run.run(str(preset), str(out), force=True, only=["__b"], log=lambda *a: None)
-    assert [c["MAX_PAIRS"] for c in calls] == [10, 20, 20]
+    run.run(str(preset), str(tmp_path / "elsewhere"), log=lambda *a: None)
+    assert not (tmp_path / "pub").exists()
+    assert fake_runs[0]["PUBLISH_DIR"] == str(tmp_path / "elsewhere" / "published")
+    info = json.loads((tmp_path / "elsewhere" / "published" / "run_info.json").read_text())
+    assert info["complete"] is True
+    run.run(str(preset), log=lambda *a: None)  # runs/p: the owner
+    assert fake_runs[-2]["PUBLISH_DIR"] == str(tmp_path / "pub") and (tmp_path / "pub" / "run_info.json").is_file()
+
+
+def test_force_with_only_reruns_those_steps_and_keeps_the_record_of_the_others(tmp_path, fake_runs):
+    import json
+
+    from lqlib import run
+
+    preset = _two_step_preset(tmp_path)
+    run.run(str(preset), log=lambda *a: None)
+    run.run(str(preset), force=True, only=["__b"], log=lambda *a: None)
+    assert [c["MAX_PAIRS"] for c in fake_runs] == [10, 20, 20]
+    out = tmp_path / "runs" / "p"
     assert set(json.loads((out / "status.json").read_text())) == {"03_evaluation__a", "03_evaluation__b"}
     info = json.loads((tmp_path / "pub" / "run_info.json").read_text())
     assert info["complete"] is True and set(info["steps"]) == {"03_evaluation__a", "03_evaluation__b"}
 
 
+def test_a_bare_only_runs_nothing(tmp_path, fake_runs, capsys):
+    """Before, ``--only`` with no value (nargs="*": []) selected every step."""
+    from lqlib import run
+
+    preset = _two_step_preset(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        run.main(["--preset", str(preset), "--only"])
+    assert e.value.code == 2 and "--only" in capsys.readouterr().err
+    with pytest.raises(run.PresetError, match="at least one step"):
+        run.run(str(preset), only=[], log=lambda *a: None)
+    with pytest.raises(run.PresetError, match=r"matches no step.*03_evaluation__a"):
+        run.run(str(preset), only=["07_"], log=lambda *a: None)
+    assert fake_runs == []
+
+
+def test_a_corrupt_status_json_is_one_error_naming_the_file(tmp_path, fake_runs, capsys):
+    from lqlib import run
+
+    preset = _two_step_preset(tmp_path)
+    status = tmp_path / "runs" / "p" / "status.json"
+    for text in ('{"03_evaluation__a": {"status": "do', "[1, 2]"):
+        status.parent.mkdir(parents=True, exist_ok=True)
+        status.write_text(text)
+        assert run.main(["--preset", str(preset)]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {status} is not a valid run record") and "Traceback" not in err
+        assert status.read_text() == text and fake_runs == []  # left as it was, nothing ran
+
+
+def test_a_retrained_teacher_reruns_its_students(tmp_path, fake_runs):
+    """Before, a student step stayed "done" when its teacher was retrained (same parameters): it was skipped
+    and its student kept the old teacher's distillation."""
+    from lqlib import run
+
+    preset = tmp_path / "s.yaml"
+    preset.write_text("notebooks:\n  - notebook: 02_kd_ablation\n    grid: {METHOD: [logit]}\n")
+    teacher = tmp_path / "runs" / "s" / "teacher"
+    teacher.mkdir(parents=True)
+    (teacher / "checkpoint.pt").write_bytes(b"teacher one")
+    run.run(str(preset), log=lambda *a: None)
+    run.run(str(preset), log=lambda *a: None)
+    assert len(fake_runs) == 1
+    (teacher / "checkpoint.pt").write_bytes(b"teacher two")  # retrained: other weights
+    logs = []
+    run.run(str(preset), log=logs.append)
+    assert len(fake_runs) == 2 and any("its teacher changed" in m for m in logs)
+    run.run(str(preset), log=lambda *a: None)
+    assert len(fake_runs) == 2
+
+
+def test_runner_refuses_synthetic_data_before_the_first_step(tmp_path, fake_runs, monkeypatch, capsys):
+    """No face data: before, the cpu preset trained on the synthetic set and 03 copied its tables over the
+    committed results/cpu/. Now the run stops before its first step naming where it looked; --synthetic
+    runs it, publishing under <out>/published/ only."""
+    import json
+
+    from lqlib import run
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("LQLIB_DATA", str(empty))
+    committed = paths.resolve("results/cpu/run_info.json")
+    before = committed.read_bytes() if committed.is_file() else None
+    assert run.main(["--preset", "cpu", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert f"looked in: {empty} (no lfw/pairs.txt there)" in err and "--synthetic" in err
+    assert fake_runs == [] and not (tmp_path / "out").exists()
+    # the preset's own run dir (the publishing one) is refused the same way
+    assert run.main(["--preset", "cpu"]) == 1 and fake_runs == []
+    # --synthetic: runs, in runs/cpu-synthetic, and publishes into <out>/published only
+    run.run("cpu", synthetic=True, only=["03_evaluation__half1"], log=lambda *a: None)
+    out = tmp_path / "runs" / "cpu-synthetic"
+    assert fake_runs[0]["RUN_NAME"] == "cpu-synthetic" and fake_runs[0]["PUBLISH_DIR"] == str(out / "published")
+    assert json.loads((out / "published" / "run_info.json").read_text())["preset"] == "cpu"
+    assert (committed.read_bytes() if committed.is_file() else None) == before
+    # with face data, --synthetic changes nothing: the preset's own run dir, publishing as usual
+    monkeypatch.setenv("LQLIB_DATA", str(tmp_path / "faces"))
+    logs = []
+    run.run(str(_two_step_preset(tmp_path)), synthetic=True, log=logs.append)
+    assert fake_runs[-1]["RUN_NAME"] == "p" and (tmp_path / "pub" / "run_info.json").is_file()
+    assert any("face data found" in m for m in logs)
+    import os
+
+    assert "LQLIB_SYNTHETIC" not in os.environ  # set for the notebooks' kernels only while the run lasts
+
+
+def test_notebooks_of_a_run_that_refuses_synthetic_data_do_not_fall_back(tmp_path, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("LQLIB_DATA", str(empty))
+    assert S.resolve_training_data("lfw-half") == "synthetic"  # interactive use: the loud fallback
+    monkeypatch.setenv("LQLIB_SYNTHETIC", "refuse")
+    with pytest.raises(FileNotFoundError, match=rf"{empty} has no lfw/pairs.txt.*--synthetic"):
+        S.resolve_training_data("lfw-half")
+    with pytest.raises(FileNotFoundError):
+        S.load_eval_pairs("lfw-half")
+
+
 def test_students_of_an_external_teacher_are_tested_against_its_own_accuracy():
     from lqlib.evaluation import compare_to_baseline
 
-    rows = [{"model": "T", "method": "teacher:ext", "seed": 0, "eval_mode": "both", "scale": 8.0, "acc_mean": 70.0}]
-    rows += [{"model": "S", "method": "angular_emb@ext", "seed": s, "eval_mode": "both", "scale": 8.0, "acc_mean": a}
+    rows = [{"model": "T", "model_key": "teacher:ext", "seed": 0, "eval_mode": "both", "scale": 8.0, "acc_mean": 70.0}]
+    rows += [{"model": "S", "model_key": "angular_emb@ext", "seed": s, "eval_mode": "both", "scale": 8.0, "acc_mean": a}
              for s, a in ((0, 74.0), (1, 75.0), (2, 76.0))]
     t = compare_to_baseline(pd.DataFrame(rows), "teacher:ext", scales=(8,))
     r = t.iloc[0]
@@ -238,13 +474,14 @@ def test_a_student_with_another_margin_head_gets_its_own_key_and_folder(tmp_path
     ada = S.training_config(st, "student", recipe="smoke", method="none", overrides={**OVR, "head": "adaface"})
     arc = S.training_config(st, "student", recipe="smoke", method="none", overrides=OVR)
     assert ada.head == "adaface" and ada.out_dir == str(st.student_dir("none^adaface")) != arc.out_dir
-    assert S.model_key("none", head="arcface") == "none" and S.model_key("ecacface", head="adaface") == "ecacface"
-    key = S.model_key("logit", "faceapi-resnet", True, {"logit": 2.0}, head="adaface")
-    assert key == "logit[logit=2]^adaface@faceapi-resnet~headinit"
-    assert S.method_parts(key) == ["logit"] and S.student_head(key) == "adaface" and S.student_head("none") == ""
-    assert S.display_name("none^adaface") == "BasicNet-LR (AdaFace head)"
-    assert S.display_name(key) == "logit[logit=2] (AdaFace head) ← faceapi-resnet (head from teacher)"
-    assert S.reading_order("none^adaface")[:4] == S.reading_order("none")[:4]
+    assert ModelKey.student("none", head="arcface") == "none"
+    assert ModelKey.student("ecacface", head="curricularface") == "ecacface"  # the method's own head: no mark
+    key = ModelKey.student("logit", "faceapi-resnet", True, {"logit": 2.0}, head="adaface")
+    assert key == "logit[logit=2]^adaface@faceapi-resnet~headinit" and ModelKey.parse(str(key)) == key
+    assert key.parts == ["logit"] and key.head == "adaface" and ModelKey.parse("none").head == ""
+    assert ModelKey.parse("none^adaface").display_name == "BasicNet-LR (AdaFace head)"
+    assert key.display_name == "logit[logit=2] (AdaFace head) ← faceapi-resnet (head from teacher)"
+    assert reading_order("none^adaface")[:4] == reading_order("none")[:4]
     run = Path(ada.out_dir)
     run.mkdir(parents=True)
     (run / "config.json").write_text(json.dumps(ada.to_dict()))

@@ -72,17 +72,60 @@ def test_resume_after_sigterm_is_exact(tmp_path, teacher_dir):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_after_epoch_one_and_refuse_other_epochs(tmp_path, teacher_dir):
+def test_resume_after_epoch_one_and_move_aside_other_epochs(tmp_path, teacher_dir, capsys):
+    """The schedule depends on epochs: a resume with other epochs never continues the old run. Before, it
+    raised until the folder was deleted by hand; now the old run is kept beside as <dir>.old-<time>, the
+    notice says what changed, and the run starts over."""
     cfg = _cfg(tmp_path, "e1", method="attention", epochs=2)
     stop_after_epoch_one = lambda trainer, epoch, done, step: step == 2 and trainer.request_stop()  # noqa: E731
     with pytest.raises(TrainingInterrupted):
         train_student(cfg, teacher=str(teacher_dir), callbacks=[stop_after_epoch_one])
-    with pytest.raises(ValueError, match="epochs"):  # the schedule depends on epochs: no silent change
-        train_student(_cfg(tmp_path, "e1", method="attention", epochs=3), teacher=str(teacher_dir))
-    train_student(cfg, teacher=str(teacher_dir))
+    capsys.readouterr()
+    three = train_student(_cfg(tmp_path, "e1", method="attention", epochs=3), teacher=str(teacher_dir))
+    notice = capsys.readouterr().err
+    old = sorted(tmp_path.glob("e1.old-*"))
+    assert len(old) == 1 and f"moved it to {old[0]}" in notice and "epochs: 2 → 3" in notice
+    assert torch.load(old[0] / "checkpoint.pt", weights_only=True)["step"] == 2  # the interrupted run, intact
+    assert three["final"]["epoch"] == "3" and len(_metrics(tmp_path / "e1")) == 3
+    train_student(cfg, teacher=str(teacher_dir))  # back to 2 epochs: the 3-epoch run goes aside too
+    assert len(list(tmp_path.glob("e1.old-*"))) == 2
     ref = _cfg(tmp_path, "e2", method="attention", epochs=2)
     train_student(ref, teacher=str(teacher_dir))
     assert _metrics(tmp_path / "e1") == _metrics(tmp_path / "e2")
+
+
+def test_a_checkpoint_from_before_a_new_option_resumes(tmp_path):
+    """A field added to TrainConfig since a run was written is read as its default: not a change that
+    moves the finished run aside."""
+    from lqlib.io import torch_save
+
+    cfg = _cfg(tmp_path, "older", epochs=1)
+    train_teacher(cfg)
+    ck = torch.load(tmp_path / "older" / "checkpoint.pt", weights_only=True)
+    del ck["config"]["hflip"], ck["config"]["grad_clip"]  # as if written before these options existed
+    torch_save(ck, tmp_path / "older" / "checkpoint.pt")
+    train_teacher(cfg)
+    assert not list(tmp_path.glob("older.old-*"))
+
+
+def test_a_retrained_teacher_restarts_its_student(tmp_path, teacher_dir, capsys):
+    """Before, a finished student "resumed" (did nothing) against a retrained teacher at the same path and
+    kept distilling from a teacher that no longer existed."""
+    import shutil
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(teacher_dir, teacher)
+    cfg = _cfg(tmp_path, "st", method="logit", epochs=1)
+    first = train_student(cfg, teacher=str(teacher))
+    again = train_student(cfg, teacher=str(teacher))  # same teacher: resumes (nothing to do)
+    assert first["teacher_id"] == again["teacher_id"] and first["teacher_id"].startswith("ckpt:")
+    assert not list(tmp_path.glob("st.old-*"))
+    train_teacher(_cfg(tmp_path, "teacher2", epochs=1, seed=3))
+    shutil.copyfile(tmp_path / "teacher2" / "checkpoint.pt", teacher / "checkpoint.pt")  # "retrained"
+    capsys.readouterr()
+    third = train_student(cfg, teacher=str(teacher))
+    assert third["teacher_id"] != first["teacher_id"] and len(list(tmp_path.glob("st.old-*"))) == 1
+    assert "teacher weights" in capsys.readouterr().err
 
 
 def test_same_seed_same_metrics(tmp_path):
@@ -273,6 +316,20 @@ def test_malformed_mapping_option_is_a_one_line_error(capsys):
     assert err.count("\n") == 0 and "synthetic" in err and "num_classes" in err and "accepted" in err
     with pytest.raises(ValueError, match="head_kw"):
         TrainConfig(head_kw={"scale": 3}).validate()
+
+
+@pytest.mark.parametrize("setting, names", [("lr=abc", ("lr", "'abc'", "number")),
+                                             ("epochs=two", ("epochs", "'two'", "int")),
+                                             ("nesterov=maybe", ("nesterov", "bool")),
+                                             ("device=tpu", ("device", "'tpu'", "cuda"))])
+def test_a_bad_scalar_option_is_one_line_naming_the_field(capsys, setting, names):
+    """Before: lr=abc said "'>' not supported between instances of 'str' and 'int'" (no field), device=tpu
+    was a RuntimeError traceback from torch.device."""
+    from lqlib.train import main
+
+    assert main(["--set", setting, "data=synthetic"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.count("\n") == 0 and all(n in err for n in names), err
 
 
 def test_check_learning_flags_degenerate_runs(tmp_path):

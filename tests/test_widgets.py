@@ -70,11 +70,11 @@ def test_widget_scale_slider(explorer, pair):
     assert explorer.state is hr_state, "going back reuses the cached render"
 
 
-def test_widget_presets_blur_and_interpolation(explorer):
+def test_widget_scale_buttons_blur_and_interpolation(explorer):
     explorer.build_widget()
     assert len(explorer.output.outputs) == 1, "a rebuilt widget draws its figure at once"
-    assert sorted(explorer.preset_buttons) == [1, 2, 4, 8]
-    explorer.preset_buttons[4].click()
+    assert sorted(explorer.scale_buttons) == [1, 2, 4, 8]
+    explorer.scale_buttons[4].click()
     assert explorer.scale_slider.value == 4.0 and explorer.state.scale == 4.0
     bicubic = explorer.state
 
@@ -88,7 +88,7 @@ def test_widget_presets_blur_and_interpolation(explorer):
     assert explorer.state.blur_sigma == 0.0
     assert not torch.equal(explorer.state.degraded, nearest.degraded)
 
-    explorer.preset_buttons[2].click()
+    explorer.scale_buttons[2].click()
     assert explorer.state.scale == 2.0 and explorer.state.interpolation == "nearest"
 
 

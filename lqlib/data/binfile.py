@@ -118,6 +118,8 @@ def read_bin(path: str | os.PathLike) -> tuple[list, list[bool]]:
     for i, im in enumerate(images):
         if not isinstance(im, (bytes, bytearray, np.ndarray)):
             raise BinFormatError(f"{path}: image {i} is a {type(im).__name__}, expected encoded bytes")
+        if len(im) == 0 if isinstance(im, (bytes, bytearray)) else im.size == 0:
+            raise BinFormatError(f"{path}: image {i} (pair {i // 2}) is empty (0 bytes)")
     flags = []
     for i, s in enumerate(issame):
         if isinstance(s, (bool, np.bool_)) or (isinstance(s, (int, np.integer)) and s in (0, 1)):

@@ -43,9 +43,9 @@ def decode_rgb(data: Encoded, *, where: str = "image", bgr: bool = False) -> tor
     ``where`` names the image in error messages (e.g. ``"record 12 of /x/train.rec"``).
     ``bgr=True`` swaps the channels afterwards, for sources whose pixels were stored as BGR.
     """
+    if len(data if not isinstance(data, (np.ndarray, torch.Tensor)) else data.reshape(-1)) == 0:
+        raise ImageDecodeError(f"cannot decode {where}: empty image data")  # (torch.frombuffer refuses b"")
     buf = _as_byte_tensor(data)
-    if buf.numel() == 0:
-        raise ImageDecodeError(f"cannot decode {where}: empty image data")
     try:
         img = decode_image(buf, mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError) as e:

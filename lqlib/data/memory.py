@@ -7,11 +7,15 @@ decoder releases the GIL — into a ``uint8 [N, 3, H, W]`` tensor and keeps it a
 :func:`batch_stream` then serves batches by indexing that tensor — ``(images, labels, index)`` with
 the samples' dataset indices (a teacher-embedding cache looks rows up by them). Sets too large for
 memory (``max_bytes``) stream through a ``DataLoader`` instead, with the same output.
+:func:`dataset_fingerprint` hashes every decoded image (8 bytes each) and keeps an 8×8 grey thumbnail of it
+(64 bytes): a run records both so that an evaluation can refuse pair sets holding its training faces —
+identical or re-encoded — whatever they are called (:func:`shared_faces`).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -21,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import paths
 from ..io import atomic_write, write_json
+from ..store import CacheInvalidWarning
 from .datasets import parallel_map
 
 DEFAULT_MAX_BYTES = 6 * 2**30
@@ -70,16 +75,108 @@ def decoded(ds: Dataset, key: dict | None = None, threads: int | None = None,
         digest = hashlib.sha256(json.dumps({**key, "n": len(ds), "shape": list(first.shape)}, sort_keys=True,
                                            default=str).encode()).hexdigest()[:20]
         path = paths.cache_dir() / "decoded" / f"{digest}.npy"
-        if path.is_file():
-            arr = np.load(path, mmap_mode="r")
-            if arr.shape == (len(ds), *first.shape):
-                return DecodedDataset(torch.from_numpy(np.ascontiguousarray(arr)), labels, n_cls)
+        arr = _read_cached(path, (len(ds), *first.shape))
+        if arr is not None:
+            return DecodedDataset(torch.from_numpy(np.ascontiguousarray(arr)), labels, n_cls)
     images = torch.stack(parallel_map(lambda i: ds[i][0], range(len(ds)), threads))
     if path is not None:
         with atomic_write(path, "wb") as f:
             np.save(f, images.numpy())
         write_json(path.with_suffix(".json"), {**key, "n": len(ds), "shape": list(images.shape)})
     return DecodedDataset(images, labels, n_cls)
+
+
+def _read_cached(path: Path, shape: tuple) -> np.ndarray | None:
+    """The decoded pixels at ``path`` (memory-mapped) when the file reads as a uint8 array of ``shape``;
+    None when there is none; a :class:`~lqlib.store.CacheInvalidWarning` naming it (then it is decoded
+    again and rewritten) when it is truncated, garbage, empty or of another shape."""
+    if not path.is_file():
+        return None
+    try:
+        arr = np.load(path, mmap_mode="r")
+        if arr.shape == shape and arr.dtype == np.uint8:
+            return arr
+        reason = f"holds {arr.dtype} {arr.shape}, expected uint8 {shape}"
+    except (ValueError, OSError, EOFError) as e:
+        reason = f"is unreadable ({type(e).__name__}: {str(e)[:200]})"
+    warnings.warn(f"decode cache: {path} {reason}; decoding again", CacheInvalidWarning, stacklevel=3)
+    return None
+
+
+def image_hashes(images: torch.Tensor | Sequence[torch.Tensor], threads: int | None = None) -> np.ndarray:
+    """Sorted unique 8-byte hashes (BLAKE2b of the decoded ``uint8`` pixels and their shape) of ``images``
+    (``[N, 3, H, W]`` or a sequence of ``[3, H, W]``): the content fingerprint of a set of faces. The same
+    face decoded from the same bytes hashes alike whatever its file is called."""
+    def one(img: torch.Tensor) -> int:
+        a = np.ascontiguousarray(img.detach().cpu().numpy())
+        h = hashlib.blake2b(a.tobytes(), digest_size=8, person=b"lqlib-img")
+        h.update(repr(a.shape).encode())
+        return int.from_bytes(h.digest(), "little")
+
+    if len(images) == 0:
+        return np.zeros(0, dtype=np.uint64)
+    return np.unique(np.array(parallel_map(one, list(images), threads), dtype=np.uint64))
+
+
+THUMB = 8                  # thumbnails: 8×8 grey means of a face (64 bytes)
+NEAR_DUPLICATE_RMS = 2.0   # grey levels: a JPEG re-encoding moves a face's thumbnail by < 0.7 (q50-95), while
+#                            the nearest lfw-half training face of any lfw-half test face is >= 13 away
+
+
+def image_thumbnails(images: torch.Tensor | Sequence[torch.Tensor], chunk: int = 2048) -> np.ndarray:
+    """``uint8 [N, 64]``: each face's 8×8 grid of grey means (rounded) — what survives a re-encoding of the
+    same photo (another JPEG quality, another pack) but differs between photos."""
+    out = []
+    for s in range(0, len(images), chunk):
+        part = images[s:s + chunk]
+        x = (part if isinstance(part, torch.Tensor) else torch.stack(list(part))).detach().cpu().float()
+        grey = torch.nn.functional.adaptive_avg_pool2d(x.mean(1, keepdim=True), THUMB).flatten(1)
+        out.append(grey.round().clamp(0, 255).to(torch.uint8).numpy())
+    return np.concatenate(out) if out else np.zeros((0, THUMB * THUMB), dtype=np.uint8)
+
+
+def dataset_fingerprint(ds: Dataset, key: dict | None = None, threads: int | None = None
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``(hashes, thumbnails)`` of every image of a training set — :func:`image_hashes` (identical pixels)
+    and :func:`image_thumbnails` (the same photo re-encoded) — read from the pixels already in memory (a
+    :class:`DecodedDataset`), else decoded once; kept under ``cache/fingerprints/`` when ``key`` (the
+    data's identity, as for :func:`decoded`) is given."""
+    path = None
+    if key is not None:
+        digest = hashlib.sha256(json.dumps({**key, "n": len(ds), "thumb": THUMB}, sort_keys=True,
+                                           default=str).encode()).hexdigest()[:20]
+        path = paths.cache_dir() / "fingerprints" / f"{digest}.npz"
+        if path.is_file():
+            try:
+                with np.load(path) as z:
+                    hashes, thumbs = z["hashes"], z["thumbs"]
+                if hashes.dtype == np.uint64 and thumbs.dtype == np.uint8 and thumbs.shape == (len(ds), THUMB ** 2):
+                    return hashes, thumbs
+            except (OSError, ValueError, KeyError):
+                pass  # rebuilt below
+    images = ds.images if isinstance(ds, DecodedDataset) else parallel_map(lambda i: ds[i][0], range(len(ds)), threads)
+    hashes, thumbs = image_hashes(images, threads), image_thumbnails(images)
+    if path is not None:
+        with atomic_write(path, "wb") as f:
+            np.savez(f, hashes=hashes, thumbs=thumbs)
+    return hashes, thumbs
+
+
+def shared_faces(hashes: np.ndarray, thumbs: np.ndarray, train_hashes: np.ndarray,
+                 train_thumbs: np.ndarray | None, chunk: int = 8192) -> tuple[int, int]:
+    """``(identical, copies)``: how many of the faces (``hashes`` of the distinct ones, ``thumbs`` of all)
+    are a training face's pixels exactly, and how many are within :data:`NEAR_DUPLICATE_RMS` of a training
+    face's thumbnail (the same photo, possibly re-encoded; identical ones included)."""
+    identical = int(np.isin(hashes, train_hashes).sum())
+    if train_thumbs is None or not len(train_thumbs) or not len(thumbs):
+        return identical, identical
+    q = torch.from_numpy(np.unique(thumbs, axis=0)).float()
+    best = torch.full((len(q),), float("inf"))
+    for s in range(0, len(train_thumbs), chunk):
+        t = torch.from_numpy(train_thumbs[s:s + chunk]).float()
+        best = torch.minimum(best, torch.cdist(q, t).min(1).values)
+    near = int((best / THUMB < NEAR_DUPLICATE_RMS).sum())
+    return identical, max(near, identical)
 
 
 class _Indexed(Dataset):

@@ -52,14 +52,18 @@ class PairsSource:
 
 
 def _packs_split(rec: Path) -> str:
+    """The split a ``train.rec`` was packed from (its ``manifest.json``); the path itself for packs without
+    one (InsightFace's own ``train.rec``). A manifest that cannot be read is an error naming it, never a
+    silent loss of the split's name (the leakage guard also reads the runs' content fingerprints)."""
     manifest = rec.parent / "manifest.json"
-    if manifest.is_file():
-        try:
-            m = json.loads(manifest.read_text())
-            return str(m.get("split") or m.get("protocol") or rec)
-        except ValueError:
-            pass
-    return str(rec)
+    if not manifest.is_file():
+        return str(rec)
+    try:
+        m = json.loads(manifest.read_text())
+        return str(m.get("split") or m.get("protocol") or rec)
+    except (ValueError, AttributeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{manifest}: not a readable packs manifest ({e}); write the packs again "
+                         "(lqlib.data.prepare, 00_data_prep PREPARE=True) or remove the file") from None
 
 
 def training_source(spec: str | os.PathLike) -> TrainingSource:

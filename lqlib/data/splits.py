@@ -14,7 +14,7 @@ Splits (registry :data:`SPLITS`, looked up by :func:`get_split`):
   appears in no evaluation pair (named ``lfw/<Name>``, all its images). The identity overlap between
   training and evaluation is computed and must be zero.
 * ``lfw-10fold`` — all pairs (6,000, 10 folds of 600) and no training set.
-* ``lfw-half-val`` — the validation protocol of lfw-half (:mod:`lqlib.data.validation`): training on
+* ``lfw-half-val`` — the validation split of lfw-half (:mod:`lqlib.data.validation`): training on
   lfw-half's training side minus 400 held-out LFW identities; pairs: 1,200 validation pairs (2 folds of
   600) drawn from those identities. lfw-half's test folds are never part of it.
 """

@@ -1,4 +1,5 @@
-"""Face-verification evaluation: k-fold accuracy, ROC/TAR@FAR, scoring protocols, LR test tables.
+"""Face-verification evaluation: k-fold accuracy, ROC/TAR@FAR, scoring protocols, LR test tables; 1:N
+identification (CMC, mAP, DIR@FPIR: :mod:`.identification`, its protocols in :mod:`.id_pipeline`).
 
 Pipeline (what :func:`evaluate` does)::
 
@@ -29,6 +30,9 @@ Conventions
 """
 from __future__ import annotations
 
+from .checks import DegenerateStudyError, check_study
+from .identification import (FPIRS, NO_IDENTITY, RANKS, IdentificationResult, identify, identify_scores,
+                             image_features, templates)
 from .embedding import DEGRADE_CHUNK, chunk_seed, degrade_eval, embed, prepared_model
 from .pipeline import EVAL_MODES, evaluate, unpack_pairs
 from .protocols import PROTOCOLS, AskdProtocol, InsightFaceProtocol, Protocol, get_protocol
@@ -37,7 +41,8 @@ from .significance import mcnemar, paired_bootstrap
 from .tables import aggregate_seeds, paper_table, results_table, scale_label, to_markdown
 from .verification import FARS, METRICS, PairScores, VerifyResult, resolve_folds, tar_at_far, verify, verify_scores
 
-__all__ = ["DEGRADE_CHUNK", "FARS", "METRICS", "EVAL_MODES", "PROTOCOLS", "AskdProtocol", "InsightFaceProtocol",
+__all__ = ["DegenerateStudyError", "check_study", "DEGRADE_CHUNK", "FARS", "FPIRS", "IdentificationResult", "NO_IDENTITY", "RANKS", "identify",
+           "identify_scores", "image_features", "templates", "METRICS", "EVAL_MODES", "PROTOCOLS", "AskdProtocol", "InsightFaceProtocol",
            "PairScores", "Protocol", "VerifyResult", "aggregate_seeds", "chunk_seed", "compare_to_baseline",
            "degrade_eval", "embed", "evaluate", "get_protocol", "holm", "mcnemar", "paired_bootstrap", "paper_table",
            "prepared_model", "resolve_folds", "results_table", "scale_label", "seed_summary", "seed_test",

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from ..degrade import degrade, get_preset
+from ..degrade import degrade, get_degradation
 from ..images import hflip, normalize
 from ..precision import autocast, autocast_dtype
 from ..runtime import compile_enabled, use_inductor_cache
@@ -139,9 +139,9 @@ DEGRADE_CHUNK = 128  # images degraded together, aligned on global image index: 
 def _is_random(scale, degrade_kw: Mapping[str, Any]) -> bool:
     if isinstance(scale, (list, tuple)):
         return True
-    sigma = degrade_kw.get("blur_sigma", "preset")
-    if isinstance(sigma, str) and sigma == "preset":
-        sigma = get_preset(degrade_kw.get("preset", "paper")).blur_sigma
+    sigma = degrade_kw.get("blur_sigma", "default")
+    if isinstance(sigma, str) and sigma == "default":
+        sigma = get_degradation(degrade_kw.get("degradation", "paper")).blur_sigma
     return isinstance(sigma, (list, tuple))
 
 
@@ -169,7 +169,7 @@ def degrade_eval(images: torch.Tensor, scale, *, seed: int = 0, indices=None, de
     if len(idx) and (idx.min() < 0 or idx.max() >= n):
         raise IndexError(f"image indices out of range [0, {n})")
     dev = torch.device(device) if device is not None else images.device
-    if not isinstance(scale, (list, tuple)) and float(scale) == 1.0:  # identity, whatever the preset
+    if not isinstance(scale, (list, tuple)) and float(scale) == 1.0:  # identity, whatever the degradation
         return images[torch.as_tensor(idx)].to(dev)
     random = _is_random(scale, kw)
     out = torch.empty((len(idx), *images.shape[1:]), dtype=images.dtype, device=dev)

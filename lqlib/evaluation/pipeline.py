@@ -16,7 +16,7 @@ EVAL_MODES = ("both", "cross")
 
 def unpack_pairs(pairs):
     """(images uint8 [2N,3,H,W], issame bool [N], folds | None, name) from a PairSet-like object,
-    a tuple ``(images, issame[, folds])``, or a ``.bin`` path / protocol name (via ``lqlib.data``)."""
+    a tuple ``(images, issame[, folds])``, or a ``.bin`` path / split name (via ``lqlib.data``)."""
     import os
 
     if isinstance(pairs, (str, os.PathLike)):
@@ -31,7 +31,7 @@ def unpack_pairs(pairs):
         folds, name = (pairs[2] if len(pairs) == 3 else None), "pairs"
     else:
         raise TypeError("pairs must be a PairSet-like object (.images, .issame, .folds, .name), a tuple "
-                        "(images, issame[, folds]) or a .bin path / protocol name")
+                        "(images, issame[, folds]) or a .bin path / split name")
     if isinstance(images, np.ndarray):
         images = torch.from_numpy(images)
     issame = _np(issame, "issame").reshape(-1).astype(bool)
@@ -64,7 +64,7 @@ def evaluate(model: torch.nn.Module, pairs, scales: Sequence[float] = (1, 2, 4, 
     it and ``torch.compile`` (``compile="auto"``, see :mod:`lqlib.runtime`).
 
     Returns a DataFrame, one row per (eval mode, scale): scale, eval_mode, protocol, acc_mean, acc_std (%),
-    tar_far1e-3, tar_far1e-2 (%), auc, threshold_mean, n_pairs, dataset, seconds, preset, seed. With
+    tar_far1e-3, tar_far1e-2 (%), auc, threshold_mean, n_pairs, dataset, seconds, degradation, seed. With
     ``return_details=True`` also a dict scale → per-pair correct bool array (keys ``(mode, scale)``
     when several modes are asked for). ``flip`` overrides the protocol's use of flipped copies
     (``False``: originals only, half the forward passes).
@@ -122,7 +122,7 @@ def evaluate(model: torch.nn.Module, pairs, scales: Sequence[float] = (1, 2, 4, 
                 res = verify_scores(ps, issame, f, thresholds=thresholds)
                 rows.append({"scale": scale, "eval_mode": m, "protocol": proto.name, **res.summary(),
                              "dataset": name, "seconds": time.perf_counter() - t0,
-                             "preset": kw.get("preset", "paper"), "seed": seed})
+                             "degradation": kw.get("degradation", "paper"), "seed": seed})
                 details[(m, scale) if len(modes) > 1 else scale] = res.correct
             if float(scale) != 1.0:  # ×1 stays cached: it is the HR gallery of every cross row
                 cache.pop(float(scale), None)

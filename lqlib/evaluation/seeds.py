@@ -10,7 +10,7 @@ runs (seeds), not from the pairs of one run: with ~3,000 pairs the pair-level no
   k), a one-sample t-test against a deterministic baseline (one run, e.g. a frozen external teacher),
   or Welch's t-test when the seeds are not paired;
 * :func:`holm` — Holm's step-down correction of the p-values of one table;
-* :func:`compare_to_baseline` — every method vs a baseline at the given scales: Δ, its seeds' spread,
+* :func:`compare_to_baseline` — every model vs a baseline at the given scales: Δ, its seeds' spread,
   t, p, Holm-adjusted p, and (secondary, pair noise only) a paired bootstrap over the pairs of each
   seed, summarised by its largest p-value.
 """
@@ -20,7 +20,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-KEYS = ("model", "method", "eval_mode", "scale")
+KEYS = ("model", "model_key", "eval_mode", "scale")
 
 
 def seed_summary(results, keys: Sequence[str] = KEYS):
@@ -82,10 +82,11 @@ def holm(pvalues: Sequence[float]) -> np.ndarray:
 
 def compare_to_baseline(results, baseline: str = "none", scales: Sequence[float] = (4, 8),
                         eval_mode: str = "both", pair_correct: Optional[Callable] = None,
-                        methods: Optional[Sequence[str]] = None, alpha: float = 0.05, n_boot: int = 2000):
-    """Every method (``results["method"]``) vs ``baseline`` at ``scales``, across seeds, Holm-corrected.
+                        models: Optional[Sequence[str]] = None, alpha: float = 0.05, n_boot: int = 2000):
+    """Every model (``results["model_key"]``, or the keys ``models``) vs the model key ``baseline`` at
+    ``scales``, across seeds, Holm-corrected.
 
-    ``pair_correct(method, seed, scale)`` (optional) returns one run's per-pair correctness; it feeds
+    ``pair_correct(model key, seed, scale)`` (optional) returns one run's per-pair correctness; it feeds
     the secondary, pair-level column ``pair_boot_p_max`` (the largest paired-bootstrap p over the
     seed pairs: pair noise only, says nothing about seed-to-seed variation).
     """
@@ -94,24 +95,24 @@ def compare_to_baseline(results, baseline: str = "none", scales: Sequence[float]
     from .significance import paired_bootstrap
 
     df = results[results["eval_mode"] == eval_mode]
-    if baseline not in set(df["method"]):
-        raise ValueError(f"baseline {baseline!r} has no rows (methods: {sorted(set(df['method']))})")
-    wanted = methods or [m for m in dict.fromkeys(df["method"]) if m != baseline]
+    if baseline not in set(df["model_key"]):
+        raise ValueError(f"baseline {baseline!r} has no rows (models: {sorted(set(df['model_key']))})")
+    wanted = models or [m for m in dict.fromkeys(df["model_key"]) if m != baseline]
     rows = []
-    for method in wanted:
+    for key in wanted:
         for scale in scales:
-            pick = lambda m: {int(r.seed): float(r.acc_mean) for r in df[(df["method"] == m) &  # noqa: E731
+            pick = lambda m: {int(r.seed): float(r.acc_mean) for r in df[(df["model_key"] == m) &  # noqa: E731
                               np.isclose(df["scale"].astype(float), float(scale))].itertuples()}
-            a, b = pick(method), pick(baseline)
+            a, b = pick(key), pick(baseline)
             if not a or not b:
                 continue
-            row = {"model": df[df["method"] == method]["model"].iloc[0], "method": method, "baseline": baseline,
+            row = {"model": df[df["model_key"] == key]["model"].iloc[0], "model_key": key, "baseline": baseline,
                    "eval_mode": eval_mode, "scale": float(scale), "acc": float(np.mean(list(a.values()))),
                    "baseline_acc": float(np.mean(list(b.values()))), **seed_test(a, b)}
             if pair_correct is not None:
                 ps = []
                 for s in sorted(a):
-                    ca, cb = pair_correct(method, s, scale), pair_correct(baseline, s if s in b else min(b), scale)
+                    ca, cb = pair_correct(key, s, scale), pair_correct(baseline, s if s in b else min(b), scale)
                     if ca is not None and cb is not None:
                         ps.append(paired_bootstrap(ca, cb, n_boot=n_boot, seed=s)["p_value"])
                 row["pair_boot_p_max"] = max(ps) if ps else np.nan

@@ -87,7 +87,7 @@ def to_markdown(df, *, index: bool = True, floatfmt: str = ".2f") -> str:
     return "\n".join(lines) + "\n"
 
 
-AGG_KEYS = ("scale", "eval_mode", "protocol", "dataset", "preset")
+AGG_KEYS = ("scale", "eval_mode", "protocol", "dataset", "degradation")
 _NO_STATS = {"seed", "n_pairs"}
 
 

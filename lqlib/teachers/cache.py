@@ -12,7 +12,7 @@ computes the tables once per (teacher, training set) with the caller's embedding
 them under ``cache/teacher_embeddings/`` in an :class:`lqlib.store.ArrayStore` (a manifest with the
 key, shapes and dtypes, validated on every load; an invalid file is named and rebuilt). The key rests
 on content: the teacher's weights files (SHA-256) and the training images (their data key, or their
-SHA-256 where there is none, e.g. synthetic sets) — :func:`lqlib.distiller.teacher_fingerprint`.
+SHA-256 where there is none, e.g. synthetic sets) — :func:`lqlib.teacher_loading.teacher_fingerprint`.
 """
 from __future__ import annotations
 

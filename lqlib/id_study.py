@@ -1,0 +1,211 @@
+"""A study's models on an identification set: cached per model, tables, CMC curves and top-k matches.
+
+Layout (beside the verification results of :mod:`lqlib.study`)::
+
+    runs/<name>/eval/<set>/<model>_s<seed>_id.{csv,npz,json}   rows, CMC curves + top-k per probe, cache key
+    runs/<name>/eval/<set>/<set>.split.json               the layout's sidecar (rule, counts, entries)
+    runs/<name>/results/<set>/identification.{csv,md}          tidy rows and mean ± sd tables
+
+Identification sets: ``lfw-half-id`` (from the shared data) and ``tinyface`` (``$LQLIB_TINYFACE`` or a path), see
+:mod:`lqlib.data.id_layouts`; a layout CSV path works too. A missing data set is one printed line and ``None``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+import numpy as np
+
+from . import study as S
+from .data.id_layouts import ID_SETS, read_layout_csv, subset_probes, tinyface_root, write_layout_json
+from .data.sources import eval_set_key
+from .io import atomic_write, save_dataframe_csv, write_json, write_text
+from .model_key import ModelKey
+
+CMC_RANKS = 20
+
+
+def load_layout(id_set: str = "lfw-half-id", data_dir: str = "", tinyface: str = "", max_probes: int = 0):
+    """The set's layout (``max_probes``: an evenly spaced subset of the probes, the gallery whole), or
+    ``None`` with one line on stderr when its data is not there."""
+    layout = _load_layout(id_set, data_dir, tinyface)
+    return subset_probes(layout, max_probes) if layout is not None else None
+
+
+def _load_layout(id_set: str, data_dir: str, tinyface: str):
+    if id_set == "tinyface":
+        if tinyface_root(tinyface or None) is None:
+            print(f"identification: tinyface skipped — no TinyFace Testing_Set at "
+                  f"{tinyface or '$LQLIB_TINYFACE (unset)'}", file=sys.stderr)
+            return None
+        return ID_SETS["tinyface"](tinyface or None)
+    if id_set == "lfw-half-id":
+        if not S.data_available(data_dir or None):
+            print("identification: lfw-half-id skipped — no LFW data (../shared/data or $LQLIB_DATA)", file=sys.stderr)
+            return None
+        return ID_SETS["lfw-half-id"](data_dir or None)
+    if str(id_set).endswith(".csv"):
+        return read_layout_csv(id_set)
+    raise ValueError(f"unknown identification set {id_set!r}: lfw-half-id, tinyface or a layout .csv")
+
+
+def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence[float] = (1, 2, 4, 8),
+                   eval_modes: Sequence[str] = ("cross", "both"), *, data_dir: str = "", tinyface: str = "",
+                   max_probes: int = 0, device=None, batch_size: int = 256, use_templates: bool = False,
+                   extra_models: Optional[dict] = None, force: bool = False, allow_leakage: bool = False):
+    """Identification of every model of the study on ``id_set`` (cached per model) → one tidy DataFrame
+    (model, model_key, method, teacher, seed, eval_mode, scale, distractors, rank1 ... mAP, dir_fpir0.01 ...), or ``None`` (one line
+    on stderr) when the set's data is not available. The layout's sidecar is written to the eval folder;
+    models trained on identities of the set are refused as in verification."""
+    import pandas as pd
+    import torch
+
+    from .checkpoint import load_backbone
+    from .evaluation.id_pipeline import evaluate_identification
+
+    layout = load_layout(id_set, data_dir, tinyface, max_probes)
+    if layout is None:
+        return None
+    if id_set == "tinyface":
+        scales, eval_modes = (1,), ("both",)  # natively low resolution: no synthetic degradation
+    out_dir = study.eval_dir(layout.name)  # lfw-half-id[600] shares lfw-half-id's folder; the key tells them apart
+    write_layout_json(layout, out_dir / f"{eval_set_key(layout.name)}.split.json")
+    key = {"set": layout.name, "digest": layout.digest(), "scales": [float(s) for s in scales],
+           "eval_modes": list(eval_modes), "templates": bool(use_templates)}
+    entries = [(m, None) for m in study.models()]
+    entries += [(S.Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
+    frames = []
+    for model, mdl in entries:
+        if model.run_dir is not None:
+            S._check_leakage(model, layout.name, allow_leakage)
+        tag = f"{model.key.file_name}_s{model.seed}_id"
+        csv_p, npz_p, meta_p = (out_dir / f"{tag}.{ext}" for ext in ("csv", "npz", "json"))
+        stamp = os.path.getmtime(model.run_dir / "checkpoint.pt") if model.run_dir is not None else 0.0
+        if not force and csv_p.is_file() and npz_p.is_file() and meta_p.is_file():
+            meta = json.loads(meta_p.read_text())
+            if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
+                frames.append(S.key_columns(pd.read_csv(csv_p)))
+                continue
+        net = mdl if mdl is not None else load_backbone(model.run_dir)
+        df, det = evaluate_identification(net, layout, scales, eval_modes, device=device, batch_size=batch_size,
+                                          use_templates=use_templates, return_details=True)
+        df = df.rename(columns={"seed": "eval_seed"})
+        for i, (col, value) in enumerate({"model": model.name, **model.key.columns(), "seed": model.seed}.items()):
+            df.insert(i, col, value)
+        save_dataframe_csv(df, csv_p, index=False)
+        arrays = {}
+        for (m, s, with_d), res in det["results"].items():
+            name = f"{m}_x{s:g}_{'d' if with_d else 'nod'}"
+            arrays[f"cmc_{name}"] = res.cmc(CMC_RANKS)
+            if with_d:
+                arrays[f"top_{name}"] = res.top_index.astype(np.int32)
+                arrays[f"topscore_{name}"] = res.top_score.astype(np.float16)
+        with atomic_write(npz_p, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        write_json(meta_p, {"key": key, "checkpoint_mtime": stamp})
+        frames.append(df)
+        del net
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    if not frames:
+        raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
+    results = pd.concat(frames, ignore_index=True)
+    return S.sort_models(results)
+
+
+def id_tables(results, distractors: bool = True) -> dict:
+    """``{"rank-1 (%), cross": table, "mAP (%), cross": table, ...}``: per eval mode, models × scales, mean ± sd
+    over training seeds (:func:`lqlib.evaluation.id_pipeline.id_table`)."""
+    from .evaluation.id_pipeline import id_table
+
+    out = {}
+    for em in dict.fromkeys(results["eval_mode"]):
+        for metric, label in (("rank1", "rank-1 (%)"), ("mAP", "mAP (%)")):
+            out[f"{label}, {em}"] = id_table(results, metric, em, distractors)
+    return out
+
+
+def save_id_tables(study: S.Study, results) -> list:
+    """Tidy CSV and the mean ± sd tables (markdown) to ``results/<set>/``."""
+    from .evaluation import to_markdown
+
+    name = str(results["dataset"].iloc[0])
+    out_dir = study.results_dir(name)
+    md = [f"# {name}: identification, ± = std over training seeds (ddof 1)\n",
+          "cross: gallery at HR, probes degraded; both: gallery and probes degraded. Gallery with distractors; "
+          "ties pessimistic (definitions: lqlib.evaluation.identification).\n"]
+    for title, table in id_tables(results).items():
+        md.append(f"## {title}\n\n{to_markdown(table)}\n")
+    return [save_dataframe_csv(results, out_dir / "identification.csv", index=False),
+            write_text(out_dir / "identification.md", "\n".join(md))]
+
+
+def best_student(results, scale: float = 8, eval_mode: str = "cross", metric: str = "rank1") -> Optional[str]:
+    """The KD student (not BasicNet-LR, not a teacher) with the best mean ``metric`` at ``scale``."""
+    df = results[(results["eval_mode"] == eval_mode) & results["distractors"].astype(bool)
+                 & np.isclose(results["scale"].astype(float), float(scale))]
+    df = df[[not ModelKey.parse(k).is_teacher and k != "none" for k in df["model_key"]]]
+    if not len(df):
+        return None
+    return str(df.groupby("model_key")[metric].mean().idxmax())
+
+
+def cmc_curves(study: S.Study, results, scale: float = 8, eval_mode: str = "cross",
+               keys: Optional[Sequence[str]] = None) -> dict:
+    """``{display name: (n_seeds, 20) CMC}`` at ``scale`` from the cache, for ``keys`` (default: BasicNet-HR,
+    BasicNet-LR and the best KD student)."""
+    name = str(results["dataset"].iloc[0])
+    if keys is None:
+        keys = [k for k in ("teacher", "none", best_student(results, scale, eval_mode)) if k]
+    out = {}
+    for k in keys:
+        rows = results[results["model_key"] == k].drop_duplicates("seed")
+        curves = []
+        for seed in rows["seed"]:
+            p = study.eval_dir(name) / f"{ModelKey.parse(k).file_name}_s{int(seed)}_id.npz"
+            with np.load(p) as z:
+                arr = z.get(f"cmc_{eval_mode}_x{float(scale):g}_d")
+                if arr is not None:
+                    curves.append(arr)
+        if curves:
+            out[ModelKey.parse(k).display_name] = np.stack(curves)
+    return out
+
+
+def top_matches(study: S.Study, student_key: str, seed: int = 0, scale: float = 8, probe_index: int = 0,
+                id_set: str = "lfw-half-id", data_dir: str = "", max_probes: int = 0, k: int = 5) -> list[dict]:
+    """Rows for :func:`lqlib.plotting.match_grid`: the probe and its top-``k`` gallery matches for the teacher on
+    the HR probe (×1) and for the student on the probe degraded at ``scale`` (gallery at HR, ``cross``), from
+    :func:`identify_study`'s cache (03 with the same set and ``max_probes``); a missing cache is one printed
+    line and ``[]``. The degraded probe shown is degraded afresh (identical to the evaluated copy for
+    degradations without random draws, e.g. ``paper``)."""
+    from .evaluation import degrade_eval
+    from .evaluation.id_pipeline import layout_labels, load_faces
+
+    layout = load_layout(id_set, data_dir, max_probes=max_probes)
+    if layout is None:
+        return []
+    p_paths, p_lab, g_paths, g_lab, _ = layout_labels(layout)
+    if not 0 <= probe_index < len(p_paths):
+        raise IndexError(f"PROBE_INDEX {probe_index} out of range: {len(p_paths)} probes")
+    rows = []
+    for key, s, who in (("teacher", 1.0, "BasicNet-HR, HR probe"), (student_key, float(scale), None)):
+        sd = 0 if key == "teacher" else seed
+        p = study.eval_dir(layout.name) / f"{ModelKey.parse(key).file_name}_s{sd}_id.npz"
+        name = f"cross_x{s:g}_d"
+        with np.load(p) if p.is_file() else contextlib.nullcontext() as z:
+            if z is None or f"top_{name}" not in z.files:
+                print(f"top matches: no cross ×{s:g} identification of {key} (seed {sd}) in {p.parent} — run 03 with "
+                      f"ID_SET={id_set!r} and this scale first", file=sys.stderr)
+                return []
+            idx, score = z[f"top_{name}"][probe_index][:k], z[f"topscore_{name}"][probe_index][:k]
+        probe = load_faces([p_paths[probe_index]])
+        if s != 1.0:
+            probe = degrade_eval(probe, s, seed=0)
+        rows.append({"label": who or f"{ModelKey.parse(key).display_name}, probe ×{s:g}", "probe": probe[0],
+                     "matches": load_faces([g_paths[i] for i in idx]), "scores": score.astype(float),
+                     "correct": g_lab[idx] == p_lab[probe_index]})
+    return rows

@@ -1,0 +1,149 @@
+"""The verdict study's analysis steps on a study on disk (issue 27), one call each for the notebooks.
+
+* :func:`attention_measure_study` (and :func:`save_attention_measure`) — the attention measure that can fail
+  (:mod:`lqlib.attention_similarity`): the study's CBAM teacher on ``n_faces`` HR faces vs every own
+  student × seed (BasicNet-LR included) and the teacher itself on the LR copies, per block, with
+  intervals across seeds;
+* :func:`family_report` — the registered family's tests (:func:`lqlib.evaluation.hypotheses.family_tests`:
+  Holm over exactly the family, MDE, verdicts) with a hierarchical bootstrap over seeds and identities
+  beside each (:mod:`lqlib.evaluation.hierarchical`), read from the study's per-pair evaluation cache;
+* :func:`family_verdicts` — the same for a preset's ``hypotheses`` block, refused on the test folds unless the
+  block is registered, written beside the study's tables (and the results folder);
+* :func:`publish_correctness` — every model × seed × scale × eval mode's per-pair correctness of one
+  evaluation set as one bit-packed file for the results folder (:mod:`lqlib.evaluation.correctness`).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from .data.sources import eval_set_key
+from .model_key import reading_order
+from .study import Study, pair_correct_reader
+
+TEACHER_ON_LR = "BasicNet-HR (teacher on LR)"
+
+
+def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: float = 8.0, kind: str = "spatial",
+                            measure: str = "pearson", include_teacher: bool = True, n_boot: int = 2000,
+                            device=None):
+    """One tidy frame (:func:`lqlib.attention_similarity.attention_measure` columns plus ``scale`` and
+    ``pairs``): teacher on the first ``n_faces`` distinct HR faces of ``pairs`` vs each own student (all
+    its seeds) on their deterministic ×``scale`` copies (:func:`lqlib.evaluation.degrade_eval`); models are
+    loaded one at a time. Students of an external teacher are left out (their teacher has no CBAM maps)."""
+    from .attention_similarity import attention_measure, distinct_faces
+    from .checkpoint import load_backbone
+    from .evaluation import degrade_eval
+
+    if str(getattr(pairs, "name", "")) == "synthetic":   # no face data: the stand-in set has fewer faces (loud notice given)
+        from .evaluation.embedding import unique_images
+
+        n_faces = min(n_faces, len(unique_images(pairs.images)[0]))
+    faces = distinct_faces(pairs, n_faces)
+    lr = degrade_eval(faces, float(scale))
+    teacher = load_backbone(study.teacher_dir)
+    groups: dict = {TEACHER_ON_LR: {0: teacher}} if include_teacher else {}
+    for m in sorted(study.models(), key=lambda m: (reading_order(m.key), m.seed)):   # the tables' order
+        if m.key.is_teacher or m.external_teacher:
+            continue
+        groups.setdefault(m.name, {})[m.seed] = (lambda d=m.run_dir: load_backbone(d))
+    if len(groups) == int(include_teacher):
+        raise FileNotFoundError(f"no own student in {study.root}: run 02_kd_ablation first")
+    df = attention_measure(teacher, groups, faces, lr, kind, measure, n_boot=n_boot, device=device)
+    df.insert(1, "scale", float(scale))
+    df["pairs"] = str(getattr(pairs, "name", ""))
+    return df
+
+
+def save_attention_measure(study: Study, measure) -> Path:
+    """``runs/<study>/results/<pairs>/attention_measure.csv`` (atomically); returns the path."""
+    from .io import save_dataframe_csv
+
+    out = study.results_dir(str(measure["pairs"].iloc[0])) / "attention_measure.csv"
+    save_dataframe_csv(measure, out, index=False)
+    return out
+
+
+def _subset_size(name: str) -> int:
+    m = re.search(r"\[(\d+)\]$", str(name))
+    return int(m.group(1)) if m else 0
+
+
+def family_report(study: Study, results, hypotheses: dict, n_boot: int = 2000, data_dir: Optional[str] = None):
+    """:func:`~lqlib.evaluation.hypotheses.family_tests` plus, per hypothesis, ``boot_ci_low``,
+    ``boot_ci_high`` and ``boot_p`` of the hierarchical bootstrap (seeds, then identities) from the
+    per-pair correctness cached by :func:`lqlib.study.evaluate_study`. Identities come from the
+    split the results were evaluated on (``dataset`` column); for a ``.bin`` set, or when a model's
+    per-pair correctness is missing, those columns are NaN."""
+    from .data.splits import SPLITS
+    from .evaluation.hierarchical import hierarchical_bootstrap, pair_identities
+    from .evaluation.hypotheses import family_tests, parse_family
+
+    out = family_tests(results, hypotheses)
+    eval_set = str(results["dataset"].iloc[0])
+    base = eval_set_key(eval_set)
+    ids = pair_identities(base, data_dir, _subset_size(eval_set)) if base in SPLITS else None
+    cols = {"boot_ci_low": [], "boot_ci_high": [], "boot_p": []}
+    for h in parse_family(hypotheses):
+        r = None
+        if ids is not None:
+            read = pair_correct_reader(study, eval_set, h.eval_mode)
+            seeds = sorted(int(s) for s in results["seed"].unique())
+            a = {s: read(h.model, s, h.scale) for s in seeds}
+            b = {s: read(h.baseline, s, h.scale) for s in seeds}
+            a, b = {s: v for s, v in a.items() if v is not None}, {s: v for s, v in b.items() if v is not None}
+            if set(a) & set(b):
+                r = hierarchical_bootstrap(a, b, ids[0], ids[1], n_boot=n_boot)
+        cols["boot_ci_low"].append(r["ci_low"] if r else np.nan)
+        cols["boot_ci_high"].append(r["ci_high"] if r else np.nan)
+        cols["boot_p"].append(r["p_value"] if r else np.nan)
+    for k, v in cols.items():
+        out[k] = v
+    return out
+
+
+def family_verdicts(study: Study, results, preset: str, publish_dir: str = "", n_boot: int = 2000,
+                    data_dir: Optional[str] = None):
+    """The family of ``preset``'s ``hypotheses`` block on ``results`` (:func:`family_report`), written to
+    ``runs/<study>/results/<set>/family.csv`` and, with ``publish_dir``, also there with the packed per-pair
+    correctness of the set (:func:`publish_correctness`). On a TEST set (``eval_role``: lfw-half) the block
+    must be ``status: registered`` (:func:`~lqlib.evaluation.hypotheses.require_registered`); on the
+    validation set a draft may be read (a dry run). Adds ``pairs`` and ``role`` columns."""
+    from . import paths
+    from .data.sources import eval_role
+    from .evaluation.hypotheses import HypothesesError, require_registered
+    from .io import save_dataframe_csv
+    from .run import load_preset
+
+    hyp = load_preset(preset).get("hypotheses")
+    if not hyp:
+        raise HypothesesError(f"preset {preset!r} has no 'hypotheses' block")
+    eval_set = str(results["dataset"].iloc[0])
+    role = eval_role(eval_set)
+    if role == "test":
+        require_registered(hyp)
+    out = family_report(study, results, hyp, n_boot=n_boot, data_dir=data_dir)
+    out.insert(0, "pairs", eval_set)
+    out.insert(1, "role", role)
+    save_dataframe_csv(out, study.results_dir(eval_set) / "family.csv", index=False)
+    if publish_dir:
+        save_dataframe_csv(out, paths.resolve(publish_dir) / "family.csv", index=False)
+        publish_correctness(study, eval_set, publish_dir)
+    return out
+
+
+def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Path:
+    """Pack ``runs/<study>/eval/<eval_set>/*.npz`` into ``<out_dir>/correctness_<eval set>.npz``."""
+    from . import paths
+    from .evaluation.correctness import pack_correctness
+
+    out = paths.resolve(out_dir) / f"correctness_{eval_set_key(eval_set)}.npz"
+    pack_correctness(study.eval_dir(eval_set), out)
+    return out
+
+
+__all__ = ["attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
+           "TEACHER_ON_LR"]

@@ -1,0 +1,105 @@
+"""The registered family: Holm over exactly its tests, MDE at its first step, one verdict per hypothesis."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lqlib.evaluation.hypotheses import HypothesesError, family_tests, parse_family, require_registered
+from lqlib.evaluation.power import mde
+from lqlib.evaluation.seeds import holm, seed_test
+
+BASE = [80.0, 81.0, 82.0, 80.5, 81.5]
+DIFFS = {"logit": [1.8, 2.2, 2.0, 1.9, 2.1],               # +2.0, tight: supported
+         "attention": [0.1, -0.1, 0.05, -0.05, 0.0],       # 0 ± 0.08: a 1-point gain is ruled out
+         "attention_c": [3.0, -2.0, 1.0, -1.0, 2.5],       # +0.7 ± 2.1: inconclusive
+         "at": [5.0, 5.1, 4.9, 5.0, 5.2]}                  # exploratory: not in the family
+HYP = {"status": "registered", "alpha": 0.05, "power": 0.8, "min_effect": 1.0, "family": [
+    {"id": "H1", "comparison": {"model": "logit", "baseline": "none"}, "scale": 8, "direction": "greater"},
+    {"id": "H2", "comparison": {"model": "attention", "baseline": "none"}, "scale": 8, "direction": "greater"},
+    {"id": "H3", "comparison": {"model": "logit+attention", "baseline": "logit"}, "scale": 8,
+     "direction": "two-sided"},
+    {"id": "H4", "comparison": {"model": "attention_c", "baseline": "none"}, "scale": 8, "direction": "greater"},
+]}
+
+
+def _results(extra_seeds=5):
+    rows = []
+    for k in range(extra_seeds):
+        accs = {"none": BASE[k], **{m: BASE[k] + d[k] for m, d in DIFFS.items()}}
+        accs["logit+attention"] = accs["logit"] - 2.0 + 0.1 * (k - 2)   # −2 ± 0.16 against logit
+        for m, a in accs.items():
+            for mode in ("both", "cross"):
+                rows.append({"method": m, "seed": k, "scale": 8, "eval_mode": mode, "acc_mean": a - (mode == "cross")})
+    return pd.DataFrame(rows)
+
+
+def test_family_tests_holm_over_exactly_the_family_and_verdicts():
+    res = _results()
+    out = family_tests(res, HYP)
+    assert out["id"].tolist() == ["H1", "H2", "H3", "H4"] and set(out["test"]) == {"paired t"}
+    raw = []
+    for h in HYP["family"]:
+        pick = lambda m: {int(r.seed): r.acc_mean for r in res[(res.method == m) & (res.eval_mode == "both")].itertuples()}  # noqa: E731
+        raw.append(seed_test(pick(h["comparison"]["model"]), pick(h["comparison"]["baseline"]))["p"])
+    np.testing.assert_allclose(out["p"], raw)
+    np.testing.assert_allclose(out["p_holm"], holm(raw))          # the exploratory 'at' row is not in the family
+    assert out["alpha_first"].tolist() == [0.05 / 4] * 4
+    assert out.loc[0, "mde"] == pytest.approx(mde(out.loc[0, "delta_sd"], 5, 0.05 / 4))
+    assert out["delta"].tolist() == pytest.approx([2.0, 0.0, -2.0, 0.7])
+    assert out["verdict"].tolist() == ["supported", "not supported", "supported (−)", "inconclusive"]
+    assert out["seeds_ok"].all()
+
+
+def test_opposite_direction_and_too_few_seeds():
+    hyp = copy.deepcopy(HYP)
+    hyp["family"][0]["direction"] = "less"
+    hyp["family"][1]["seeds"] = 8
+    out = family_tests(_results(), hyp)
+    assert out.loc[0, "verdict"] == "not supported (opposite direction)"
+    assert out["seeds_ok"].tolist() == [True, False, True, True]
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(HypothesesError, match="'dkd'"):
+        family_tests(_results(), {"family": [{"id": "X", "comparison": {"model": "dkd", "baseline": "none"},
+                                             "scale": 8}]})
+    with pytest.raises(HypothesesError, match="direction"):
+        parse_family({"family": [{"id": "X", "comparison": {"model": "a", "baseline": "b"}, "scale": 8,
+                                  "direction": "up"}]})
+    with pytest.raises(HypothesesError, match=r"family\[0\]"):
+        parse_family({"family": [{"id": "X", "scale": 8}]})
+    with pytest.raises(HypothesesError, match="duplicate"):
+        parse_family({"family": [HYP["family"][0], HYP["family"][0]]})
+    with pytest.raises(HypothesesError, match="not 'registered'"):
+        require_registered({"status": "draft"})
+    require_registered(HYP)
+
+
+def test_the_draft_verdict_preset_parses():
+    from lqlib.run import load_preset
+
+    p = load_preset("verdict")
+    fam = parse_family(p["hypotheses"])
+    assert [h.id for h in fam] == ["H1", "H2", "H3", "H4", "H5"]
+    assert all(h.scale == 8 and h.eval_mode == "both" and h.seeds >= 5 for h in fam)
+    assert p["hypotheses"]["status"] == "draft" and p["draft"] is True
+    with pytest.raises(HypothesesError):
+        require_registered(p["hypotheses"])
+
+
+def test_run_info_says_which_set_each_step_read(tmp_path, monkeypatch):
+    import json
+
+    from lqlib import run as R
+
+    monkeypatch.setattr(R, "environment", lambda: {})
+    preset = {"name": "p", "hypotheses": HYP}
+    status = {"03__val": {"status": "done", "seconds": 1.0, "parameters": {"PAIRS": "lfw-half-val"}},
+              "03__test": {"status": "done", "seconds": 2.0, "parameters": {"PAIRS": "lfw-half"}},
+              "02": {"status": "done", "seconds": 3.0, "parameters": {"METHOD": "none"}}}
+    info = json.loads(R.publish_run_info(preset, tmp_path, status, [], tmp_path).read_text())
+    assert info["steps"]["03__val"]["reads"] == "validation" and info["steps"]["03__test"]["reads"] == "test"
+    assert "reads" not in info["steps"]["02"] and info["hypotheses"]["status"] == "registered"

@@ -1,0 +1,90 @@
+"""A study's models on an identification layout: cached rows, tables over seeds, CMC curves, top-k matches."""
+import numpy as np
+import pytest
+from torchvision.io import write_png
+
+from lqlib import id_study as IS
+from lqlib import paths
+from lqlib import study as S
+from lqlib.data.synthetic import SyntheticFaces
+from lqlib.train import train_student, train_teacher
+
+OVR = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None, epochs=2,
+           batch_size=8, lr=0.05, progress=False, head_kw={"s": 16.0, "m": 0.2}, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(paths, "runs_dir", lambda: root)
+    st = S.Study("idst")
+    train_teacher(S.training_config(st, "teacher", recipe="smoke", overrides=OVR))
+    for method, seed in (("none", 0), ("none", 1), ("logit", 0)):
+        train_student(S.training_config(st, "student", recipe="smoke", method=method, seed=seed, overrides=OVR))
+    faces = SyntheticFaces(num_classes=6, images_per_class=3, seed=9)
+    d = tmp_path_factory.mktemp("idset")
+    lines = ["path,role,identity"]
+    for i in range(len(faces)):
+        img, label = faces[i]
+        write_png(img, str(d / f"{i}.png"))
+        role = "distractor" if label == 5 else ("gallery" if i % 3 == 0 else "probe")
+        lines.append(f"{i}.png,{role},{'' if role == 'distractor' else f'id{label}'}")
+    (d / "toy.csv").write_text("\n".join(lines) + "\n")
+    yield st, str(d / "toy.csv")
+    mp.undo()
+
+
+def test_identify_study_rows_cache_tables_and_figures_data(setup):
+    st, csv = setup
+    res = IS.identify_study(st, csv, scales=(1, 4), eval_modes=("cross",), batch_size=8)
+    assert list(dict.fromkeys(res["model_key"])) == ["teacher", "none", "logit"]
+    assert len(res) == 4 * 2 * 2  # 4 runs × 2 scales × with / without distractors
+    assert set(res.columns) >= {"model", "seed", "eval_mode", "scale", "distractors", "rank1", "rank5", "mAP",
+                                "dir_fpir0.01", "n_gallery"}
+    with_d = res[res["distractors"]]
+    assert (with_d["n_gallery"] == 8).all() and (with_d["n_probes"] == 10).all()
+    assert ((res["rank1"] >= 0) & (res["rank1"] <= res["rank5"]) & (res["rank5"] <= 100)).all()
+    out = st.eval_dir("toy")
+    assert (out / "toy.split.json").is_file() and (out / "none_s1_id.npz").is_file()
+    stamp = (out / "none_s0_id.csv").stat().st_mtime
+    again = IS.identify_study(st, csv, scales=(1, 4), eval_modes=("cross",), batch_size=8)
+    assert (out / "none_s0_id.csv").stat().st_mtime == stamp  # served from the cache
+    assert again[["model_key", "seed", "scale", "rank1"]].equals(res[["model_key", "seed", "scale", "rank1"]])
+
+    tables = IS.id_tables(res)
+    assert list(tables) == ["rank-1 (%), cross", "mAP (%), cross"]
+    t = tables["rank-1 (%), cross"]
+    assert list(t.index) == ["BasicNet-HR", "BasicNet-LR", "+logit KD"] and t.loc["BasicNet-LR", "n seeds"] == 2
+    lr = res[(res["model_key"] == "none") & res["distractors"] & (res["scale"] == 4)]["rank1"]
+    assert t.loc["BasicNet-LR", "×4"] == f"{lr.mean():.2f} ± {lr.std(ddof=1):.2f}"
+    written = IS.save_id_tables(st, res)
+    assert all(p.is_file() for p in written)
+
+    assert IS.best_student(res, scale=4) == "logit"
+    curves = IS.cmc_curves(st, res, scale=4)
+    assert list(curves) == ["BasicNet-HR", "BasicNet-LR", "+logit KD"] and curves["BasicNet-LR"].shape == (2, 20)
+    r1 = res[(res["model_key"] == "teacher") & res["distractors"] & (res["scale"] == 4)]["rank1"].iloc[0]
+    assert curves["BasicNet-HR"][0, 0] == pytest.approx(r1)
+    assert np.all(np.diff(curves["BasicNet-HR"][0]) >= 0) and curves["BasicNet-HR"][0, -1] == 100.0
+
+    rows = IS.top_matches(st, "logit", 0, 4, probe_index=1, id_set=csv, k=3)
+    assert [r["label"] for r in rows] == ["BasicNet-HR, HR probe", "+logit KD, probe ×4"]
+    assert rows[0]["matches"].shape == (3, 3, 112, 112) and len(rows[1]["correct"]) == 3
+    assert IS.top_matches(st, "logit", 0, 2, id_set=csv) == []  # ×2 was not evaluated: one line, nothing shown
+
+
+def test_missing_set_data_is_one_line(setup, capsys, monkeypatch):
+    monkeypatch.delenv("LQLIB_TINYFACE", raising=False)
+    assert IS.identify_study(setup[0], "tinyface") is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tinyface skipped" in err[0]
+    with pytest.raises(ValueError, match="unknown identification set"):
+        IS.load_layout("scface")
+
+
+def test_leakage_guard_applies_and_lfw_half_id_is_lfw_halfs_own(tmp_path):
+    m = S.Model("teacher", 0, tmp_path, "lfw-half")
+    S._check_leakage(m, "lfw-half-id[600]", allow=False)  # its test identities: allowed
+    with pytest.raises(S.LeakageError):
+        S._check_leakage(m, "lfw-10fold", allow=False)

@@ -1,0 +1,123 @@
+"""The verdict study's analysis calls on a tiny trained study: attention measure, family report, packed correctness."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lqlib import paths
+from lqlib import study as S
+from lqlib import verdict as V
+from lqlib.data import PairSet
+from lqlib.data.synthetic import SyntheticFaces
+from lqlib.evaluation.correctness import load_correctness
+from lqlib.train import train_student, train_teacher
+
+OVR = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None, epochs=2,
+           batch_size=8, lr=0.05, progress=False, head_kw={"s": 16.0, "m": 0.2}, device="cpu", compile=False)
+N = 40
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setattr(paths, "runs_dir", lambda: root)
+    st = S.Study("v")
+    train_teacher(S.training_config(st, "teacher", recipe="smoke", overrides=OVR))
+    for method in ("none", "logit"):
+        for seed in (0, 1):
+            train_student(S.training_config(st, "student", recipe="smoke", method=method, seed=seed, overrides=OVR))
+    yield st
+    mp.undo()
+
+
+def _pairs(name):
+    images, issame = SyntheticFaces(num_classes=8, images_per_class=6, seed=5).pairs(N)
+    return PairSet(images, issame, torch.arange(N) * 2 // N, name)
+
+
+def test_attention_measure_of_every_own_model(study):
+    df = V.attention_measure_study(study, _pairs("synth"), n_faces=10, scale=8, n_boot=50)
+    blocks = df.groupby("model").size()
+    assert list(dict.fromkeys(df["model"])) == [V.TEACHER_ON_LR, "BasicNet-LR", "+logit KD"]
+    assert blocks.nunique() == 1 and set(df["scale"]) == {8.0} and set(df["measure"]) == {"pearson"}
+    assert df.loc[df.model == "BasicNet-LR", "n_seeds"].eq(2).all()
+    assert set(df.loc[df.model == V.TEACHER_ON_LR, "interval"]) == {"faces (1 seed)"}
+    assert df["mean"].between(-1, 1).all() and (df["ci_low"] <= df["mean"] + 1e-12).all()
+
+
+def test_family_report_with_hierarchical_bootstrap(study, monkeypatch):
+    import lqlib.evaluation.hierarchical as H
+
+    pairs = _pairs("lfw-half-val")                 # a split name: identities come from the split (stubbed here)
+    res = S.evaluate_study(study, pairs, scales=(1, 8), eval_modes=("both",), batch_size=16)
+    ids = np.repeat(np.arange(N // 2), 2)
+    monkeypatch.setattr(H, "pair_identities", lambda *a, **k: (ids, ids[::-1].copy()))
+    hyp = {"alpha": 0.05, "family": [{"id": "H1", "comparison": {"model": "logit", "baseline": "none"},
+                                       "scale": 8, "seeds": 2}]}
+    out = V.family_report(study, res, hyp, n_boot=200)
+    r = out.iloc[0]
+    assert r["n"] == 2 and r["seeds_ok"] and np.isfinite([r["boot_ci_low"], r["boot_ci_high"], r["boot_p"]]).all()
+    assert r["boot_ci_low"] <= r["delta"] + 1e-9 <= r["boot_ci_high"] + 2e-9
+    res_b = S.evaluate_study(study, _pairs("synth"), scales=(8,), eval_modes=("both",), batch_size=16)
+    assert np.isnan(V.family_report(study, res_b, hyp, n_boot=50).iloc[0]["boot_p"])   # not a split: no identities
+
+
+def test_publish_correctness(study, tmp_path):
+    S.evaluate_study(study, _pairs("synth"), scales=(1, 8), eval_modes=("both",), batch_size=16)
+    out = V.publish_correctness(study, "synth", tmp_path)
+    got = load_correctness(out)
+    assert out.name == "correctness_synth.npz" and {"teacher_s0", "none_s1", "logit_s0"} <= set(got)
+    with np.load(study.eval_dir("synth") / "logit_s0.npz") as z:
+        assert np.array_equal(got["logit_s0"]["both_x8"], z["both_x8"])
+
+
+def test_attention_measure_figure(study, tmp_path):
+    from lqlib import plotting
+
+    df = V.attention_measure_study(study, _pairs("synth"), n_faces=12, scale=8, n_boot=50)
+    ax = plotting.attention_measure_curve(df, title="synthetic study")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_legend().get_title().get_text() == "error bars: 95 % t-interval over seeds;\ndashed: 1 seed, face bootstrap"
+    assert labels == [f"{V.TEACHER_ON_LR} (1 seed: faces only)", "BasicNet-LR (n=2 seeds)", "+logit KD (n=2 seeds)"]
+    plotting.save_figure(ax.figure, "attention_measure", tmp_path)
+    plotting.save_figure(ax.figure, "studyprep_attention_measure", "/tmp", formats=("png",))   # to look at
+    assert (tmp_path / "attention_measure.png").is_file()
+    with pytest.raises(ValueError, match="ci_low"):
+        plotting.attention_measure_curve(df.drop(columns=["ci_low"]))
+
+
+def test_save_attention_measure_and_synthetic_stand_in(study):
+    df = V.attention_measure_study(study, _pairs("synthetic"), n_faces=10_000, scale=4, n_boot=20)
+    assert df["n_faces"].iloc[0] < 10_000                         # the synthetic stand-in: all its faces
+    out = V.save_attention_measure(study, df)
+    assert out == study.results_dir("synthetic") / "attention_measure.csv" and out.is_file()
+    with pytest.raises(ValueError, match="fewer than"):
+        V.attention_measure_study(study, _pairs("lfw-half-val"), n_faces=10_000)
+
+
+def test_family_verdicts_refuse_a_draft_on_the_test_folds(study, tmp_path, monkeypatch):
+    import yaml
+
+    import lqlib.evaluation.hierarchical as H
+    from lqlib.evaluation.hypotheses import HypothesesError
+
+    ids = np.repeat(np.arange(N // 2), 2)
+    monkeypatch.setattr(H, "pair_identities", lambda *a, **k: (ids, ids))
+    hyp = {"status": "draft", "alpha": 0.05, "family": [
+        {"id": "H1", "comparison": {"model": "logit", "baseline": "none"}, "scale": 8, "seeds": 2}]}
+    preset = tmp_path / "p.yaml"
+    preset.write_text(yaml.safe_dump({"hypotheses": hyp, "notebooks": ["03_evaluation"]}))
+    test = S.evaluate_study(study, _pairs("lfw-half"), scales=(8,), eval_modes=("both",), batch_size=16)
+    val = S.evaluate_study(study, _pairs("lfw-half-val"), scales=(8,), eval_modes=("both",), batch_size=16)
+    with pytest.raises(HypothesesError, match="registered"):
+        V.family_verdicts(study, test, str(preset))
+    dry = V.family_verdicts(study, val, str(preset), n_boot=50)          # validation: a draft may be read
+    assert dry["role"].tolist() == ["validation"] and (study.results_dir("lfw-half-val") / "family.csv").is_file()
+    hyp["status"] = "registered"
+    preset.write_text(yaml.safe_dump({"hypotheses": hyp, "notebooks": ["03_evaluation"]}))
+    out = V.family_verdicts(study, test, str(preset), publish_dir=str(tmp_path / "pub"), n_boot=50)
+    assert out["role"].tolist() == ["test"] and out["verdict"].iloc[0] in (
+        "supported", "not supported", "inconclusive", "not supported (opposite direction)")
+    assert (tmp_path / "pub" / "family.csv").is_file() and (tmp_path / "pub" / "correctness_lfw-half.npz").is_file()
