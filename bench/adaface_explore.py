@@ -152,8 +152,8 @@ def cmd_report(runs: Path | None = None) -> int:
     repro = {f"s{s}": {f"x{sc:g}": {"retrained": v, "committed": acc["arcface"][s][sc], "diff": v - acc["arcface"][s][sc]}
                        for sc, v in per.items()} for s, per in acc["arcface_retrained"].items()}
     status = ("" if len(seeds) >= 3 else f"INCOMPLETE: only AdaFace seed(s) {seeds} of 0, 1, 2 were trained (the heavy "
-              "lock was free too late before the deadline); no test across seeds is possible with one seed, the "
-              "difference is one training run against one. ")
+              "lock was free too late before the deadline); with fewer than 3 seeds the paired t-test has at most 1 "
+              "degree of freedom and decides nothing. ")
     out = {"label": f"EXPLORATORY (not a pre-registered comparison; {len(seeds)} AdaFace seed(s), one recipe, one "
                     "evaluation set)", "status": status,
            "what": "BasicNet-LR (method none), cpu recipe, AdaFace head vs ArcFace head; lfw-half 3,000 pairs, "
