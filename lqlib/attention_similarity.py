@@ -41,7 +41,7 @@ from .evaluation import prepared_model
 from .evaluation.embedding import unique_images
 from .images import as_batch, normalize
 from .models.interface import block_stage, stage_pairing
-from .models.maps import match_spatial, pearson_per_sample
+from .models.maps import paired_maps, pearson_per_sample
 
 MEASURES = ("pearson", "cosine")
 KINDS = ("spatial", "channel")
@@ -67,17 +67,7 @@ def face_block_similarity(teacher_maps: Sequence, student_maps: Sequence, kind: 
             raise ValueError(f"teacher has {len(teacher_maps)} attention blocks and student {len(student_maps)}: "
                              "pass pairing= (see lqlib.models.interface.stage_pairing)")
         pairing = [(i, i) for i in range(len(student_maps))]
-    cols = []
-    for ti, si in pairing:
-        t, s = getattr(teacher_maps[ti], kind), getattr(student_maps[si], kind)
-        if t is None or s is None:
-            raise ValueError(f"no {kind} attention map at teacher block {ti} / student block {si}")
-        t, s = t.float().cpu(), s.float().cpu()
-        if kind == "spatial":
-            t, s = match_spatial(t, s)
-        elif t.shape[1] != s.shape[1]:
-            raise ValueError(f"channel maps differ in width ({t.shape[1]} vs {s.shape[1]}) at blocks {ti}/{si}")
-        cols.append(_per_face(t, s, measure).double().numpy())
+    cols = [_per_face(t, s, measure).double().numpy() for t, s in paired_maps(teacher_maps, student_maps, pairing, kind)]
     return np.stack(cols, axis=1)
 
 

@@ -12,8 +12,6 @@ Identification sets: ``lfw-half-id`` (from the shared data) and ``tinyface`` (``
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import sys
 from typing import Optional, Sequence
 
@@ -22,7 +20,7 @@ import numpy as np
 from . import study as S
 from .data.id_layouts import ID_SETS, read_layout_csv, subset_probes, tinyface_root, write_layout_json
 from .data.sources import eval_set_key
-from .io import atomic_write, save_dataframe_csv, write_json, write_text
+from .io import save_dataframe_csv, write_text
 from .model_key import ModelKey
 
 CMC_RANKS = 20
@@ -61,9 +59,7 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
     on stderr) when the set's data is not available. The layout's sidecar is written to the eval folder;
     models trained on identities of the set are refused as in verification."""
     import pandas as pd
-    import torch
 
-    from .checkpoint import load_backbone
     from .evaluation.id_pipeline import evaluate_identification
 
     layout = load_layout(id_set, data_dir, tinyface, max_probes)
@@ -77,25 +73,13 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
            "eval_modes": list(eval_modes), "templates": bool(use_templates)}
     entries = [(m, None) for m in study.models()]
     entries += [(S.Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
-    frames = []
-    for model, mdl in entries:
+    for model, _ in entries:  # every model is checked before any is evaluated: a refusal leaves nothing half-done
         if model.run_dir is not None:
             S._check_leakage(model, layout.name, allow_leakage)
-        tag = f"{model.key.file_name}_s{model.seed}_id"
-        csv_p, npz_p, meta_p = (out_dir / f"{tag}.{ext}" for ext in ("csv", "npz", "json"))
-        stamp = os.path.getmtime(model.run_dir / "checkpoint.pt") if model.run_dir is not None else 0.0
-        if not force and csv_p.is_file() and npz_p.is_file() and meta_p.is_file():
-            meta = json.loads(meta_p.read_text())
-            if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
-                frames.append(S.key_columns(pd.read_csv(csv_p)))
-                continue
-        net = mdl if mdl is not None else load_backbone(model.run_dir)
+
+    def run_one(net):
         df, det = evaluate_identification(net, layout, scales, eval_modes, device=device, batch_size=batch_size,
                                           use_templates=use_templates, return_details=True)
-        df = df.rename(columns={"seed": "eval_seed"})
-        for i, (col, value) in enumerate({"model": model.name, **model.key.columns(), "seed": model.seed}.items()):
-            df.insert(i, col, value)
-        save_dataframe_csv(df, csv_p, index=False)
         arrays = {}
         for (m, s, with_d), res in det["results"].items():
             name = f"{m}_x{s:g}_{'d' if with_d else 'nod'}"
@@ -103,13 +87,9 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
             if with_d:
                 arrays[f"top_{name}"] = res.top_index.astype(np.int32)
                 arrays[f"topscore_{name}"] = res.top_score.astype(np.float16)
-        with atomic_write(npz_p, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        write_json(meta_p, {"key": key, "checkpoint_mtime": stamp})
-        frames.append(df)
-        del net
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        return df, arrays
+
+    frames = S.evaluate_cached(entries, out_dir, key, run_one, tag_suffix="_id", force=force)
     if not frames:
         raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
     results = pd.concat(frames, ignore_index=True)

@@ -32,7 +32,7 @@ from .methods import get_method
 from .model_key import ModelKey
 from .paths import slug  # noqa: F401  (the notebooks' file names: S.slug(group))
 from .study_config import training_config  # noqa: F401
-from .study_eval import (LeakageError, Model, _check_leakage, compare, compare_all, evaluate_study,  # noqa: F401
+from .study_eval import (LeakageError, Model, _check_leakage, compare, compare_all, evaluate_cached, evaluate_study,  # noqa: F401
                          external_teachers, key_columns, model_groups, pair_correct_reader, save_tables, sort_models)
 from .teachers import is_external_teacher
 

@@ -107,9 +107,29 @@ def evaluate_study(study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
     for model, _ in entries:  # every model is checked before any is evaluated: a refusal leaves nothing half-done
         if model.run_dir is not None:
             _check_leakage(model, eval_set, allow_leakage, faces)
+
+    def run_one(net):
+        df, details = evaluate(net, pairs, scales=tuple(scales), eval_mode="+".join(eval_modes), protocol=protocol,
+                               device=device, batch_size=batch_size, return_details=True)
+        return df, {f"{k[0]}_x{k[1]:g}" if isinstance(k, tuple) else f"{eval_modes[0]}_x{float(k):g}": np.asarray(v)
+                    for k, v in details.items()}
+
+    frames = evaluate_cached(entries, out_dir, key, run_one, force=force, load=load)
+    if not frames:
+        raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
+    results = pd.concat(frames, ignore_index=True)
+    return sort_models(results)
+
+
+def evaluate_cached(entries, out_dir: Path, key: dict, run_one: Callable, *, tag_suffix: str = "",
+                    force: bool = False, load: Optional[Callable[[Path], torch.nn.Module]] = None) -> list:
+    """The per-model loop every study evaluation shares: for each ``(Model, frozen model or None)`` of
+    ``entries``, reuse ``<out_dir>/<file name>_s<seed><tag_suffix>.{csv,npz,json}`` when its ``key`` and the
+    checkpoint's time match, else load the model, ``run_one(net) → (DataFrame, {name: array})``, prefix the
+    rows with the model's key columns and seed, and write the three files (atomically). Returns the frames."""
     frames = []
     for model, mdl in entries:
-        tag = f"{model.key.file_name}_s{model.seed}"
+        tag = f"{model.key.file_name}_s{model.seed}{tag_suffix}"
         csv_p, npz_p, meta_p = (out_dir / f"{tag}.{ext}" for ext in ("csv", "npz", "json"))
         stamp = os.path.getmtime(model.run_dir / "checkpoint.pt") if model.run_dir is not None else 0.0
         if not force and csv_p.is_file() and npz_p.is_file() and meta_p.is_file():
@@ -118,14 +138,11 @@ def evaluate_study(study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
                 frames.append(key_columns(pd.read_csv(csv_p).rename(columns={"preset": "degradation"})))  # older caches
                 continue
         net = mdl if mdl is not None else (load or load_backbone)(model.run_dir)
-        df, details = evaluate(net, pairs, scales=tuple(scales), eval_mode="+".join(eval_modes), protocol=protocol,
-                               device=device, batch_size=batch_size, return_details=True)
+        df, arrays = run_one(net)
         df = df.rename(columns={"seed": "eval_seed"})
         for i, (col, value) in enumerate({"model": model.name, **model.key.columns(), "seed": model.seed}.items()):
             df.insert(i, col, value)
         save_dataframe_csv(df, csv_p, index=False)
-        arrays = {f"{k[0]}_x{k[1]:g}" if isinstance(k, tuple) else f"{eval_modes[0]}_x{float(k):g}": np.asarray(v)
-                  for k, v in details.items()}
         with atomic_write(npz_p, "wb") as f:
             np.savez_compressed(f, **arrays)
         write_json(meta_p, {"key": key, "checkpoint_mtime": stamp})
@@ -133,10 +150,7 @@ def evaluate_study(study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
         del net
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-    if not frames:
-        raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
-    results = pd.concat(frames, ignore_index=True)
-    return sort_models(results)
+    return frames
 
 
 KEY_COLUMNS = ("model_key", "method", "teacher")

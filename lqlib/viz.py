@@ -32,7 +32,7 @@ from .evaluation.tables import scale_label
 from .images import as_batch, normalize
 from .models.interface import (block_stage, common_stages, last_block_per_stage, model_stages,
                                stage_pairing)
-from .models.maps import cosine_distance, match_spatial
+from .models.maps import cosine_distance, paired_maps
 
 # ------------------------------------------------------------------------------ running a model
 
@@ -99,17 +99,7 @@ def block_similarity(teacher: nn.Module, student: nn.Module, hr_images, lr_image
     if pairing is None:
         pairing = ([(i, i) for i in range(len(s_maps))] if len(t_maps) == len(s_maps)
                    else stage_pairing(block_stage(teacher), block_stage(student)))
-    sims = []
-    for ti, si in pairing:
-        t, s = getattr(t_maps[ti], kind), getattr(s_maps[si], kind)
-        if t is None or s is None:
-            raise ValueError(f"no {kind} attention map at teacher block {ti} / student block {si}")
-        t, s = t.float().cpu(), s.float().cpu()
-        if kind == "spatial":
-            t, s = match_spatial(t, s)
-        elif t.shape[1] != s.shape[1]:
-            raise ValueError(f"channel maps differ in width ({t.shape[1]} vs {s.shape[1]}) at blocks {ti}/{si}")
-        sims.append(1.0 - float(cosine_distance(t, s)))
+    sims = [1.0 - float(cosine_distance(t, s)) for t, s in paired_maps(t_maps, s_maps, pairing, kind)]
     return np.asarray(sims, dtype=np.float64)
 
 

@@ -43,3 +43,19 @@ def match_spatial(t: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 __all__ = ["cosine_distance", "pearson_distance", "pearson_per_sample", "match_spatial", "MAP_DISTANCES"]
+
+
+def paired_maps(teacher_maps, student_maps, pairing, kind: str):
+    """Yield ``(teacher map, student map)`` for each ``(teacher block, student block)`` of ``pairing``: the
+    ``kind`` ("spatial" / "channel") map of each block as float32 on the CPU, spatial maps pooled to the
+    smaller size (:func:`match_spatial`); a missing map or channel maps of different widths are errors."""
+    for ti, si in pairing:
+        t, s = getattr(teacher_maps[ti], kind), getattr(student_maps[si], kind)
+        if t is None or s is None:
+            raise ValueError(f"no {kind} attention map at teacher block {ti} / student block {si}")
+        t, s = t.float().cpu(), s.float().cpu()
+        if kind == "spatial":
+            t, s = match_spatial(t, s)
+        elif t.shape[1] != s.shape[1]:
+            raise ValueError(f"channel maps differ in width ({t.shape[1]} vs {s.shape[1]}) at blocks {ti}/{si}")
+        yield t, s
