@@ -39,3 +39,35 @@ def tiny() -> torch.nn.Module:
 
     torch.manual_seed(0)
     return build_backbone("ir_cbam_tiny").eval()
+
+
+
+# A tiny trained study (synthetic faces, tiny backbone, 2 epochs) for the study-level tests: the teacher and the
+# given (method, seed) students under a temporary runs/ folder, kept for the module.
+TINY_STUDY_OVERRIDES = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None,
+                            epochs=2, batch_size=8, lr=0.05, progress=False, head_kw={"s": 16.0, "m": 0.2},
+                            device="cpu")
+
+
+@pytest.fixture(scope="module")
+def make_tiny_study(tmp_path_factory):
+    """``make_tiny_study(name, students=((method, seed), ...), **overrides)`` → a trained ``Study``; ``runs/``
+    points to a temporary folder until the module ends."""
+    from lqlib import paths
+    from lqlib import study as S
+    from lqlib.train import train_student, train_teacher
+
+    mp = pytest.MonkeyPatch()
+    root = tmp_path_factory.mktemp("runs")
+    mp.setattr(paths, "runs_dir", lambda: root)
+
+    def make(name: str, students=(("none", 0), ("none", 1), ("logit", 0), ("logit", 1)), **overrides):
+        ovr = {**TINY_STUDY_OVERRIDES, **overrides}
+        st = S.Study(name)
+        train_teacher(S.training_config(st, "teacher", recipe="smoke", overrides=ovr))
+        for method, seed in students:
+            train_student(S.training_config(st, "student", recipe="smoke", method=method, seed=seed, overrides=ovr))
+        return st
+
+    yield make
+    mp.undo()

@@ -4,24 +4,14 @@ import pytest
 from torchvision.io import write_png
 
 from lqlib import id_study as IS
-from lqlib import paths
 from lqlib import study as S
 from lqlib.data.synthetic import SyntheticFaces
-from lqlib.train import train_student, train_teacher
 
-OVR = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None, epochs=2,
-           batch_size=8, lr=0.05, progress=False, head_kw={"s": 16.0, "m": 0.2}, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(paths, "runs_dir", lambda: root)
-    st = S.Study("idst")
-    train_teacher(S.training_config(st, "teacher", recipe="smoke", overrides=OVR))
-    for method, seed in (("none", 0), ("none", 1), ("logit", 0)):
-        train_student(S.training_config(st, "student", recipe="smoke", method=method, seed=seed, overrides=OVR))
+def setup(make_tiny_study, tmp_path_factory):
+    st = make_tiny_study("idst", students=(("none", 0), ("none", 1), ("logit", 0)))
     faces = SyntheticFaces(num_classes=6, images_per_class=3, seed=9)
     d = tmp_path_factory.mktemp("idset")
     lines = ["path,role,identity"]
@@ -31,8 +21,7 @@ def setup(tmp_path_factory):
         role = "distractor" if label == 5 else ("gallery" if i % 3 == 0 else "probe")
         lines.append(f"{i}.png,{role},{'' if role == 'distractor' else f'id{label}'}")
     (d / "toy.csv").write_text("\n".join(lines) + "\n")
-    yield st, str(d / "toy.csv")
-    mp.undo()
+    return st, str(d / "toy.csv")
 
 
 def test_identify_study_rows_cache_tables_and_figures_data(setup):

@@ -12,24 +12,15 @@ from lqlib import study as S
 from lqlib.data import PairSet
 from lqlib.data.synthetic import SyntheticFaces
 from lqlib.model_key import ModelKey, reading_order
-from lqlib.train import train_student, train_teacher
+from lqlib.train import train_teacher
 
 OVR = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None, epochs=2,
            batch_size=8, lr=0.05, progress=False, head_kw={"s": 16.0, "m": 0.2}, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(paths, "runs_dir", lambda: root)
-    st = S.Study("st")
-    train_teacher(S.training_config(st, "teacher", recipe="smoke", overrides=OVR))
-    for method in ("none", "logit"):
-        for seed in (0, 1):
-            train_student(S.training_config(st, "student", recipe="smoke", method=method, seed=seed, overrides=OVR))
-    yield st
-    mp.undo()
+def study(make_tiny_study):
+    return make_tiny_study("st")
 
 
 def _pairs(name="synth", n=40):

@@ -5,31 +5,18 @@ import numpy as np
 import pytest
 import torch
 
-from lqlib import paths
 from lqlib import study as S
 from lqlib import verdict as V
 from lqlib.data import PairSet
 from lqlib.data.synthetic import SyntheticFaces
 from lqlib.evaluation.correctness import load_correctness
-from lqlib.train import train_student, train_teacher
 
-OVR = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, max_images=None, epochs=2,
-           batch_size=8, lr=0.05, progress=False, head_kw={"s": 16.0, "m": 0.2}, device="cpu", compile=False)
 N = 40
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    mp = pytest.MonkeyPatch()
-    mp.setattr(paths, "runs_dir", lambda: root)
-    st = S.Study("v")
-    train_teacher(S.training_config(st, "teacher", recipe="smoke", overrides=OVR))
-    for method in ("none", "logit"):
-        for seed in (0, 1):
-            train_student(S.training_config(st, "student", recipe="smoke", method=method, seed=seed, overrides=OVR))
-    yield st
-    mp.undo()
+def study(make_tiny_study):
+    return make_tiny_study("v", compile=False)
 
 
 def _pairs(name):
