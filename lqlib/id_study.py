@@ -18,8 +18,10 @@ from typing import Optional, Sequence
 import numpy as np
 
 from . import study as S
+from .data.memory import image_hashes, image_thumbnails
 from .data.id_layouts import ID_SETS, read_layout_csv, subset_probes, tinyface_root, write_layout_json
 from .data.sources import eval_set_key
+from .evaluation.id_pipeline import load_faces
 from .io import save_dataframe_csv, write_text
 from .model_key import ModelKey
 
@@ -50,6 +52,21 @@ def _load_layout(id_set: str, data_dir: str, tinyface: str):
     raise ValueError(f"unknown identification set {id_set!r}: lfw-half-id, tinyface or a layout .csv")
 
 
+def layout_faces(layout, chunk: int = 2048) -> tuple:
+    """The content fingerprint the leakage guard compares with a run's training faces: pixel hashes and
+    thumbnails (:mod:`lqlib.data.memory`) of the layout's probes and gallery images — the faces that carry an
+    identity; distractors do not (a model that saw a distractor's identity gains no mated match)."""
+    paths = [e.path for e in layout.entries if e.role != "distractor"]
+    hashes, thumbs = [], []
+    for s in range(0, len(paths), chunk):
+        imgs = load_faces(paths[s:s + chunk])
+        hashes.append(image_hashes(imgs))
+        thumbs.append(image_thumbnails(imgs))
+    if not paths:
+        return np.zeros(0, np.uint64), np.zeros((0, 64), np.uint8), {}
+    return np.unique(np.concatenate(hashes)), np.concatenate(thumbs), {}
+
+
 def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence[float] = (1, 2, 4, 8),
                    eval_modes: Sequence[str] = ("cross", "both"), *, data_dir: str = "", tinyface: str = "",
                    max_probes: int = 0, device=None, batch_size: int = 256, use_templates: bool = False,
@@ -73,9 +90,10 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
            "eval_modes": list(eval_modes), "templates": bool(use_templates)}
     entries = [(m, None) for m in study.models()]
     entries += [(S.Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
+    faces = None if allow_leakage else layout_faces(layout)
     for model, _ in entries:  # every model is checked before any is evaluated: a refusal leaves nothing half-done
         if model.run_dir is not None:
-            S._check_leakage(model, layout.name, allow_leakage)
+            S._check_leakage(model, layout.name, allow_leakage, faces)
 
     def run_one(net):
         df, det = evaluate_identification(net, layout, scales, eval_modes, device=device, batch_size=batch_size,

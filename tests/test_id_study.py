@@ -77,3 +77,22 @@ def test_leakage_guard_applies_and_lfw_half_id_is_lfw_halfs_own(tmp_path):
     S._check_leakage(m, "lfw-half-id[600]", allow=False)  # its test identities: allowed
     with pytest.raises(S.LeakageError):
         S._check_leakage(m, "lfw-10fold", allow=False)
+
+
+def test_identification_refuses_a_layout_of_the_models_own_training_faces(setup, tmp_path):
+    """The content guard of verification applies to identification too: a layout CSV made of the study's own
+    synthetic training faces (4 ids x 4 images, seed 0) under an innocent name is refused before anything is
+    evaluated (before, identification checked split names only and scored it)."""
+    st, _ = setup
+    own = SyntheticFaces(num_classes=4, images_per_class=4, seed=0)
+    lines = ["path,role,identity"]
+    for i in range(len(own)):
+        img, label = own[i]
+        write_png(img, str(tmp_path / f"{i}.png"))
+        lines.append(f"{i}.png,{'gallery' if i % 4 == 0 else 'probe'},p{label}")
+    (tmp_path / "holiday.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(S.LeakageError, match=r"was trained on 16 of the faces of"):
+        IS.identify_study(st, str(tmp_path / "holiday.csv"), scales=(1,), eval_modes=("cross",), batch_size=8)
+    res = IS.identify_study(st, str(tmp_path / "holiday.csv"), scales=(1,), eval_modes=("cross",), batch_size=8,
+                            allow_leakage=True)
+    assert len(res) > 0
