@@ -71,3 +71,16 @@ def make_tiny_study(tmp_path_factory):
 
     yield make
     mp.undo()
+
+
+def same_batch_losses(live, cached, images, labels, idx, seed: int = 7) -> tuple[dict, dict]:
+    """The loss parts of two distillers (e.g. live teacher vs cached teacher outputs) on the same batch with the
+    same flips / replacements / degradations (one generator seed), without gradients."""
+    from lqlib.losses import Progress
+
+    out = []
+    for d in (live, cached):
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            out.append(d(images[idx], labels[idx], gen, Progress(), index=idx)[1])
+    return out[0], out[1]

@@ -1,13 +1,13 @@
 """Cached teacher embeddings: the same loss as the live teacher, stored once per (teacher, data)."""
 import pytest
 import torch
+from conftest import same_batch_losses
 
 from lqlib import paths
 from lqlib.data.memory import DecodedDataset
 from lqlib.distiller import Distiller
 from lqlib.evaluation import embed
 from lqlib.heads import build_head
-from lqlib.losses import Progress
 from lqlib.methods import build_composer, get_method
 from lqlib.models import build_backbone
 from lqlib.teachers.cache import TeacherEmbeddingCache
@@ -51,12 +51,7 @@ def test_cached_and_live_teacher_give_the_same_loss(setup, method):
     live, cached = _distiller(method, teacher, student).eval(), _distiller(method, teacher, student, cache).eval()
     cached.composer.load_state_dict(live.composer.state_dict())  # same connector weights
     idx = torch.tensor([3, 17, 5, 0, 22, 9, 11, 2])
-    out = {}
-    for name, d in (("live", live), ("cached", cached)):
-        gen = torch.Generator().manual_seed(7)  # same flips / replacements / degradations
-        with torch.no_grad():
-            out[name] = d(images[idx], labels[idx], gen, Progress(), index=idx)
-    (tl, pl), (tc, pc) = out["live"], out["cached"]
+    pl, pc = same_batch_losses(live, cached, images, labels, idx)
     assert set(pl) == set(pc)
     for k in pl:
         assert torch.allclose(pl[k], pc[k], rtol=1e-4, atol=1e-5), (method, k, pl[k], pc[k])

@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 import torch
+from conftest import same_batch_losses
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -247,7 +248,6 @@ def test_cached_and_live_sface_give_the_same_loss(tmp_path, method):
     from lqlib.distiller import Distiller
     from lqlib.heads import build_head
     from lqlib.images import normalize
-    from lqlib.losses import Progress
     from lqlib.methods import build_composer, get_method
     from lqlib.models import build_backbone
     from lqlib.teachers.cache import TeacherEmbeddingCache
@@ -271,12 +271,7 @@ def test_cached_and_live_sface_give_the_same_loss(tmp_path, method):
     live, cached = distiller(None), distiller(cache)
     cached.composer.load_state_dict(live.composer.state_dict())
     idx = torch.tensor([3, 7, 5, 0, 10, 9])
-    out = {}
-    for name, d in (("live", live), ("cached", cached)):
-        gen = torch.Generator().manual_seed(7)
-        with torch.no_grad():
-            out[name] = d(images[idx], labels[idx], gen, Progress(), index=idx)
-    (_, pl), (_, pc) = out["live"], out["cached"]
+    pl, pc = same_batch_losses(live, cached, images, labels, idx)
     assert set(pl) == set(pc)
     for k in pl:
         assert torch.allclose(pl[k], pc[k], rtol=1e-4, atol=1e-5), (method, k, pl[k], pc[k])
