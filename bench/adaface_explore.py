@@ -15,7 +15,7 @@ into ``results/cpu``.
 
 ``report`` evaluates every trained student on lfw-half (3,000 pairs, 5 folds) at ×1/×2/×4/×8, eval mode
 ``both``, protocol ``insightface`` (as ``03_evaluation``; cached per checkpoint), takes the ArcFace arm
-per seed from ``results/cpu/results.csv`` (BasicNet-LR, ``none``, ``both``), and writes
+per seed from the first CPU study's ``results/cpu/results.csv`` (git ``359cd4c``; BasicNet-LR, ``none``, ``both``), and writes
 ``bench/results/adaface_explore.{json,md}``: per seed, mean ± sd over seeds, the paired difference
 AdaFace − ArcFace per seed and a paired t-test across seeds (:func:`lqlib.evaluation.seeds.seed_test`).
 """
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUNS = "adaface_explore"
 HEAD_KW = {"adaface": {"s": 32.0, "m": 0.4, "h": 0.333}, "arcface": None}  # None: the recipe's (s 32, m 0.5)
 SCALES = (1, 2, 4, 8)
-COMMITTED = ROOT / "results" / "cpu" / "results.csv"
+COMMITTED = "359cd4c:results/cpu/results.csv"  # the first CPU study (replaced in the tree by the verdict study)
 OUT = ROOT / "bench" / "results" / "adaface_explore"
 
 
@@ -94,7 +94,10 @@ def committed_arcface() -> dict:
     """seed → scale → accuracy of BasicNet-LR (none, both) in the committed CPU study."""
     import pandas as pd
 
-    df = pd.read_csv(COMMITTED)
+    import io as _io
+    import subprocess
+
+    df = pd.read_csv(_io.StringIO(subprocess.check_output(["git", "show", COMMITTED], text=True, cwd=ROOT)))
     df = df[(df.model == "BasicNet-LR") & (df.method == "none") & (df.eval_mode == "both")]
     return {int(s): {float(r.scale): float(r.acc_mean) for r in g.itertuples()} for s, g in df.groupby("seed")}
 
@@ -159,7 +162,7 @@ def cmd_report(runs: Path | None = None) -> int:
            "what": "BasicNet-LR (method none), cpu recipe, AdaFace head vs ArcFace head; lfw-half 3,000 pairs, "
                    "eval mode both, protocol insightface; accuracy %",
            "adaface_head_kw": HEAD_KW["adaface"], "arcface_head_kw": {"s": 32.0, "m": 0.5},
-           "arcface_source": f"{COMMITTED.relative_to(ROOT)} (committed CPU study), seeds {sorted(acc['arcface'])}",
+           "arcface_source": f"{COMMITTED} (the first CPU study), seeds {sorted(acc['arcface'])}",
            "seeds": seeds, "scales": table, "arcface_reproduction": repro, "runs": runs,
            "command": "python bench/adaface_explore.py train --head adaface --seed {0,1,2}; "
                       "python bench/adaface_explore.py train --head arcface --seed 0; python bench/adaface_explore.py report"}

@@ -108,3 +108,19 @@ def test_family_verdicts_refuse_a_draft_on_the_test_folds(study, tmp_path, monke
     assert out["role"].tolist() == ["test"] and out["verdict"].iloc[0] in (
         "supported", "not supported", "inconclusive", "not supported (opposite direction)")
     assert (tmp_path / "pub" / "family.csv").is_file() and (tmp_path / "pub" / "correctness_lfw-half.npz").is_file()
+
+
+def test_committed_hypotheses_file_is_the_verdict_presets_block():
+    """results/cpu/hypotheses.yaml is what git order dates (committed before any test-fold number); the
+    runner reads the preset. A family edited in one and not the other fails here."""
+    import yaml
+
+    from lqlib import paths
+    from lqlib.evaluation.hypotheses import parse_family
+
+    preset = yaml.safe_load(paths.resolve("lqlib/presets/verdict.yaml").read_text())["hypotheses"]
+    committed = yaml.safe_load(paths.resolve("results/cpu/hypotheses.yaml").read_text())["hypotheses"]
+    assert committed == preset
+    fam = parse_family(committed)
+    assert len(fam) == 5 and all(h.seeds >= 5 and h.scale == 8 for h in fam)
+    assert committed["pairs"] == "lfw-half" and committed["validation"] == "lfw-half-val"
