@@ -78,16 +78,21 @@ def test_errors_name_the_problem():
     require_registered(HYP)
 
 
-def test_the_draft_verdict_preset_parses():
+def test_the_registered_verdict_preset_reads_the_test_folds_only_in_its_last_step():
     from lqlib.run import load_preset
 
     p = load_preset("verdict")
     fam = parse_family(p["hypotheses"])
     assert [h.id for h in fam] == ["H1", "H2", "H3", "H4", "H5"]
     assert all(h.scale == 8 and h.eval_mode == "both" and h.seeds >= 5 for h in fam)
-    assert p["hypotheses"]["status"] == "draft" and p["draft"] is True
-    with pytest.raises(HypothesesError):
-        require_registered(p["hypotheses"])
+    require_registered(p["hypotheses"])
+    assert "draft" not in p
+    reads = [s.get("parameters", {}).get("PAIRS") for s in p["notebooks"]]
+    assert reads[-1] == p["hypotheses"]["pairs"] == "lfw-half"          # the test folds: the last step only
+    assert all(r in (None, p["hypotheses"]["validation"]) for r in reads[:-1])
+    # the family's models are the ones the preset trains: H5's student carries the weight chosen on validation
+    sface = [s for s in p["notebooks"] if s.get("tag") == "sface"][0]["parameters"]
+    assert sface["KD_WEIGHTS"] == {"angular": 50.0} and fam[4].model == "angular_emb_c[angular=50]@sface"
 
 
 def test_run_info_says_which_set_each_step_read(tmp_path, monkeypatch):
