@@ -15,6 +15,15 @@ than the seed-to-seed spread (≈ 1 point in the first study).
 
 ``report`` writes ``results/cpu/calibration/choices.{json,md}`` (accuracy at ×1/×2/×4/×8, the training CE
 per epoch, the choice per term).
+
+    python bench/verdict_calib.py capacity                  # EXPLORATORY, after the study's test step
+
+The capacity step of issue 27 (does a wider student follow the strong teacher further?): the ``capacity-*``
+steps train a 2×-wide ``ir_cbam_tiny`` (widths 32-64-128-256) as BasicNet-LR and as the sface student, seeds
+0 and 1, outside the study's folder (the model key does not name the backbone, so inside it they would join
+the tiny family models). ``capacity`` evaluates them on lfw-half-val and — only once the registered test step
+has published ``results/cpu/results.csv`` — on lfw-half, and writes ``results/cpu/exploratory/capacity.md``
+beside the tiny students' rows of the same seeds: exploratory, 2 seeds, not in the family.
 """
 from __future__ import annotations
 
@@ -38,20 +47,27 @@ SCALES = (1, 2, 4, 8)
 DECIDE_SCALE = 8.0
 
 
-def candidates(preset: Path = PRESET) -> list[dict]:
-    """The preset's ``calib-*`` steps: term, weight, method, teacher, run directory."""
+def outside_steps(prefix: str, preset: Path = PRESET) -> list[dict]:
+    """The preset's ``<prefix>-*`` steps (students trained outside the study's folder): tag, method, teacher,
+    seed, KD term and weight (None without KD), run directory."""
     steps = yaml.safe_load(preset.read_text())["notebooks"]
     out = []
     for s in steps:
-        if not str(s.get("tag", "")).startswith("calib-"):
+        if not str(s.get("tag", "")).startswith(prefix + "-"):
             continue
         p = s["parameters"]
-        (term, weight), = p["KD_WEIGHTS"].items()
+        (term, weight), = (p.get("KD_WEIGHTS") or {None: None}).items()
         out.append({"tag": s["tag"], "method": p["METHOD"], "teacher": p.get("TEACHER", "") or "own CBAM teacher",
-                    "term": term, "weight": float(weight), "run_dir": p["TRAIN_OVERRIDES"]["out_dir"]})
+                    "seed": int(p.get("SEED", 0)), "term": term, "weight": None if weight is None else float(weight),
+                    "run_dir": p["TRAIN_OVERRIDES"]["out_dir"]})
     if not out:
-        raise SystemExit(f"error: no calib-* step in {preset}")
+        raise SystemExit(f"error: no {prefix}-* step in {preset}")
     return out
+
+
+def candidates(preset: Path = PRESET) -> list[dict]:
+    """The preset's ``calib-*`` steps: term, weight, method, teacher, run directory."""
+    return outside_steps("calib", preset)
 
 
 def ce_per_epoch(d: Path) -> list[float]:
@@ -59,12 +75,13 @@ def ce_per_epoch(d: Path) -> list[float]:
         return [round(float(r["loss_ce"]), 3) for r in csv.DictReader(f)]
 
 
-def evaluate_run(d: Path, pairs) -> dict:
-    """scale → accuracy (%) on the validation pairs, cached beside the checkpoint (keyed on its mtime)."""
+def evaluate_run(d: Path, pairs, name: str = PAIRS) -> dict:
+    """scale → accuracy (%) on ``pairs`` (named ``name``), eval mode both, cached beside the checkpoint
+    (keyed on its mtime)."""
     from lqlib.checkpoint import load_backbone
     from lqlib.evaluation import evaluate
 
-    cache = d / f"eval_{PAIRS}_both.json"
+    cache = d / f"eval_{name}_both.json"
     stamp = os.path.getmtime(d / "checkpoint.pt")
     if cache.is_file():
         got = json.loads(cache.read_text())
@@ -90,15 +107,21 @@ def choose(rows: list[dict]) -> dict:
     return out
 
 
-def cmd_report() -> int:
-    from lqlib.study import load_eval_pairs
+def _unfinished(rows: list[dict], prefix: str) -> bool:
     from lqlib.train import is_finished
 
-    cands = candidates()
-    missing = [c["run_dir"] for c in cands if not is_finished(paths.resolve(c["run_dir"]))]
+    missing = [c["run_dir"] for c in rows if not is_finished(paths.resolve(c["run_dir"]))]
     if missing:
-        print(f"error: unfinished candidates {missing}: run `python -m lqlib.run --preset verdict --only calib`",
+        print(f"error: unfinished students {missing}: run `python -m lqlib.run --preset verdict --only {prefix}`",
               file=sys.stderr)
+    return bool(missing)
+
+
+def cmd_report() -> int:
+    from lqlib.study import load_eval_pairs
+
+    cands = candidates()
+    if _unfinished(cands, "calib"):
         return 2
     pairs = load_eval_pairs(PAIRS, synthetic_fallback=False)
     rows = []
@@ -135,12 +158,74 @@ def markdown(out: dict) -> str:
     return "\n".join(lines)
 
 
+TEST = "lfw-half"
+TEST_RESULTS = ROOT / "results" / "cpu" / "results.csv"   # written by the registered test step
+CAPACITY_OUT = ROOT / "results" / "cpu" / "exploratory" / "capacity"
+
+
+def tiny_rows(model_key: str, seeds) -> dict:
+    """seed → scale → accuracy of the study's own tiny model ``model_key`` (results/cpu/results.csv, both)."""
+    import pandas as pd
+
+    df = pd.read_csv(TEST_RESULTS)
+    df = df[(df["model_key"] == model_key) & (df["eval_mode"] == "both") & df["seed"].isin(list(seeds))]
+    return {int(s): {float(r.scale): float(r.acc_mean) for r in g.itertuples()} for s, g in df.groupby("seed")}
+
+
+def cmd_capacity() -> int:
+    from lqlib.model_key import ModelKey
+    from lqlib.study import load_eval_pairs
+
+    rows = outside_steps("capacity")
+    if _unfinished(rows, "capacity"):
+        return 2
+    sets = {PAIRS: load_eval_pairs(PAIRS, synthetic_fallback=False)}
+    if TEST_RESULTS.is_file():   # the test folds only after the registered test step has read them
+        sets[TEST] = load_eval_pairs(TEST, synthetic_fallback=False)
+    for r in rows:
+        d = paths.resolve(r["run_dir"])
+        r["key"] = str(ModelKey.student(r["method"], r["teacher"] if r["teacher"] != "own CBAM teacher" else "",
+                                        kd_weights={r["term"]: r["weight"]} if r["term"] else None))
+        r["acc"] = {name: evaluate_run(d, pairs, name) for name, pairs in sets.items()}
+        r["ce_per_epoch"] = ce_per_epoch(d)
+    if TEST in sets:
+        for r in rows:
+            r["tiny"] = tiny_rows(r["key"], [r["seed"]]).get(r["seed"])
+    out = {"label": "EXPLORATORY (issue 27's capacity step: 2 seeds, not in the registered family)",
+           "student": "ir_cbam_tiny at 2x width (32-64-128-256) vs the study's ir_cbam_tiny (16-32-64-128)",
+           "eval_mode": "both", "rows": rows, "test_read": TEST in sets,
+           "command": "python -m lqlib.run --preset verdict --only capacity && python bench/verdict_calib.py capacity"}
+    io.write_json(CAPACITY_OUT.with_suffix(".json"), out)
+    io.write_text(CAPACITY_OUT.with_suffix(".md"), capacity_markdown(out))
+    print(capacity_markdown(out))
+    return 0
+
+
+def capacity_markdown(out: dict) -> str:
+    lines = [f"# The capacity step — {out['label']}", "", f"{out['student']}; accuracy (%), eval mode `both`.", ""]
+    sets = sorted({k for r in out["rows"] for k in r["acc"]})
+    head = "| model | seed | set | " + " | ".join(f"×{s}" for s in SCALES) + " | tiny, same seed (×8) |"
+    lines += [head, "|---" * (len(SCALES) + 4) + "|"]
+    for r in out["rows"]:
+        for name in sets:
+            acc = r["acc"][name]
+            tiny = r.get("tiny") if name == TEST else None
+            lines.append(f"| {r['key']} (wide) | {r['seed']} | {name} | "
+                         + " | ".join(f"{acc[float(s)]:.2f}" for s in SCALES)
+                         + f" | {'—' if not tiny else format(tiny[8.0], '.2f')} |")
+    if not out["test_read"]:
+        lines += ["", "Validation only: the test folds are read after the study's registered test step."]
+    lines += ["", f"Command: `{out['command']}`", ""]
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python bench/verdict_calib.py", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("report")
+    sub.add_parser("capacity")
     args = ap.parse_args(argv)
-    return cmd_report() if args.cmd == "report" else 2
+    return {"report": cmd_report, "capacity": cmd_capacity}[args.cmd]()
 
 
 if __name__ == "__main__":
