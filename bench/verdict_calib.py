@@ -28,11 +28,7 @@ beside the tiny students' rows of the same seeds: exploratory, 2 seeds, not in t
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
 import yaml
@@ -48,17 +44,22 @@ DECIDE_SCALE = 8.0
 
 
 def outside_steps(prefix: str, preset: Path = PRESET) -> list[dict]:
-    """The preset's ``<prefix>-*`` steps (students trained outside the study's folder): tag, method, teacher,
-    seed, KD term and weight (None without KD), run directory."""
+    """The preset's ``<prefix>-*`` steps (students trained outside the study's folder): tag, method, teacher
+    ("" for the study's own), seed, KD term and weight (None without KD), model key, run directory."""
+    from lqlib.model_key import ModelKey
+
     steps = yaml.safe_load(preset.read_text())["notebooks"]
     out = []
     for s in steps:
         if not str(s.get("tag", "")).startswith(prefix + "-"):
             continue
         p = s["parameters"]
-        (term, weight), = (p.get("KD_WEIGHTS") or {None: None}).items()
-        out.append({"tag": s["tag"], "method": p["METHOD"], "teacher": p.get("TEACHER", "") or "own CBAM teacher",
-                    "seed": int(p.get("SEED", 0)), "term": term, "weight": None if weight is None else float(weight),
+        weights = p.get("KD_WEIGHTS") or {}
+        (term, weight), = (weights or {None: None}).items()
+        teacher = p.get("TEACHER", "")
+        out.append({"tag": s["tag"], "method": p["METHOD"], "teacher": teacher, "seed": int(p.get("SEED", 0)),
+                    "term": term, "weight": None if weight is None else float(weight),
+                    "key": str(ModelKey.student(p["METHOD"], teacher, kd_weights=weights)),
                     "run_dir": p["TRAIN_OVERRIDES"]["out_dir"]})
     if not out:
         raise SystemExit(f"error: no {prefix}-* step in {preset}")
@@ -70,30 +71,44 @@ def candidates(preset: Path = PRESET) -> list[dict]:
     return outside_steps("calib", preset)
 
 
-def ce_per_epoch(d: Path) -> list[float]:
-    with open(d / "metrics.csv") as f:
-        return [round(float(r["loss_ce"]), 3) for r in csv.DictReader(f)]
+def training_record(rows: list[dict]) -> None:
+    """Add each row's training CE per epoch (first, last) and ``learned``: lqlib's check of a finished run
+    (:func:`lqlib.callbacks.check_learning`: finite, non-zero losses, the CE lower later than in epoch 1)."""
+    from lqlib.callbacks import DegenerateRunError, check_learning
+
+    for r in rows:
+        try:
+            r["ce_first_last"], r["learned"] = list(check_learning(paths.resolve(r["run_dir"]))["loss_ce"]), True
+        except DegenerateRunError as e:
+            r["ce_first_last"], r["learned"] = None, False
+            print(f"{r['tag']}: {e}", file=sys.stderr)
 
 
-def evaluate_run(d: Path, pairs, name: str = PAIRS) -> dict:
-    """scale → accuracy (%) on ``pairs`` (named ``name``), eval mode both, cached beside the checkpoint
-    (keyed on its mtime)."""
-    from lqlib.checkpoint import load_backbone
-    from lqlib.evaluation import evaluate
+def evaluate_outside(rows: list[dict], pairs, study_name: str) -> None:
+    """Add ``acc[<pairs' name>]`` (scale → accuracy %, eval mode both, protocol insightface) to each row, by
+    the study evaluation lqlib's notebooks use (:func:`lqlib.study.evaluate_study`: the content leakage guard,
+    per-pair correctness, cached per checkpoint) on the rows' runs, cached under ``runs/<study_name>/eval/``
+    (the folder the runs live in, so a key shared with a family model, e.g. ``none`` seed 0, never meets its
+    cache)."""
+    from lqlib import study as S
+    from lqlib.checkpoint import read_training_data
 
-    cache = d / f"eval_{name}_both.json"
-    stamp = os.path.getmtime(d / "checkpoint.pt")
-    if cache.is_file():
-        got = json.loads(cache.read_text())
-        if got.get("checkpoint_mtime") == stamp:
-            return {float(k): v for k, v in got["acc"].items()}
-    t0 = time.time()
-    df = evaluate(load_backbone(d), pairs, scales=SCALES, eval_mode="both", protocol="insightface",
-                  batch_size=128, device="cpu")
-    acc = {float(r.scale): float(r.acc_mean) for r in df.itertuples()}
-    io.write_json(cache, {"checkpoint_mtime": stamp, "seconds": round(time.time() - t0, 1),
-                          "acc": {str(k): v for k, v in acc.items()}})
-    return acc
+    models = [S.Model(r["key"], r["seed"], paths.resolve(r["run_dir"]),
+                      read_training_data(paths.resolve(r["run_dir"]))[0]) for r in rows]
+    df = S.evaluate_study(S.Study(study_name), pairs, scales=SCALES, eval_modes=("both",), protocol="insightface",
+                          device="cpu", batch_size=128, models=models)
+    for r in rows:
+        got = df[(df["model_key"] == r["key"]) & (df["seed"] == r["seed"])]
+        r.setdefault("acc", {})[pairs.name] = {float(g.scale): float(g.acc_mean) for g in got.itertuples()}
+
+
+def _publish(path: Path, out: dict, markdown_of) -> int:
+    """``out`` as ``<path>.json`` and its markdown as ``<path>.md`` (atomic writes), printed too."""
+    text = markdown_of(out)
+    io.write_json(path.with_suffix(".json"), out)
+    io.write_text(path.with_suffix(".md"), text)
+    print(text)
+    return 0
 
 
 def choose(rows: list[dict]) -> dict:
@@ -103,7 +118,7 @@ def choose(rows: list[dict]) -> dict:
         ok = [r for r in rows if r["term"] == term and r["learned"]]
         if not ok:
             raise SystemExit(f"error: no candidate for {term!r} learned (training CE did not fall)")
-        out[term] = max(ok, key=lambda r: (r["acc"][DECIDE_SCALE], -r["weight"]))
+        out[term] = max(ok, key=lambda r: (r["acc"][PAIRS][DECIDE_SCALE], -r["weight"]))
     return out
 
 
@@ -123,20 +138,13 @@ def cmd_report() -> int:
     cands = candidates()
     if _unfinished(cands, "calib"):
         return 2
-    pairs = load_eval_pairs(PAIRS, synthetic_fallback=False)
-    rows = []
-    for c in cands:
-        d = paths.resolve(c["run_dir"])
-        ce = ce_per_epoch(d)
-        rows.append({**c, "acc": evaluate_run(d, pairs), "ce_per_epoch": ce, "learned": ce[-1] < 0.8 * ce[0]})
-    chosen = choose(rows)
+    training_record(cands)
+    evaluate_outside(cands, load_eval_pairs(PAIRS, synthetic_fallback=False), "verdict_calib")
+    chosen = choose(cands)
     out = {"pairs": PAIRS, "eval_mode": "both", "protocol": "insightface", "decide_scale": DECIDE_SCALE,
-           "seed": 100, "candidates": rows, "chosen": {t: r["weight"] for t, r in chosen.items()},
+           "seed": 100, "candidates": cands, "chosen": {t: r["weight"] for t, r in chosen.items()},
            "command": "python -m lqlib.run --preset verdict --only calib && python bench/verdict_calib.py report"}
-    io.write_json(OUT.with_suffix(".json"), out)
-    io.write_text(OUT.with_suffix(".md"), markdown(out))
-    print(markdown(out))
-    return 0
+    return _publish(OUT, out, markdown)
 
 
 def markdown(out: dict) -> str:
@@ -151,9 +159,10 @@ def markdown(out: dict) -> str:
              + " | CE epoch 1 → last | chosen |", "|---" * (len(SCALES) + 6) + "|"]
     for r in out["candidates"]:
         pick = out["chosen"][r["term"]] == r["weight"]
-        lines.append(f"| {r['term']} | {r['method']} | {r['teacher']} | {r['weight']:g} | "
-                     + " | ".join(f"{r['acc'][float(s)]:.2f}" for s in SCALES)
-                     + f" | {r['ce_per_epoch'][0]:.2f} → {r['ce_per_epoch'][-1]:.2f} | {'**yes**' if pick else ''} |")
+        ce = " → ".join(f"{v:.2f}" for v in r["ce_first_last"]) if r["ce_first_last"] else "did not fall"
+        lines.append(f"| {r['term']} | {r['method']} | {r['teacher'] or 'own CBAM teacher'} | {r['weight']:g} | "
+                     + " | ".join(f"{r['acc'][out['pairs']][float(s)]:.2f}" for s in SCALES)
+                     + f" | {ce} | {'**yes**' if pick else ''} |")
     lines += ["", f"Command: `{out['command']}`", ""]
     return "\n".join(lines)
 
@@ -173,21 +182,15 @@ def tiny_rows(model_key: str, seeds) -> dict:
 
 
 def cmd_capacity() -> int:
-    from lqlib.model_key import ModelKey
     from lqlib.study import load_eval_pairs
 
     rows = outside_steps("capacity")
     if _unfinished(rows, "capacity"):
         return 2
-    sets = {PAIRS: load_eval_pairs(PAIRS, synthetic_fallback=False)}
-    if TEST_RESULTS.is_file():   # the test folds only after the registered test step has read them
-        sets[TEST] = load_eval_pairs(TEST, synthetic_fallback=False)
-    for r in rows:
-        d = paths.resolve(r["run_dir"])
-        r["key"] = str(ModelKey.student(r["method"], r["teacher"] if r["teacher"] != "own CBAM teacher" else "",
-                                        kd_weights={r["term"]: r["weight"]} if r["term"] else None))
-        r["acc"] = {name: evaluate_run(d, pairs, name) for name, pairs in sets.items()}
-        r["ce_per_epoch"] = ce_per_epoch(d)
+    training_record(rows)
+    sets = [PAIRS] + ([TEST] if TEST_RESULTS.is_file() else [])  # the test folds only after the registered test step
+    for name in sets:
+        evaluate_outside(rows, load_eval_pairs(name, synthetic_fallback=False), "verdict_capacity")
     if TEST in sets:
         for r in rows:
             r["tiny"] = tiny_rows(r["key"], [r["seed"]]).get(r["seed"])
@@ -195,10 +198,7 @@ def cmd_capacity() -> int:
            "student": "ir_cbam_tiny at 2x width (32-64-128-256) vs the study's ir_cbam_tiny (16-32-64-128)",
            "eval_mode": "both", "rows": rows, "test_read": TEST in sets,
            "command": "python -m lqlib.run --preset verdict --only capacity && python bench/verdict_calib.py capacity"}
-    io.write_json(CAPACITY_OUT.with_suffix(".json"), out)
-    io.write_text(CAPACITY_OUT.with_suffix(".md"), capacity_markdown(out))
-    print(capacity_markdown(out))
-    return 0
+    return _publish(CAPACITY_OUT, out, capacity_markdown)
 
 
 def capacity_markdown(out: dict) -> str:

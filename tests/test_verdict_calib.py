@@ -32,7 +32,7 @@ def test_the_presets_outside_steps(vc):
 
 
 def _row(term, w, x8, learned=True):
-    return {"term": term, "weight": w, "acc": {8.0: x8}, "learned": learned}
+    return {"term": term, "weight": w, "acc": {"lfw-half-val": {8.0: x8}}, "learned": learned}
 
 
 def test_choice_rule(vc):
