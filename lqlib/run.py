@@ -14,6 +14,12 @@ Executed copies go to ``<out>/notebooks/`` (numbered so that their order is the 
 and ``<out>/status.json`` records finished steps: a re-run skips them (``--force`` re-runs), and the
 training inside a notebook resumes from its checkpoint. The run stops at the first failing notebook
 and prints the path of its executed copy.
+
+A **blocked** preset (``blocks: {parameter: SEED, values: [0, 1, 2, 3, 4]}``) runs one block per call,
+``--block K``: the steps whose ``parameter`` is K (grid values and fixed values alike), every step that does
+not set it (the teacher gets K where its notebook declares the parameter), and it publishes into
+``<publish>/blocks/<parameter>-K/``. A block is self-contained (its own teacher, students, evaluation): it
+needs nothing of another block's run folder, so a study can be spread over machines that keep no files.
 """
 from __future__ import annotations
 
@@ -25,7 +31,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -171,6 +177,45 @@ def plan(preset: dict, run_name: str) -> list[Step]:
     return steps
 
 
+def block_spec(preset: dict) -> tuple[str, list]:
+    """(parameter, values) of a blocked preset's ``blocks`` section."""
+    spec = preset.get("blocks")
+    if not isinstance(spec, dict) or not spec.get("parameter") or not isinstance(spec.get("values"), list):
+        raise PresetError(f"preset {preset['name']!r}: 'blocks' needs a 'parameter' and a list of 'values', got {spec!r}")
+    return str(spec["parameter"]), list(spec["values"])
+
+
+def block_publish(preset: dict, value) -> str:
+    """Where block ``value`` of a blocked preset publishes: ``<publish>/blocks/<parameter>-<value>``."""
+    param, _ = block_spec(preset)
+    return f"{preset['publish'].rstrip('/')}/blocks/{param.lower()}-{_slug(value)}"
+
+
+def block_plan(preset: dict, steps: list[Step], value) -> list[Step]:
+    """The steps of block ``value``: a step that sets the block parameter (its own value or a grid value)
+    only where it equals ``value``; a step whose notebook declares the parameter without setting it gets
+    ``value`` (only where its default differs, so an unchanged step keeps its record); every other step as it
+    is. ``PUBLISH_DIR`` values under the preset's ``publish`` folder move into the block's."""
+    param, values = block_spec(preset)
+    if value not in values:
+        raise PresetError(f"--block {value!r}: the preset's blocks are {param} in {values}")
+    root = str(preset.get("publish") or "").rstrip("/")
+    dst = block_publish(preset, value) if root else ""
+    out = []
+    for s in steps:
+        declared = param in (s.defaults or {})
+        if declared and param in s.parameters and s.parameters[param] != value:
+            continue                                          # another block's step
+        params = dict(s.parameters)
+        if declared and s.effective().get(param) != value:
+            params[param] = value
+        pub = str(params.get("PUBLISH_DIR") or "")
+        if root and (pub == root or pub.startswith(root + "/")):
+            params["PUBLISH_DIR"] = dst + pub[len(root):]
+        out.append(replace(s, parameters=params))
+    return out
+
+
 def params_hash(params: dict) -> str:
     """A stable digest of a step's (expanded) parameters: a finished step re-runs when it changes."""
     import hashlib
@@ -262,7 +307,7 @@ def default_out(preset: dict) -> Path:
 
 
 def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = False, force: bool = False,
-        only: Optional[list[str]] = None, synthetic: bool = False, log=print) -> list[Path]:
+        only: Optional[list[str]] = None, synthetic: bool = False, block=None, log=print) -> list[Path]:
     """Execute (or, with ``prepare_only``, just parameterise) the preset's notebooks in order.
 
     Face data: when a step would fall back to the synthetic identity set (no face data found), the run is
@@ -272,7 +317,10 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
 
     Publishing: only the run that owns the published folders publishes into them — the preset's own run
     directory ``runs/<preset>`` on face data. Any other run (``--out`` elsewhere, or synthetic data) writes
-    ``run_info.json`` and the notebooks' ``PUBLISH_DIR`` copies to ``<out>/published/`` instead."""
+    ``run_info.json`` and the notebooks' ``PUBLISH_DIR`` copies to ``<out>/published/`` instead.
+
+    Blocks: a preset with a ``blocks`` section runs only with ``block`` (``--block K``, :func:`block_plan`);
+    its run folder records the block (``block.json``) and refuses another one."""
     import papermill as pm
 
     preset = load_preset(preset_name)
@@ -280,9 +328,16 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
     out_dir = paths.resolve(out) if out else own
     if only is not None and not only:
         raise PresetError("--only needs at least one step name (part of a key; see --list)")
+    if preset.get("blocks") and block is None:
+        param, values = block_spec(preset)
+        raise PresetError(f"preset {preset['name']!r} runs in blocks: pass --block with one {param} of {values}")
+    if block is not None and not preset.get("blocks"):
+        raise PresetError(f"--block: preset {preset['name']!r} has no 'blocks' section")
 
     def select(run_name):
         all_steps = plan(preset, run_name)
+        if block is not None:
+            all_steps = block_plan(preset, all_steps, block)
         steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
         if only and not steps:
             raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in all_steps]}")
@@ -310,6 +365,10 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
     owner = out_dir.resolve() == own.resolve() and not is_synthetic
     publish_dir = (paths.resolve(preset["publish"]) if owner else out_dir / "published") if preset.get("publish") \
         else None
+    if block is not None:
+        _claim_block(out_dir, block_spec(preset)[0], block, prepare_only)
+        if owner and publish_dir is not None:
+            publish_dir = paths.resolve(block_publish(preset, block))
     if is_synthetic:
         bar = "!" * 100
         log(f"{bar}\nlqlib.run: SYNTHETIC DATA ({'--synthetic' if synthetic else 'allow_synthetic'}): numbers mean "
@@ -338,6 +397,21 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         if publish_dir is not None:  # written after every step
             log(f"lqlib.run: run record (command, environment, seconds per step) → {publish_dir / RUN_INFO}")
     return written
+
+
+def _claim_block(out_dir: Path, param: str, value, prepare_only: bool) -> None:
+    """``<out>/block.json`` names the block a run folder holds; a folder of another block is refused (its
+    teacher and students belong to that block)."""
+    p = out_dir / "block.json"
+    want = {"parameter": param, "value": value}
+    if p.is_file():
+        have = json.loads(p.read_text())
+        if have != want:
+            raise PresetError(f"{out_dir} holds block {have.get('parameter')}={have.get('value')!r}, not "
+                              f"{param}={value!r}: move it aside, or pass --out for this block")
+    elif not prepare_only:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_json(p, want)
 
 
 def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, owner, publish_dir, prepare_only,
@@ -405,21 +479,33 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--synthetic", action="store_true",
                     help="run even without face data, on the SYNTHETIC identity set (publishes nothing into "
                          "results/; the preset's own run goes to runs/<preset>-synthetic)")
+    ap.add_argument("--block", type=_block_value, help="one block of a blocked preset (its 'blocks' section), e.g. 0")
     ap.add_argument("--list", action="store_true", help="print the plan and exit")
     args = ap.parse_args(argv)
     try:
         if args.list:
             preset = load_preset(args.preset)
             out_dir = paths.resolve(args.out) if args.out else paths.runs_dir() / preset["name"]
-            for s in plan(preset, out_dir.name):
-                print(f"{s.key}: {json.dumps(s.parameters)}")
+            steps = plan(preset, out_dir.name)
+            if args.block is not None:
+                steps = block_plan(preset, steps, args.block)
+            for s in steps:
+                if not args.only or any(o in s.key for o in args.only):
+                    print(f"{s.key}: {json.dumps(s.parameters)}")
             return 0
         run(args.preset, args.out, prepare_only=args.prepare_only, force=args.force, only=args.only,
-            synthetic=args.synthetic)
+            synthetic=args.synthetic, block=args.block)
     except (PresetError, RunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def _block_value(text: str):
+    """A --block value as YAML reads it (``0`` → 0, ``a`` → 'a'), to match the preset's ``values``."""
+    import yaml
+
+    return yaml.safe_load(text)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@
 * :func:`family_verdicts` — the same for a preset's ``hypotheses`` block, refused on the test folds unless the
   block is registered, written beside the study's tables (and the results folder);
 * :func:`publish_correctness` — every model × seed × scale × eval mode's per-pair correctness of one
-  evaluation set as one bit-packed file for the results folder (:mod:`lqlib.evaluation.correctness`).
+  evaluation set as one bit-packed file for the results folder (:mod:`lqlib.evaluation.correctness`);
+* :func:`pooled_family_verdicts` — a **blocked** preset (``blocks``, :mod:`lqlib.run`: one teacher and one seed
+  of every model per block) is tested once, on the blocks' published results and per-pair correctness pooled,
+  when every block has published; a block's own test step publishes and tests nothing across seeds.
 """
 from __future__ import annotations
 
@@ -58,12 +61,17 @@ def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: floa
     return df
 
 
-def save_attention_measure(study: Study, measure) -> Path:
-    """``runs/<study>/results/<pairs>/attention_measure.csv`` (atomically); returns the path."""
+def save_attention_measure(study: Study, measure, publish_dir: str = "") -> Path:
+    """``runs/<study>/results/<pairs>/attention_measure.csv`` (atomically), also into ``publish_dir`` when
+    given (as ``attention_measure_<pairs>.csv``); returns the study's path."""
+    from . import paths
     from .io import save_dataframe_csv
 
-    out = study.results_dir(str(measure["pairs"].iloc[0])) / "attention_measure.csv"
+    name = str(measure["pairs"].iloc[0])
+    out = study.results_dir(name) / "attention_measure.csv"
     save_dataframe_csv(measure, out, index=False)
+    if publish_dir:
+        save_dataframe_csv(measure, paths.resolve(publish_dir) / f"attention_measure_{eval_set_key(name)}.csv", index=False)
     return out
 
 
@@ -72,10 +80,12 @@ def _subset_size(name: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def family_report(study: Study, results, hypotheses: dict, n_boot: int = 2000, data_dir: Optional[str] = None):
+def family_report(study: Optional[Study], results, hypotheses: dict, n_boot: int = 2000,
+                  data_dir: Optional[str] = None, reader=None):
     """:func:`~lqlib.evaluation.hypotheses.family_tests` plus, per hypothesis, ``boot_ci_low``,
     ``boot_ci_high`` and ``boot_p`` of the hierarchical bootstrap (seeds, then identities) from the
-    per-pair correctness cached by :func:`lqlib.study.evaluate_study`. Identities come from the
+    per-pair correctness cached by :func:`lqlib.study.evaluate_study` (or ``reader(eval_mode)`` →
+    ``f(model key, seed, scale)``, e.g. :func:`packed_reader`). Identities come from the
     split the results were evaluated on (``dataset`` column); for a ``.bin`` set, or when a model's
     per-pair correctness is missing, those columns are NaN."""
     from .data.splits import SPLITS
@@ -90,7 +100,7 @@ def family_report(study: Study, results, hypotheses: dict, n_boot: int = 2000, d
     for h in parse_family(hypotheses):
         r = None
         if ids is not None:
-            read = pair_correct_reader(study, eval_set, h.eval_mode)
+            read = reader(h.eval_mode) if reader is not None else pair_correct_reader(study, eval_set, h.eval_mode)
             seeds = sorted(int(s) for s in results["seed"].unique())
             a = {s: read(h.model, s, h.scale) for s in seeds}
             b = {s: read(h.baseline, s, h.scale) for s in seeds}
@@ -118,13 +128,21 @@ def family_verdicts(study: Study, results, preset: str, publish_dir: str = "", n
     from .io import save_dataframe_csv
     from .run import load_preset
 
-    hyp = load_preset(preset).get("hypotheses")
+    spec = load_preset(preset)
+    hyp = spec.get("hypotheses")
     if not hyp:
         raise HypothesesError(f"preset {preset!r} has no 'hypotheses' block")
     eval_set = str(results["dataset"].iloc[0])
     role = eval_role(eval_set)
     if role == "test":
         require_registered(hyp)
+    if spec.get("blocks") and role == "test":   # one block: publish it; the family is tested on all blocks pooled
+        if publish_dir:
+            publish_correctness(study, eval_set, publish_dir)
+            return pooled_family_verdicts(preset, eval_set, data_dir=data_dir, n_boot=n_boot)
+        print(f"{preset}: one block of a blocked study; the family is tested on all blocks pooled "
+              "(pooled_family_verdicts), not here")
+        return None
     out = family_report(study, results, hyp, n_boot=n_boot, data_dir=data_dir)
     out.insert(0, "pairs", eval_set)
     out.insert(1, "role", role)
@@ -145,5 +163,80 @@ def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Pat
     return out
 
 
+def packed_reader(correctness: dict, eval_mode: str):
+    """``f(model key, seed, scale)`` → per-pair correctness from :func:`lqlib.evaluation.correctness.load_correctness`
+    output (``{<key file name>_s<seed>: {<eval mode>_x<scale>: bool array}}``), None where absent."""
+    from .model_key import ModelKey
+
+    def correct(key: str, seed: int, scale: float):
+        arrays = correctness.get(f"{ModelKey.parse(key).file_name}_s{int(seed)}", {})
+        return arrays.get(f"{eval_mode}_x{float(scale):g}")
+    return correct
+
+
+def block_folders(preset: str) -> dict:
+    """``{block value: its publish folder}`` of a blocked preset (:func:`lqlib.run.block_publish`)."""
+    from . import paths
+    from .run import block_publish, block_spec, load_preset
+
+    spec = load_preset(preset)
+    _, values = block_spec(spec)
+    return {v: paths.resolve(block_publish(spec, v)) for v in values}
+
+
+def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Optional[str] = None,
+                           n_boot: int = 2000):
+    """The registered family of a blocked ``preset`` on every block's published ``results.csv`` and
+    ``correctness_<set>.npz`` pooled (block k holds seed k of every model, with its own teacher): written to
+    ``<publish>/family.csv`` and ``<publish>/results.csv`` (all blocks' rows) and returned — or, while a block
+    has not published, None (and nothing written), naming the blocks still missing. Each block's rows must be
+    its own seed (a block never holds another's seed)."""
+    import pandas as pd
+
+    from . import paths
+    from .evaluation.correctness import load_correctness
+    from .evaluation.hypotheses import require_registered
+    from .io import save_dataframe_csv
+    from .run import block_spec, load_preset
+
+    spec = load_preset(preset)
+    hyp = spec.get("hypotheses") or {}
+    require_registered(hyp)
+    param, _ = block_spec(spec)
+    key = eval_set_key(eval_set)
+    folders = block_folders(preset)
+    missing = [v for v, d in folders.items()
+               if not ((d / "results.csv").is_file() and (d / f"correctness_{key}.npz").is_file())]
+    if missing:
+        print(f"{preset}: {len(folders) - len(missing)} of {len(folders)} blocks published; missing {param} "
+              f"{missing}: the family is tested when every block has published")
+        return None
+    frames, correctness = [], {}
+    for v, d in folders.items():
+        df = pd.read_csv(d / "results.csv")
+        df = df[df["dataset"].astype(str) == eval_set]
+        if param.lower() == "seed" and "seed" in df and (df["method"].fillna("").astype(str) != "").any():
+            own = df[df["method"].fillna("").astype(str) != ""]
+            if set(own["seed"].astype(int)) != {int(v)}:
+                raise ValueError(f"{d / 'results.csv'}: block {param}={v} holds student seeds "
+                                 f"{sorted(set(own['seed'].astype(int)))}")
+        df.insert(0, "block", v)
+        frames.append(df)
+        for stem, arrays in load_correctness(d / f"correctness_{key}.npz").items():
+            correctness[stem] = arrays    # students: one seed per block, so no two blocks share a stem
+    results = pd.concat(frames, ignore_index=True)
+    students = results[results["method"].fillna("").astype(str) != ""]
+    out = family_report(None, students, hyp, n_boot=n_boot, data_dir=data_dir,
+                        reader=lambda mode: packed_reader(correctness, mode))
+    out.insert(0, "pairs", eval_set)
+    out.insert(1, "role", "test")
+    out.insert(2, "blocks", len(folders))
+    root = paths.resolve(spec["publish"])
+    save_dataframe_csv(results, root / "results.csv", index=False)
+    save_dataframe_csv(out, root / "family.csv", index=False)
+    return out
+
+
 __all__ = ["attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
+           "pooled_family_verdicts", "packed_reader", "block_folders",
            "TEACHER_ON_LR"]

@@ -124,3 +124,70 @@ def test_committed_hypotheses_file_is_the_verdict_presets_block():
     fam = parse_family(committed)
     assert len(fam) == 5 and all(h.seeds >= 5 and h.scale == 8 for h in fam)
     assert committed["pairs"] == "lfw-half" and committed["validation"] == "lfw-half-val"
+
+
+def _blocked_preset(tmp_path, values=(0, 1)):
+    import yaml
+
+    hyp = {"status": "registered", "alpha": 0.05, "pairs": "lfw-half",
+           "family": [{"id": "H1", "comparison": {"model": "logit", "baseline": "none"}, "scale": 8, "seeds": 2}]}
+    p = tmp_path / "blocked.yaml"
+    p.write_text(yaml.safe_dump({"name": "blocked", "publish": str(tmp_path / "pub"), "hypotheses": hyp,
+                                 "blocks": {"parameter": "SEED", "values": list(values)},
+                                 "notebooks": ["03_evaluation"]}))
+    return str(p), hyp
+
+
+def _publish_blocks(study, res, tmp_path, seeds):
+    """Publish the tiny study's seed k as block k, as a block's test step would (its own seed only)."""
+    import shutil
+
+    from lqlib.evaluation.correctness import pack_correctness
+
+    for k in seeds:
+        d = tmp_path / "pub" / "blocks" / f"seed-{k}"
+        d.mkdir(parents=True, exist_ok=True)
+        keep = (res["method"].fillna("").astype(str) == "") | (res["seed"] == k)
+        res[keep].to_csv(d / "results.csv", index=False)
+        one = tmp_path / f"eval-{k}"
+        one.mkdir(exist_ok=True)
+        for f in study.eval_dir("lfw-half").glob("*.npz"):
+            if f.stem.endswith(f"_s{k}") and not f.stem.startswith("teacher"):
+                shutil.copy(f, one / f.name)
+        pack_correctness(one, d / "correctness_lfw-half.npz")
+
+
+def test_pooled_family_over_blocks_equals_the_family_on_all_seeds(study, tmp_path, monkeypatch):
+    """A blocked study (block k = seed k of every model) tested on its published blocks pooled gives the
+    same family row as the same seeds tested in one study; a missing block writes nothing."""
+    import lqlib.evaluation.hierarchical as H
+
+    ids = np.repeat(np.arange(N // 2), 2)
+    monkeypatch.setattr(H, "pair_identities", lambda *a, **k: (ids, ids[::-1].copy()))
+    preset, hyp = _blocked_preset(tmp_path)
+    res = S.evaluate_study(study, _pairs("lfw-half"), scales=(1, 8), eval_modes=("both",), batch_size=16)
+    _publish_blocks(study, res, tmp_path, [0])
+    assert V.pooled_family_verdicts(preset, "lfw-half", n_boot=50) is None       # block 1 has not published
+    assert not (tmp_path / "pub" / "family.csv").exists()
+    _publish_blocks(study, res, tmp_path, [1])
+    pooled = V.pooled_family_verdicts(preset, "lfw-half", n_boot=200)
+    whole = V.family_report(study, res, hyp, n_boot=200)
+    for col in ("n", "delta", "delta_sd", "t", "p", "p_holm", "mde", "verdict"):
+        assert pooled.iloc[0][col] == pytest.approx(whole.iloc[0][col]) if col != "verdict" else \
+            pooled.iloc[0][col] == whole.iloc[0][col]
+    assert pooled.iloc[0]["blocks"] == 2 and np.isfinite(pooled.iloc[0]["boot_p"])
+    assert (tmp_path / "pub" / "family.csv").is_file()
+    assert sorted(set(__import__("pandas").read_csv(tmp_path / "pub" / "results.csv")["block"])) == [0, 1]
+    # a block holding another block's seed is refused
+    bad = tmp_path / "pub" / "blocks" / "seed-1" / "results.csv"
+    res.to_csv(bad, index=False)
+    with pytest.raises(ValueError, match="seed-1.*holds student seeds"):
+        V.pooled_family_verdicts(preset, "lfw-half", n_boot=50)
+
+
+def test_a_blocks_test_step_publishes_and_tests_nothing_alone(study, tmp_path, monkeypatch):
+    preset, _ = _blocked_preset(tmp_path, values=(0, 1, 2))
+    res = S.evaluate_study(study, _pairs("lfw-half"), scales=(8,), eval_modes=("both",), batch_size=16)
+    pub = tmp_path / "pub" / "blocks" / "seed-0"
+    assert V.family_verdicts(study, res, preset, str(pub)) is None
+    assert (pub / "correctness_lfw-half.npz").is_file() and not (tmp_path / "pub" / "family.csv").exists()
