@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -252,6 +253,18 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
     return ax
 
 
+def _accuracy_label(cols: list[str]) -> str:
+    """The accuracy panel's axis label: what a single column measures (``val_acc_x1`` → "validation accuracy
+    ×1 (%)"), else "accuracy (%)" with the columns in the legend."""
+    if len(cols) != 1:
+        return "accuracy (%)"
+    m = re.fullmatch(r"(val_|train_)?acc(?:_x([\d.]+))?", cols[0])
+    if not m:
+        return f"{cols[0]} (%)"
+    where = {"val_": "validation ", "train_": "training ", None: ""}[m.group(1)]
+    return f"{where}accuracy{f' ×{m.group(2)}' if m.group(2) else ''} (%)"
+
+
 def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoch", logy: bool = False,
                     title: str | None = None):
     """Loss terms, accuracy and learning rate per epoch from a run's ``metrics.csv``.
@@ -269,7 +282,7 @@ def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoc
         x = "step"
     loss_cols = [c for c in df.columns if c == "loss" or c.startswith("loss_")]
     acc_cols = [c for c in df.columns if "acc" in c and pd.api.types.is_numeric_dtype(df[c])]
-    panels = [("loss", loss_cols)] + ([("accuracy", acc_cols)] if acc_cols else []) \
+    panels = [("loss", loss_cols)] + ([(_accuracy_label(acc_cols), acc_cols)] if acc_cols else []) \
         + ([("learning rate", ["lr"])] if "lr" in df.columns else [])
     if not loss_cols:
         raise ValueError(f"no loss columns (loss, loss_<term>) in {list(df.columns)}")

@@ -159,7 +159,11 @@ def test_method_comparison_and_curves(tmp_path):
     path = tmp_path / "metrics.csv"
     metrics.to_csv(path, index=False)
     fig = plotting.training_curves(path)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 3 and fig.axes[1].get_ylabel() == "validation accuracy (%)"
+    fig = plotting.training_curves(metrics.rename(columns={"val_acc": "val_acc_x1"}))
+    assert fig.axes[1].get_ylabel() == "validation accuracy ×1 (%)"
+    fig = plotting.training_curves(metrics.assign(train_acc=0.5))
+    assert fig.axes[1].get_ylabel() == "accuracy (%)"          # two columns: the legend names them
     ax = plotting.attention_similarity_curve({"hr-lr": [0.9, 0.8, 0.7, 0.6], "none": [0.8, 0.6, 0.5, 0.3]},
                                              block_stage=(0, 1, 2, 3))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["hr-lr", "none"]
