@@ -113,6 +113,19 @@ def _std_column(df: pd.DataFrame, y: str) -> str | None:
     return None
 
 
+def error_bar_note(df: pd.DataFrame, y: str, keys: Sequence[str]) -> str:
+    """What a figure's error bars are, for its caption: the sd over n training seeds (the range of n where
+    groups differ), or, where every group has one row with a spread column, that column's spread (``acc_std``:
+    the k-fold sd of one seed; ``*_seeds_std``: the sd over seeds given with the rows)."""
+    n = df.groupby(list(keys), sort=False).size()
+    std_col = _std_column(df, y)
+    if std_col is not None and int(n.max()) == 1:
+        return ("error bars: sd over seeds (pre-aggregated)" if std_col.endswith("_seeds_std")
+                else "error bars: k-fold sd of one seed (no seed spread)")
+    lo, hi = int(n.min()), int(n.max())
+    return f"error bars: sd over {lo if lo == hi else f'{lo}–{hi}'} seeds" + (" (1 seed: none)" if lo == 1 else "")
+
+
 def _accuracy_frame(df: pd.DataFrame, y: str | None, percent: bool | None) -> tuple[pd.DataFrame, str]:
     """Copy of ``df`` with numeric ``scale`` and the accuracy (and its spread) in percent; returns (frame, y)."""
     if y is None:
@@ -204,6 +217,9 @@ def accuracy_vs_scale(df: pd.DataFrame, hue: str = "model", *, y: str | None = N
     _legend_outside_if_long(ax, palette)
     ax.set_xlabel("degradation scale")
     ax.set_ylabel("accuracy (%)")
+    ax.annotate(error_bar_note(data, y, [c for c in (hue, style, "log2_scale") if c]), (0, 1),
+                xycoords="axes fraction", xytext=(2, 2), textcoords="offset points", fontsize="x-small",
+                va="bottom", color="0.3")
     if title:
         ax.set_title(title)
     return ax
@@ -246,6 +262,8 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
     ax.set_ylim(*ylim)
     ax.set_xlabel("")
     ax.set_ylabel(f"accuracy (%) at {scale_label(_scale_value(scale))}")
+    ax.annotate(error_bar_note(data, y, [c for c in (x, hue) if c]), (0, 1), xycoords="axes fraction",
+                xytext=(2, 2), textcoords="offset points", fontsize="x-small", va="bottom", color="0.3")
     if len(order) > 4:  # slanted names end under their bar instead of running into the next one's
         plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
     if title:

@@ -179,3 +179,12 @@ def test_accuracy_vs_scale_long_names_put_the_legend_outside(tmp_path):
     assert legend.x0 >= ax.get_window_extent().x1  # right of the axes, not over the lines
     short = plotting.accuracy_vs_scale(_results())
     assert tuple(short.figure.get_size_inches()) == (4.0, 3.0)
+
+
+def test_error_bar_note_says_what_the_bars_are():
+    seeds = pd.DataFrame({"model": ["a", "a", "b", "b", "b"], "scale": 8.0, "acc": [70.0, 71, 60, 61, 62]})
+    assert plotting.error_bar_note(seeds, "acc", ["model"]) == "error bars: sd over 2–3 seeds"
+    one = pd.DataFrame({"model": ["a", "b"], "scale": 8.0, "acc_mean": [70.0, 60], "acc_std": [1.0, 2.0]})
+    assert plotting.error_bar_note(one, "acc_mean", ["model"]) == "error bars: k-fold sd of one seed (no seed spread)"
+    ax = plotting.method_comparison(one, scale=8)
+    assert "k-fold sd of one seed" in " ".join(t.get_text() for t in ax.texts)
