@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -110,6 +111,19 @@ def _std_column(df: pd.DataFrame, y: str) -> str | None:
         if c != y and c in df.columns:
             return c
     return None
+
+
+def error_bar_note(df: pd.DataFrame, y: str, keys: Sequence[str]) -> str:
+    """What a figure's error bars are, for its caption: the sd over n training seeds (the range of n where
+    groups differ), or, where every group has one row with a spread column, that column's spread (``acc_std``:
+    the k-fold sd of one seed; ``*_seeds_std``: the sd over seeds given with the rows)."""
+    n = df.groupby(list(keys), sort=False).size()
+    std_col = _std_column(df, y)
+    if std_col is not None and int(n.max()) == 1:
+        return ("error bars: sd over seeds (pre-aggregated)" if std_col.endswith("_seeds_std")
+                else "error bars: k-fold sd of one seed (no seed spread)")
+    lo, hi = int(n.min()), int(n.max())
+    return f"error bars: sd over {lo if lo == hi else f'{lo}–{hi}'} seeds" + (" (1 seed: none)" if lo == 1 else "")
 
 
 def _accuracy_frame(df: pd.DataFrame, y: str | None, percent: bool | None) -> tuple[pd.DataFrame, str]:
@@ -203,6 +217,9 @@ def accuracy_vs_scale(df: pd.DataFrame, hue: str = "model", *, y: str | None = N
     _legend_outside_if_long(ax, palette)
     ax.set_xlabel("degradation scale")
     ax.set_ylabel("accuracy (%)")
+    ax.annotate(error_bar_note(data, y, [c for c in (hue, style, "log2_scale") if c]), (0, 1),
+                xycoords="axes fraction", xytext=(2, 2), textcoords="offset points", fontsize="x-small",
+                va="bottom", color="0.3")
     if title:
         ax.set_title(title)
     return ax
@@ -245,11 +262,25 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
     ax.set_ylim(*ylim)
     ax.set_xlabel("")
     ax.set_ylabel(f"accuracy (%) at {scale_label(_scale_value(scale))}")
+    ax.annotate(error_bar_note(data, y, [c for c in (x, hue) if c]), (0, 1), xycoords="axes fraction",
+                xytext=(2, 2), textcoords="offset points", fontsize="x-small", va="bottom", color="0.3")
     if len(order) > 4:  # slanted names end under their bar instead of running into the next one's
         plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
     if title:
         ax.set_title(title)
     return ax
+
+
+def _accuracy_label(cols: list[str]) -> str:
+    """The accuracy panel's axis label: what a single column measures (``val_acc_x1`` → "validation accuracy
+    ×1 (%)"), else "accuracy (%)" with the columns in the legend."""
+    if len(cols) != 1:
+        return "accuracy (%)"
+    m = re.fullmatch(r"(val_|train_)?acc(?:_x([\d.]+))?", cols[0])
+    if not m:
+        return f"{cols[0]} (%)"
+    where = {"val_": "validation ", "train_": "training ", None: ""}[m.group(1)]
+    return f"{where}accuracy{f' ×{m.group(2)}' if m.group(2) else ''} (%)"
 
 
 def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoch", logy: bool = False,
@@ -269,7 +300,7 @@ def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoc
         x = "step"
     loss_cols = [c for c in df.columns if c == "loss" or c.startswith("loss_")]
     acc_cols = [c for c in df.columns if "acc" in c and pd.api.types.is_numeric_dtype(df[c])]
-    panels = [("loss", loss_cols)] + ([("accuracy", acc_cols)] if acc_cols else []) \
+    panels = [("loss", loss_cols)] + ([(_accuracy_label(acc_cols), acc_cols)] if acc_cols else []) \
         + ([("learning rate", ["lr"])] if "lr" in df.columns else [])
     if not loss_cols:
         raise ValueError(f"no loss columns (loss, loss_<term>) in {list(df.columns)}")

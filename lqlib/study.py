@@ -111,3 +111,23 @@ class Study:
 
 def _split_of(run_dir: Path) -> str:
     return read_training_data(run_dir)[0]
+
+
+def publish_training_record(run_dir: str | Path, publish_dir: str, prefix: str) -> list[Path]:
+    """Copy a training run's record — ``metrics.csv`` (per-epoch losses, validation accuracy) and
+    ``summary.json`` (incl. the stopping rule's decision) — into ``publish_dir`` as ``<prefix>_metrics.csv``
+    and ``<prefix>_summary.json``, so a curve stays checkable once the run folder is gone (never weights)."""
+    import shutil
+
+    run_dir, dst = Path(run_dir), paths.resolve(publish_dir)
+    missing = [n for n in ("metrics.csv", "summary.json") if not (run_dir / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir}: no {', '.join(missing)} — train it first")
+    dst.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in ("metrics.csv", "summary.json"):
+        target = dst / f"{prefix}_{name}"
+        shutil.copyfile(run_dir / name, target)
+        out.append(target)
+    return out
+

@@ -237,6 +237,49 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
     return out
 
 
+def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: float = 0.95):
+    """The attention measure of a blocked ``preset`` over its blocks: every block's published
+    ``attention_measure_<pairs>.csv`` (one seed per model, its own teacher) pooled into one row per model ×
+    network block — ``mean`` over blocks of the per-seed face means, ``seeds_sd`` (ddof 1), ``n_seeds``, the
+    t-interval across them (cut to [−1, 1]), ``interval`` naming it; the teacher's own row (on the LR faces)
+    likewise over the blocks' teachers. Written to ``<publish>/attention_measure_<pairs>.csv``; None (nothing
+    written) while a block has not published."""
+    import pandas as pd
+    from scipy import stats
+
+    from . import paths
+    from .io import save_dataframe_csv
+    from .run import load_preset
+
+    name = f"attention_measure_{eval_set_key(pairs)}.csv"
+    folders = block_folders(preset)
+    missing = [v for v, d in folders.items() if not (d / name).is_file()]
+    if missing:
+        print(f"{preset}: the attention measure of blocks {missing} is not published yet")
+        return None
+    frames = []
+    for v, d in folders.items():
+        df = pd.read_csv(d / name)
+        if (df["n_seeds"] != 1).any():
+            raise ValueError(f"{d / name}: a block holds one seed of each model, found n_seeds {sorted(set(df['n_seeds']))}")
+        frames.append(df.assign(study_block=v))
+    per = pd.concat(frames, ignore_index=True)
+    keys = [c for c in ("model", "kind", "measure", "block", "stage") if c in per]
+    rows = []
+    for k, g in per.groupby(keys, sort=False):
+        m = g["mean"].to_numpy(dtype=float)
+        n = len(m)
+        sd = float(m.std(ddof=1)) if n >= 2 else float("nan")
+        half = float(stats.t.ppf(1 - (1 - level) / 2, n - 1)) * sd / np.sqrt(n) if n >= 2 else float("nan")
+        rows.append({**dict(zip(keys, k)), "mean": float(m.mean()), "seeds_sd": sd, "n_seeds": n,
+                     "n_faces": int(g["n_faces"].min()), "ci_low": max(m.mean() - half, -1.0),
+                     "ci_high": min(m.mean() + half, 1.0), "interval": f"t across {n} seeds (one per block)",
+                     "face_ci_halfwidth": float(g["face_ci_halfwidth"].mean()), "pairs": pairs})
+    out = pd.DataFrame(rows)
+    save_dataframe_csv(out, paths.resolve(load_preset(preset)["publish"]) / name, index=False)
+    return out
+
+
 __all__ = ["attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
-           "pooled_family_verdicts", "packed_reader", "block_folders",
+           "pooled_family_verdicts", "packed_reader", "block_folders", "pooled_attention_measure",
            "TEACHER_ON_LR"]

@@ -479,3 +479,16 @@ def test_a_student_with_another_margin_head_gets_its_own_key_and_folder(tmp_path
     (run / "summary.json").write_text(json.dumps({"split": "synthetic"}))
     (run / "checkpoint.pt").write_bytes(b"")
     assert [m.key for m in st.models()] == ["none^adaface"]
+
+
+def test_publish_training_record(tmp_path):
+    run = tmp_path / "teacher"
+    run.mkdir()
+    with pytest.raises(FileNotFoundError, match="metrics.csv, summary.json"):
+        S.publish_training_record(run, str(tmp_path / "pub"), "teacher")
+    (run / "metrics.csv").write_text("epoch,loss,val_acc_x1\n1,25.7,74.8\n")
+    (run / "summary.json").write_text('{"convergence": {"stopped_after": 20}}')
+    (run / "checkpoint.pt").write_bytes(b"w")
+    out = S.publish_training_record(run, str(tmp_path / "pub"), "teacher")
+    assert sorted(p.name for p in (tmp_path / "pub").iterdir()) == ["teacher_metrics.csv", "teacher_summary.json"]
+    assert out[0].read_text() == (run / "metrics.csv").read_text()

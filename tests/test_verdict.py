@@ -191,3 +191,28 @@ def test_a_blocks_test_step_publishes_and_tests_nothing_alone(study, tmp_path, m
     pub = tmp_path / "pub" / "blocks" / "seed-0"
     assert V.family_verdicts(study, res, preset, str(pub)) is None
     assert (pub / "correctness_lfw-half.npz").is_file() and not (tmp_path / "pub" / "family.csv").exists()
+
+
+def test_pooled_attention_measure_over_blocks(tmp_path):
+    """Block k's single-seed measure rows pooled: the mean over blocks and a t-interval across them."""
+    import pandas as pd
+    from scipy import stats
+
+    preset, _ = _blocked_preset(tmp_path, values=(0, 1, 2))
+    vals = {0: [0.2, 0.5], 1: [0.4, 0.6], 2: [0.3, 0.7]}        # per block: network blocks 0 and 1
+    for k, (b0, b1) in vals.items():
+        d = tmp_path / "pub" / "blocks" / f"seed-{k}"
+        if k == 2:
+            assert V.pooled_attention_measure(preset) is None      # block 2 has not published
+        d.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"model": "BasicNet-LR", "kind": "spatial", "measure": "pearson", "block": [0, 1],
+                      "mean": [b0, b1], "seeds_sd": float("nan"), "n_seeds": 1, "n_faces": 200,
+                      "ci_low": 0.0, "ci_high": 1.0, "interval": "faces (1 seed)", "face_ci_halfwidth": 0.02,
+                      "scale": 8.0, "pairs": "lfw-half-val"}).to_csv(d / "attention_measure_lfw-half-val.csv",
+                                                                     index=False)
+    out = V.pooled_attention_measure(preset)
+    r = out[out["block"] == 0].iloc[0]
+    half = stats.t.ppf(0.975, 2) * np.std([0.2, 0.4, 0.3], ddof=1) / np.sqrt(3)
+    assert r["mean"] == pytest.approx(0.3) and r["n_seeds"] == 3
+    assert r["ci_low"] == pytest.approx(0.3 - half) and r["ci_high"] == pytest.approx(0.3 + half)
+    assert (tmp_path / "pub" / "attention_measure_lfw-half-val.csv").is_file()

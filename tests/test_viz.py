@@ -159,7 +159,11 @@ def test_method_comparison_and_curves(tmp_path):
     path = tmp_path / "metrics.csv"
     metrics.to_csv(path, index=False)
     fig = plotting.training_curves(path)
-    assert len(fig.axes) == 3
+    assert len(fig.axes) == 3 and fig.axes[1].get_ylabel() == "validation accuracy (%)"
+    fig = plotting.training_curves(metrics.rename(columns={"val_acc": "val_acc_x1"}))
+    assert fig.axes[1].get_ylabel() == "validation accuracy ×1 (%)"
+    fig = plotting.training_curves(metrics.assign(train_acc=0.5))
+    assert fig.axes[1].get_ylabel() == "accuracy (%)"          # two columns: the legend names them
     ax = plotting.attention_similarity_curve({"hr-lr": [0.9, 0.8, 0.7, 0.6], "none": [0.8, 0.6, 0.5, 0.3]},
                                              block_stage=(0, 1, 2, 3))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["hr-lr", "none"]
@@ -175,3 +179,12 @@ def test_accuracy_vs_scale_long_names_put_the_legend_outside(tmp_path):
     assert legend.x0 >= ax.get_window_extent().x1  # right of the axes, not over the lines
     short = plotting.accuracy_vs_scale(_results())
     assert tuple(short.figure.get_size_inches()) == (4.0, 3.0)
+
+
+def test_error_bar_note_says_what_the_bars_are():
+    seeds = pd.DataFrame({"model": ["a", "a", "b", "b", "b"], "scale": 8.0, "acc": [70.0, 71, 60, 61, 62]})
+    assert plotting.error_bar_note(seeds, "acc", ["model"]) == "error bars: sd over 2–3 seeds"
+    one = pd.DataFrame({"model": ["a", "b"], "scale": 8.0, "acc_mean": [70.0, 60], "acc_std": [1.0, 2.0]})
+    assert plotting.error_bar_note(one, "acc_mean", ["model"]) == "error bars: k-fold sd of one seed (no seed spread)"
+    ax = plotting.method_comparison(one, scale=8)
+    assert "k-fold sd of one seed" in " ".join(t.get_text() for t in ax.texts)
