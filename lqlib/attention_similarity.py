@@ -102,6 +102,16 @@ def _t_quantile(q: float, df: int) -> float:
     return float(stats.t.ppf(q, df))
 
 
+def seed_t_interval(per_seed_means, level: float = 0.95):
+    """``[seeds, blocks]`` per-seed means (≥ 2 seeds) → (mean, sd ddof 1, ci_low, ci_high) per block: the
+    t-interval across seeds, cut to [−1, 1] (r and the cosine lie there, so does their mean; 2 seeds: t = 12.7)."""
+    m = np.asarray(per_seed_means, dtype=np.float64)
+    n = len(m)
+    mean, sd = m.mean(axis=0), m.std(axis=0, ddof=1)
+    half = _t_quantile(1 - (1 - level) / 2, n - 1) * sd / np.sqrt(n)
+    return mean, sd, np.maximum(mean - half, -1.0), np.minimum(mean + half, 1.0)
+
+
 def similarity_intervals(per_seed: Mapping[int, np.ndarray], level: float = 0.95, n_boot: int = 2000,
                          seed: int = 0):
     """One model's ``{seed: [faces, blocks]}`` → a DataFrame, one row per block: ``block``, ``mean`` (over
@@ -138,10 +148,8 @@ def similarity_intervals(per_seed: Mapping[int, np.ndarray], level: float = 0.95
     n_seeds = len(m)
     mean = m.mean(axis=0)
     if n_seeds >= 2:
-        sd = m.std(axis=0, ddof=1)
-        half = _t_quantile(1 - alpha / 2, n_seeds - 1) * sd / np.sqrt(n_seeds)
-        # r and the cosine lie in [−1, 1], so does their mean: the interval is cut there (2 seeds: t = 12.7)
-        lo, hi, kind = np.maximum(mean - half, -1.0), np.minimum(mean + half, 1.0), f"t across {n_seeds} seeds"
+        mean, sd, lo, hi = seed_t_interval(m, level)
+        kind = f"t across {n_seeds} seeds"
     else:
         sd = np.full_like(mean, np.nan)
         lo, hi, kind = boot_ci[0][0], boot_ci[0][1], "faces (1 seed)"
@@ -189,5 +197,5 @@ def distinct_faces(pairs, n: int) -> torch.Tensor:
     return pairs.images[first[:n]]
 
 
-__all__ = ["face_block_similarity", "model_block_similarity", "similarity_intervals", "attention_measure",
+__all__ = ["face_block_similarity", "model_block_similarity", "similarity_intervals", "seed_t_interval", "attention_measure",
            "distinct_faces", "MEASURES", "KINDS"]

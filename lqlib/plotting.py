@@ -126,6 +126,12 @@ def error_bar_note(df: pd.DataFrame, y: str, keys: Sequence[str]) -> str:
     return f"error bars: sd over {lo if lo == hi else f'{lo}–{hi}'} seeds" + (" (1 seed: none)" if lo == 1 else "")
 
 
+def _caption_error_bars(ax, data: pd.DataFrame, y: str, keys: Sequence[str]) -> None:
+    """:func:`error_bar_note` written small above the axes' top-left corner."""
+    ax.annotate(error_bar_note(data, y, keys), (0, 1), xycoords="axes fraction", xytext=(2, 2),
+                textcoords="offset points", fontsize="x-small", va="bottom", color="0.3")
+
+
 def _accuracy_frame(df: pd.DataFrame, y: str | None, percent: bool | None) -> tuple[pd.DataFrame, str]:
     """Copy of ``df`` with numeric ``scale`` and the accuracy (and its spread) in percent; returns (frame, y)."""
     if y is None:
@@ -217,9 +223,7 @@ def accuracy_vs_scale(df: pd.DataFrame, hue: str = "model", *, y: str | None = N
     _legend_outside_if_long(ax, palette)
     ax.set_xlabel("degradation scale")
     ax.set_ylabel("accuracy (%)")
-    ax.annotate(error_bar_note(data, y, [c for c in (hue, style, "log2_scale") if c]), (0, 1),
-                xycoords="axes fraction", xytext=(2, 2), textcoords="offset points", fontsize="x-small",
-                va="bottom", color="0.3")
+    _caption_error_bars(ax, data, y, [c for c in (hue, style, "log2_scale") if c])
     if title:
         ax.set_title(title)
     return ax
@@ -262,8 +266,7 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
     ax.set_ylim(*ylim)
     ax.set_xlabel("")
     ax.set_ylabel(f"accuracy (%) at {scale_label(_scale_value(scale))}")
-    ax.annotate(error_bar_note(data, y, [c for c in (x, hue) if c]), (0, 1), xycoords="axes fraction",
-                xytext=(2, 2), textcoords="offset points", fontsize="x-small", va="bottom", color="0.3")
+    _caption_error_bars(ax, data, y, [c for c in (x, hue) if c])
     if len(order) > 4:  # slanted names end under their bar instead of running into the next one's
         plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
     if title:

@@ -216,6 +216,11 @@ def block_plan(preset: dict, steps: list[Step], value) -> list[Step]:
     return out
 
 
+def selected(steps: list[Step], only: Optional[list[str]]) -> list[Step]:
+    """The steps whose key contains one of ``only`` (all of them without ``only``): ``--only``."""
+    return [s for s in steps if not only or any(o in s.key for o in only)]
+
+
 def params_hash(params: dict) -> str:
     """A stable digest of a step's (expanded) parameters: a finished step re-runs when it changes."""
     import hashlib
@@ -338,7 +343,7 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         all_steps = plan(preset, run_name)
         if block is not None:
             all_steps = block_plan(preset, all_steps, block)
-        steps = [s for s in all_steps if not only or any(o in s.key for o in only)]
+        steps = selected(all_steps, only)
         if only and not steps:
             raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in all_steps]}")
         return all_steps, steps
@@ -489,9 +494,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             steps = plan(preset, out_dir.name)
             if args.block is not None:
                 steps = block_plan(preset, steps, args.block)
-            for s in steps:
-                if not args.only or any(o in s.key for o in args.only):
-                    print(f"{s.key}: {json.dumps(s.parameters)}")
+            for s in selected(steps, args.only):
+                print(f"{s.key}: {json.dumps(s.parameters)}")
             return 0
         run(args.preset, args.out, prepare_only=args.prepare_only, force=args.force, only=args.only,
             synthetic=args.synthetic, block=args.block)

@@ -130,4 +130,3 @@ def publish_training_record(run_dir: str | Path, publish_dir: str, prefix: str) 
         shutil.copyfile(run_dir / name, target)
         out.append(target)
     return out
-

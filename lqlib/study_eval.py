@@ -202,14 +202,20 @@ def external_teachers(names: Sequence[str]) -> dict:
     return {str(ModelKey.external_teacher(n)): build_teacher(n) for n in names}
 
 
+def correctness_names(key: str, seed: int, eval_mode: str, scale: float) -> tuple[str, str]:
+    """(file stem, array name) of one model × seed × eval mode × scale's per-pair correctness, in the
+    evaluation cache (``<stem>.npz``) and in a packed file (:mod:`lqlib.evaluation.correctness`) alike."""
+    return f"{ModelKey.parse(key).file_name}_s{int(seed)}", f"{eval_mode}_x{float(scale):g}"
+
+
 def pair_correct_reader(study, eval_set: str, eval_mode: str = "both"):
     """``f(model key, seed, scale)`` → per-pair correctness from the evaluation cache (None if absent)."""
     def correct(key: str, seed: int, scale: float):
-        p = study.eval_dir(eval_set) / f"{ModelKey.parse(key).file_name}_s{seed}.npz"
+        stem, k = correctness_names(key, seed, eval_mode, scale)
+        p = study.eval_dir(eval_set) / f"{stem}.npz"
         if not p.is_file():
             return None
         with np.load(p) as z:
-            k = f"{eval_mode}_x{float(scale):g}"
             return z[k] if k in z.files else None
     return correct
 

@@ -166,12 +166,17 @@ def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Pat
 def packed_reader(correctness: dict, eval_mode: str):
     """``f(model key, seed, scale)`` → per-pair correctness from :func:`lqlib.evaluation.correctness.load_correctness`
     output (``{<key file name>_s<seed>: {<eval mode>_x<scale>: bool array}}``), None where absent."""
-    from .model_key import ModelKey
+    from .study_eval import correctness_names
 
     def correct(key: str, seed: int, scale: float):
-        arrays = correctness.get(f"{ModelKey.parse(key).file_name}_s{int(seed)}", {})
-        return arrays.get(f"{eval_mode}_x{float(scale):g}")
+        stem, name = correctness_names(key, seed, eval_mode, scale)
+        return correctness.get(stem, {}).get(name)
     return correct
+
+
+def _is_student(results):
+    """Rows of students (a teacher's own row, external or not, has no method)."""
+    return results["method"].fillna("").astype(str) != ""
 
 
 def block_folders(preset: str) -> dict:
@@ -215,8 +220,8 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
     for v, d in folders.items():
         df = pd.read_csv(d / "results.csv")
         df = df[df["dataset"].astype(str) == eval_set]
-        if param.lower() == "seed" and "seed" in df and (df["method"].fillna("").astype(str) != "").any():
-            own = df[df["method"].fillna("").astype(str) != ""]
+        own = df[_is_student(df)]
+        if param.lower() == "seed" and not own.empty:
             if set(own["seed"].astype(int)) != {int(v)}:
                 raise ValueError(f"{d / 'results.csv'}: block {param}={v} holds student seeds "
                                  f"{sorted(set(own['seed'].astype(int)))}")
@@ -225,8 +230,7 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
         for stem, arrays in load_correctness(d / f"correctness_{key}.npz").items():
             correctness[stem] = arrays    # students: one seed per block, so no two blocks share a stem
     results = pd.concat(frames, ignore_index=True)
-    students = results[results["method"].fillna("").astype(str) != ""]
-    out = family_report(None, students, hyp, n_boot=n_boot, data_dir=data_dir,
+    out = family_report(None, results[_is_student(results)], hyp, n_boot=n_boot, data_dir=data_dir,
                         reader=lambda mode: packed_reader(correctness, mode))
     out.insert(0, "pairs", eval_set)
     out.insert(1, "role", "test")
@@ -245,9 +249,9 @@ def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: fl
     likewise over the blocks' teachers. Written to ``<publish>/attention_measure_<pairs>.csv``; None (nothing
     written) while a block has not published."""
     import pandas as pd
-    from scipy import stats
 
     from . import paths
+    from .attention_similarity import seed_t_interval
     from .io import save_dataframe_csv
     from .run import load_preset
 
@@ -269,11 +273,11 @@ def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: fl
     for k, g in per.groupby(keys, sort=False):
         m = g["mean"].to_numpy(dtype=float)
         n = len(m)
-        sd = float(m.std(ddof=1)) if n >= 2 else float("nan")
-        half = float(stats.t.ppf(1 - (1 - level) / 2, n - 1)) * sd / np.sqrt(n) if n >= 2 else float("nan")
-        rows.append({**dict(zip(keys, k)), "mean": float(m.mean()), "seeds_sd": sd, "n_seeds": n,
-                     "n_faces": int(g["n_faces"].min()), "ci_low": max(m.mean() - half, -1.0),
-                     "ci_high": min(m.mean() + half, 1.0), "interval": f"t across {n} seeds (one per block)",
+        mean, sd, lo, hi = (float(x) for x in seed_t_interval(m, level)) if n >= 2 else \
+            (float(m.mean()), float("nan"), float("nan"), float("nan"))
+        rows.append({**dict(zip(keys, k)), "mean": mean, "seeds_sd": sd, "n_seeds": n,
+                     "n_faces": int(g["n_faces"].min()), "ci_low": lo, "ci_high": hi,
+                     "interval": f"t across {n} seeds (one per block)",
                      "face_ci_halfwidth": float(g["face_ci_halfwidth"].mean()), "pairs": pairs})
     out = pd.DataFrame(rows)
     save_dataframe_csv(out, paths.resolve(load_preset(preset)["publish"]) / name, index=False)
