@@ -51,7 +51,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
-T_START = time.monotonic()  # the budget counts from the process start, imports included
+T_START = time.monotonic()  # the command's budget counts from the process start, imports included
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # lqlib, and this script's parts beside it
 
@@ -244,12 +244,12 @@ class Block:
         self.rec.step("kd_step", status, t0, reason=why)
 
 
-def run(args, clock: Callable[[], float] = time.monotonic) -> int:
+def run(args, clock: Callable[[], float] = time.monotonic, start: Optional[float] = None) -> int:
     """The ``run`` sub-command; returns the exit status (0 complete, 2 incomplete, 1 a step failed)."""
     import torch
 
     budget = Budget(args.budget_s, reserve_eval_s=args.reserve_eval_s, reserve_bench_s=args.reserve_bench_s,
-                    margin_s=args.margin_s, clock=clock, start=T_START if clock is time.monotonic else None)
+                    margin_s=args.margin_s, clock=clock, start=start)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work).resolve() if args.work else paths.runs_dir() / f"gpu-block-s{args.seed}"
@@ -310,7 +310,10 @@ def run(args, clock: Callable[[], float] = time.monotonic) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- CLI
-def main(argv: Optional[list[str]] = None, clock: Callable[[], float] = time.monotonic) -> int:
+def main(argv: Optional[list[str]] = None, clock: Callable[[], float] = time.monotonic,
+         start: Optional[float] = None) -> int:
+    """``start``: the clock reading the budget counts from (the command passes its process start, imports
+    included); default the call itself, so an in-process caller (a test, a notebook) gets the whole budget."""
     ap = argparse.ArgumentParser(prog="bench/gpu_block.py", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train, evaluate and benchmark one block in this process")
@@ -340,7 +343,7 @@ def main(argv: Optional[list[str]] = None, clock: Callable[[], float] = time.mon
                                        ("margin_s", 10.0, 2.0), ("min_bench_s", 30.0, 5.0), ("eval_batch", 256, 64)):
                 if getattr(args, name) is None:
                     setattr(args, name, dry_v if dry else gpu_v)
-            return run(args, clock)
+            return run(args, clock, start)
         root = paths.resolve(args.results) if args.results else paths.results_dir() / "gpu"
         if args.cmd == "merge":
             merge(Path(args.block), root, allow_dry_run=args.allow_dry_run, replace=args.replace)
@@ -353,5 +356,5 @@ def main(argv: Optional[list[str]] = None, clock: Callable[[], float] = time.mon
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(start=T_START))
 

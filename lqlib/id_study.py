@@ -16,12 +16,13 @@ import sys
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
 from . import study as S
 from .data.memory import image_hashes, image_thumbnails
 from .data.id_layouts import ID_SETS, read_layout_csv, subset_probes, tinyface_root, write_layout_json
 from .data.sources import eval_set_key
-from .evaluation.id_pipeline import load_faces
+from .evaluation.id_pipeline import decoded_faces, layout_labels, load_faces
 from .io import save_dataframe_csv, write_text
 from .model_key import ModelKey
 
@@ -56,13 +57,17 @@ def layout_faces(layout, chunk: int = 2048) -> tuple:
     """The content fingerprint the leakage guard compares with a run's training faces: pixel hashes and
     thumbnails (:mod:`lqlib.data.memory`) of the layout's probes and gallery images — the faces that carry an
     identity; distractors do not (a model that saw a distractor's identity gains no mated match)."""
-    paths = [e.path for e in layout.entries if e.role != "distractor"]
+    p_paths, _, g_paths, _, distractor = layout_labels(layout)
+    # the pixels the evaluation reads too (decoded_faces: one decode per file list, cached)
+    parts = [(decoded_faces(p_paths), np.arange(len(p_paths))),
+             (decoded_faces(g_paths), np.flatnonzero(~distractor))]
     hashes, thumbs = [], []
-    for s in range(0, len(paths), chunk):
-        imgs = load_faces(paths[s:s + chunk])
-        hashes.append(image_hashes(imgs))
-        thumbs.append(image_thumbnails(imgs))
-    if not paths:
+    for faces, rows in parts:
+        for s in range(0, len(rows), chunk):
+            imgs = torch.from_numpy(faces[rows[s:s + chunk]])
+            hashes.append(image_hashes(imgs))
+            thumbs.append(image_thumbnails(imgs))
+    if not hashes:
         return np.zeros(0, np.uint64), np.zeros((0, 64), np.uint8), {}
     return np.unique(np.concatenate(hashes)), np.concatenate(thumbs), {}
 
@@ -181,7 +186,6 @@ def top_matches(study: S.Study, student_key: str, seed: int = 0, scale: float = 
     line and ``[]``. The degraded probe shown is degraded afresh (identical to the evaluated copy for
     degradations without random draws, e.g. ``paper``)."""
     from .evaluation import degrade_eval
-    from .evaluation.id_pipeline import layout_labels, load_faces
 
     layout = load_layout(id_set, data_dir, max_probes=max_probes)
     if layout is None:

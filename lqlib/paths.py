@@ -39,6 +39,12 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9~]+", "-", str(text)).strip("-")
 
 
+def block_name(parameter: str, value) -> str:
+    """The folder name of one block of a blocked study (``seed-3``): its published results
+    (``results/<publish>/blocks/<name>``) and its figures (``figures/<study>/<name>``)."""
+    return f"{str(parameter).lower()}-{re.sub(r'[^A-Za-z0-9.]+', '_', str(value)).strip('_') or 'x'}"
+
+
 def default_data_dir() -> Path:
     """``../shared/data`` beside the repository (the workbench's shared face data)."""
     return repo_root().parent / "shared" / "data"

@@ -188,7 +188,7 @@ def block_spec(preset: dict) -> tuple[str, list]:
 def block_publish(preset: dict, value) -> str:
     """Where block ``value`` of a blocked preset publishes: ``<publish>/blocks/<parameter>-<value>``."""
     param, _ = block_spec(preset)
-    return f"{preset['publish'].rstrip('/')}/blocks/{param.lower()}-{_slug(value)}"
+    return f"{preset['publish'].rstrip('/')}/blocks/{paths.block_name(param, value)}"
 
 
 def block_plan(preset: dict, steps: list[Step], value) -> list[Step]:

@@ -63,6 +63,13 @@ class Study:
 
     @property
     def figures_dir(self) -> Path:
+        """``figures/<name>``; a run folder that holds one block of a blocked study (``block.json``, written by
+        ``lqlib.run --block``) draws into ``figures/<name>/<block>`` (e.g. ``seed-3``), so no block overwrites
+        another's figures."""
+        block = self.root / "block.json"
+        if block.is_file():
+            b = json.loads(block.read_text())
+            return paths.figures_dir() / self.name / paths.block_name(b["parameter"], b["value"])
         return paths.figures_dir() / self.name
 
     def student(self, key: ModelKey | str, seed: int = 0) -> Path:

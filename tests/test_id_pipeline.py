@@ -145,3 +145,37 @@ def test_lfw_half_id_on_the_shared_data():
     g = {e.identity: e.path.name for e in lay.role("gallery")}
     assert g["Abdullah_Gul"] == "Abdullah_Gul_0001.jpg"  # 19 images: gallery 0001, probes 0002-0011
     assert [e.path.name for e in lay.role("probe") if e.identity == "Abdullah_Gul"][-1] == "Abdullah_Gul_0011.jpg"
+
+
+def test_identification_decodes_each_face_once(tinyface, monkeypatch):
+    """Every scale, eval mode, model and call reads one decode of the layout (cache/decoded); a file that
+    changes is decoded again; the metrics are those of the uncached pipeline."""
+    from lqlib import data as D
+    from lqlib.evaluation import id_pipeline as P
+    from lqlib.id_study import layout_faces
+
+    calls = []
+    real = D.read_image_rgb
+
+    def counting(p):
+        calls.append(str(p))
+        return real(p)
+
+    monkeypatch.setattr(D, "read_image_rgb", counting)
+    monkeypatch.setenv("LQLIB_TINYFACE", str(tinyface))
+    lay = tinyface_layout()
+    first = evaluate_identification(MeanColour(), lay, scales=(1, 2, 4), eval_modes=("cross", "both"), batch_size=4)
+    assert sorted(calls) == sorted(str(e.path) for e in lay.entries)            # 9 files, each once
+    again = evaluate_identification(MeanColour(), lay, scales=(1, 2, 4), eval_modes=("cross", "both"), batch_size=4)
+    hashes, thumbs, _ = layout_faces(lay)
+    assert len(calls) == 9 and len(thumbs) == 7                                # distractors carry no identity
+    cols = ["rank1", "mAP", "n_gallery"]
+    assert first[cols].equals(again[cols])
+    assert np.array_equal(P.decoded_faces([e.path for e in lay.entries]), load_faces([e.path for e in lay.entries]).numpy())
+    probes = [e.path for e in lay.role("probe")]
+    before = calls.count(str(probes[0]))
+    P.decoded_faces(probes)
+    assert calls.count(str(probes[0])) == before                              # evaluate's own list: cached
+    _face(probes[0], (10, 200, 10), hw=(16, 13))                              # the file changes: decoded again
+    changed = P.decoded_faces(probes)
+    assert calls.count(str(probes[0])) == before + 1 and tuple(changed[0, :, 0, 0]) == (10, 200, 10)

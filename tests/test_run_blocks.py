@@ -69,3 +69,16 @@ def test_the_verdict_preset_runs_in_blocks():
     assert len(family) == 6 and all(s.parameters["SEED"] == 3 for s in family)
     test = [s for s in steps if s.key == "03_evaluation__test"][0]
     assert test.parameters["PUBLISH_DIR"] == "results/cpu/blocks/seed-3" and steps[-1] is test
+
+
+def test_a_block_draws_its_figures_into_its_own_folder(tmp_path, monkeypatch):
+    from lqlib import paths
+    from lqlib.study import Study
+
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path / "runs")
+    monkeypatch.setattr(paths, "figures_dir", lambda: tmp_path / "figures")
+    study = Study("b")
+    assert study.figures_dir == tmp_path / "figures" / "b"                   # an unblocked study
+    R._claim_block(study.root, "SEED", 3, prepare_only=False)
+    assert study.figures_dir == tmp_path / "figures" / "b" / "seed-3"        # same name as its results folder
+    assert R.block_publish(_preset(tmp_path), 3) == "results/b/blocks/seed-3"

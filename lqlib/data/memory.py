@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -84,6 +85,46 @@ def decoded(ds: Dataset, key: dict | None = None, threads: int | None = None,
             np.save(f, images.numpy())
         write_json(path.with_suffix(".json"), {**key, "n": len(ds), "shape": list(images.shape)})
     return DecodedDataset(images, labels, n_cls)
+
+
+def decoded_files(files: Sequence[str | Path], load: Callable[[Sequence[Path]], torch.Tensor], item_shape: tuple,
+                  key: dict, chunk: int = 1024) -> np.ndarray:
+    """The images at ``files`` decoded once: ``load(some files)`` (uint8 ``[n, *item_shape]``) runs chunk by
+    chunk into one ``.npy`` under ``cache/decoded/``, keyed by ``key`` and every file's path, size and
+    modification time (a changed file is decoded again), and is read back memory-mapped — later calls and
+    processes decode nothing, and a set larger than memory streams from the disk. The file appears complete
+    or not at all."""
+    files = [Path(f) for f in files]
+    shape = (len(files), *item_shape)
+    if not files:
+        return np.zeros(shape, np.uint8)
+    ident = hashlib.sha256()
+    for f in files:
+        st = f.stat()
+        ident.update(f"{f.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+    desc = {**key, "files": ident.hexdigest(), "shape": list(shape)}
+    path = paths.cache_dir() / "decoded" / (
+        "files-" + hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:20] + ".npy")
+    arr = _read_cached(path, shape)
+    if arr is not None:
+        return arr
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+        for s in range(0, len(files), chunk):
+            x = load(files[s:s + chunk])
+            if tuple(x.shape) != (len(files[s:s + chunk]), *item_shape) or x.dtype != torch.uint8:
+                raise ValueError(f"decoded_files: loading {files[s]} ... gave {x.dtype} {tuple(x.shape)}, expected "
+                                 f"uint8 [n, {', '.join(map(str, item_shape))}]")
+            out[s:s + chunk] = x.numpy()
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_json(path.with_suffix(".json"), {**desc, "n": len(files), "first": str(files[0])})
+    return np.load(path, mmap_mode="r")
 
 
 def _read_cached(path: Path, shape: tuple) -> np.ndarray | None:

@@ -12,8 +12,9 @@ Pipeline (what :func:`evaluate_identification` does)::
   (``torch.nn.functional.interpolate``, ``align_corners=False``, antialiased when shrinking), aspect ratio not
   kept, as the usual TinyFace evaluations feed 112×112 crops; the interpolation is recorded in every row. They
   are evaluated at ``scale = 1`` (no further degradation).
-* Images are loaded and embedded in chunks of :data:`LOAD_CHUNK` (TinyFace's 153k distractors never sit in
-  memory at once); chunk ``k`` is degraded with a seed derived from (``seed``, ``k``), so an image's degraded
+* Images are decoded once per file list (:func:`decoded_faces`: a memory-mapped ``.npy`` under ``cache/decoded/``,
+  shared by every model, scale and process) and embedded in chunks of :data:`LOAD_CHUNK` (TinyFace's 153k
+  distractors never sit in memory at once); chunk ``k`` is degraded with a seed derived from (``seed``, ``k``), so an image's degraded
   copy depends only on (seed, its position in the layout, scale).
 * ``templates=True`` replaces the gallery images of an identity by one template (the mean of their
   normalised embeddings, flips included); probes stay single images.
@@ -58,12 +59,23 @@ def _chunk_seed(seed: int, chunk: int) -> int:
     return int(np.random.SeedSequence([int(seed), 7919, int(chunk)]).generate_state(1, np.uint32)[0])
 
 
-def embed_paths(model, paths: Sequence[Path], scale, dev, *, seed: int = 0, batch_size: int = 256, flip: bool = True,
+def decoded_faces(paths: Sequence[Path], size: int = SIZE, interpolation: str = INTERPOLATION) -> np.ndarray:
+    """uint8 ``[N, 3, size, size]`` of the images at ``paths`` (:func:`load_faces`), decoded once per file list and
+    kept memory-mapped under ``cache/decoded/`` (:func:`lqlib.data.memory.decoded_files`): every model and
+    scale of an identification, and the leakage guard, read the same pixels without decoding again."""
+    from ..data.memory import decoded_files
+
+    return decoded_files(paths, lambda chunk: load_faces(chunk, size, interpolation), (3, size, size),
+                         {"kind": "id-faces", "size": size, "interpolation": interpolation}, chunk=LOAD_CHUNK)
+
+
+def embed_faces(model, faces: np.ndarray, scale, dev, *, seed: int = 0, batch_size: int = 256, flip: bool = True,
                 degrade_kw: Mapping[str, Any] | None = None, compile="auto") -> np.ndarray:
-    """Features (:func:`image_features`) of the images at ``paths`` degraded at ``scale``, in loading chunks."""
+    """Features (:func:`image_features`) of decoded ``faces`` (:func:`decoded_faces`) degraded at ``scale``, in
+    chunks of :data:`LOAD_CHUNK` (chunk ``k`` degraded with the seed of (``seed``, ``k``))."""
     feats = []
-    for k, s in enumerate(range(0, len(paths), LOAD_CHUNK)):
-        x = load_faces(paths[s:s + LOAD_CHUNK])
+    for k, s in enumerate(range(0, len(faces), LOAD_CHUNK)):
+        x = torch.from_numpy(np.array(faces[s:s + LOAD_CHUNK]))  # a writable copy of the chunk
         x = degrade_eval(x, scale, seed=_chunk_seed(seed, k), device=dev, degrade_kw=degrade_kw)
         e, ef = _embed_on(model, x, dev, batch_size, flip, compile)
         feats.append(image_features(e, ef))
@@ -108,19 +120,20 @@ def evaluate_identification(model: torch.nn.Module, layout, scales: Sequence[flo
     modes = _parse_modes(eval_modes)
     kw = dict(degrade_kw or {})
     p_paths, p_lab, g_paths, g_lab, distractor = layout_labels(layout)
+    p_faces, g_faces = decoded_faces(p_paths), decoded_faces(g_paths)
     native = layout.info.get("set") == "tinyface"
     rows, details, gallery_cache = [], {}, {}
     with prepared_model(model, device) as dev:
         def gallery_at(scale):
             key = float(scale)
             if key not in gallery_cache:
-                gallery_cache[key] = embed_paths(model, g_paths, key, dev, seed=seed + 1, batch_size=batch_size,
+                gallery_cache[key] = embed_faces(model, g_faces, key, dev, seed=seed + 1, batch_size=batch_size,
                                                  flip=flip, degrade_kw=kw, compile=compile)
             return gallery_cache[key]
 
         for scale in scales:
             t0 = time.perf_counter()
-            probes = embed_paths(model, p_paths, scale, dev, seed=seed, batch_size=batch_size, flip=flip,
+            probes = embed_faces(model, p_faces, scale, dev, seed=seed, batch_size=batch_size, flip=flip,
                                  degrade_kw=kw, compile=compile)
             t_embed = time.perf_counter() - t0
             for m in modes:
