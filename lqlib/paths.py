@@ -42,7 +42,12 @@ def slug(text: str) -> str:
 def block_name(parameter: str, value) -> str:
     """The folder name of one block of a blocked study (``seed-3``): its published results
     (``results/<publish>/blocks/<name>``) and its figures (``figures/<study>/<name>``)."""
-    return f"{str(parameter).lower()}-{re.sub(r'[^A-Za-z0-9.]+', '_', str(value)).strip('_') or 'x'}"
+    return f"{str(parameter).lower()}-{value_slug(value)}"
+
+
+def value_slug(value) -> str:
+    """A parameter value as a file-name part (``0.5``, ``logit_attention``): the runner's notebook names too."""
+    return re.sub(r"[^A-Za-z0-9.]+", "_", str(value)).strip("_") or "x"
 
 
 def default_data_dir() -> Path:

@@ -28,7 +28,6 @@ import ast
 import itertools
 import json
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -136,8 +135,7 @@ def _expand(v):
     return v
 
 
-def _slug(v) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "_", str(v)).strip("_") or "x"
+_slug = paths.value_slug
 
 
 def plan(preset: dict, run_name: str) -> list[Step]:

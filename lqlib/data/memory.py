@@ -73,9 +73,7 @@ def decoded(ds: Dataset, key: dict | None = None, threads: int | None = None,
     n_cls = int(getattr(ds, "num_classes", int(labels.max()) + 1))
     path = None
     if key is not None:
-        digest = hashlib.sha256(json.dumps({**key, "n": len(ds), "shape": list(first.shape)}, sort_keys=True,
-                                           default=str).encode()).hexdigest()[:20]
-        path = paths.cache_dir() / "decoded" / f"{digest}.npy"
+        path = _cache_path({**key, "n": len(ds), "shape": list(first.shape)})
         arr = _read_cached(path, (len(ds), *first.shape))
         if arr is not None:
             return DecodedDataset(torch.from_numpy(np.ascontiguousarray(arr)), labels, n_cls)
@@ -103,8 +101,7 @@ def decoded_files(files: Sequence[str | Path], load: Callable[[Sequence[Path]], 
         st = f.stat()
         ident.update(f"{f.resolve()}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     desc = {**key, "files": ident.hexdigest(), "shape": list(shape)}
-    path = paths.cache_dir() / "decoded" / (
-        "files-" + hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:20] + ".npy")
+    path = _cache_path(desc, "files-")
     arr = _read_cached(path, shape)
     if arr is not None:
         return arr
@@ -125,6 +122,12 @@ def decoded_files(files: Sequence[str | Path], load: Callable[[Sequence[Path]], 
         tmp.unlink(missing_ok=True)
     write_json(path.with_suffix(".json"), {**desc, "n": len(files), "first": str(files[0])})
     return np.load(path, mmap_mode="r")
+
+
+def _cache_path(desc: dict, prefix: str = "") -> Path:
+    """``cache/decoded/<prefix><digest of desc>.npy``."""
+    digest = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return paths.cache_dir() / "decoded" / f"{prefix}{digest}.npy"
 
 
 def _read_cached(path: Path, shape: tuple) -> np.ndarray | None:
