@@ -225,7 +225,7 @@ def accuracy_vs_scale(df: pd.DataFrame, hue: str = "model", *, y: str | None = N
     ax.set_ylabel("accuracy (%)")
     _caption_error_bars(ax, data, y, [c for c in (hue, style, "log2_scale") if c])
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=14)  # above the error-bar caption
     return ax
 
 
@@ -270,7 +270,7 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
     if len(order) > 4:  # slanted names end under their bar instead of running into the next one's
         plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=14)  # above the error-bar caption
     return ax
 
 
@@ -328,6 +328,34 @@ def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoc
     if title:
         fig.suptitle(title)
     return fig
+
+
+def teacher_curves(metrics: pd.DataFrame, *, y: str = "val_acc_x1", hue: str = "block", ax=None,
+                   title: str | None = None):
+    """Validation accuracy per epoch of several teachers, one line per ``hue`` value (a blocked study's teacher
+    seeds: :func:`lqlib.verdict.pooled_teacher_metrics`); each line's best epoch is starred and its last epoch
+    (the checkpoint kept) squared, with the number of epochs trained in the legend. Returns the Axes."""
+    missing = {"epoch", y, hue} - set(metrics.columns)
+    if missing:
+        raise ValueError(f"teacher metrics lack columns {sorted(missing)}; got {list(metrics.columns)}")
+    ax = _new_axes(ax, figsize=(5.0, 3.0))
+    palette = _palette(metrics[hue])
+    for key, g in metrics.groupby(hue, sort=False):
+        g = g.dropna(subset=[y]).groupby("epoch")[y].mean()
+        if g.empty:
+            continue
+        c = palette[key]
+        ax.plot(g.index, g.values, lw=1.3, color=c, label=f"{hue} {key}: {int(g.index.max())} epochs, "
+                                                          f"best {g.max():.2f} @ {int(g.idxmax())}")
+        ax.plot([g.idxmax()], [g.max()], marker="*", ms=10, color=c, ls="none")
+        ax.plot([g.index[-1]], [g.iloc[-1]], marker="s", ms=5, color=c, ls="none")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(_accuracy_label([y]))
+    ax.legend(fontsize="x-small", title="★ best epoch, ■ last (kept)", title_fontsize="x-small",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
 
 
 def attention_similarity_curve(data: pd.DataFrame | Mapping[str, Sequence[float]], hue: str = "model", *,
@@ -458,5 +486,5 @@ def match_grid(rows: Sequence[Mapping], *, title: str | None = None):
     return fig
 
 
-__all__ = ["set_style", "save_figure", "accuracy_vs_scale", "method_comparison", "training_curves",
+__all__ = ["set_style", "save_figure", "accuracy_vs_scale", "method_comparison", "training_curves", "teacher_curves",
            "attention_similarity_curve", "attention_measure_curve", "cmc_curves", "match_grid", "FONT_RC"]
