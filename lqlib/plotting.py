@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -287,14 +288,16 @@ def _accuracy_label(cols: list[str]) -> str:
 
 
 def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoch", logy: bool = False,
-                    title: str | None = None):
+                    weights: Mapping[str, float] | None = None, title: str | None = None):
     """Loss terms, accuracy and learning rate per epoch from a run's ``metrics.csv``.
 
     ``metrics`` is the path of the CSV or its DataFrame (columns ``epoch, step, loss,
     loss_<term>..., lr`` and maybe ``val_acc`` / other ``*acc*`` columns). Rows are averaged per
     ``x`` (losses; accuracy columns logged on a few rows only are averaged over the rows that have
     them; the learning rate is the last value). Panels: losses, accuracy (if any), lr (if any).
-    Returns the Figure.
+    ``weights`` (``{term: weight}``, :func:`lqlib.methods.term_weights`): the logged terms are unweighted, so
+    each named term is drawn times its weight and labelled so ("50 × angular"); the drawn terms then add up
+    to the total. Integer epochs get integer ticks. Returns the Figure.
     """
     df = pd.read_csv(metrics) if isinstance(metrics, (str, os.PathLike)) else metrics.copy()
     if x not in df.columns:
@@ -312,11 +315,20 @@ def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoc
     if "lr" in df.columns:
         per_x["lr"] = grouped["lr"].last()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), layout="constrained", squeeze=False)
+    weights = dict(weights or {})
+    unknown = set(weights) - {c.removeprefix("loss_") for c in loss_cols}
+    if unknown:
+        raise ValueError(f"weights name terms the metrics do not log: {sorted(unknown)} (logged: {loss_cols})")
     for ax, (label, cols) in zip(axes[0], panels):
         for c in cols:
             s = per_x[c].dropna()
-            ax.plot(s.index, s.values, marker="o" if len(s) < 30 else None, ms=3,
-                    lw=2.0 if c == "loss" else 1.2, label=c.removeprefix("loss_") if c != "loss" else "total")
+            term = c.removeprefix("loss_")
+            w = weights.get(term) if c != "loss" else None
+            name = "total" if c == "loss" else (f"{w:g} × {term}" if w is not None and w != 1.0 else term)
+            ax.plot(s.index, s.values * (w if w is not None else 1.0), marker="o" if len(s) < 30 else None, ms=3,
+                    lw=2.0 if c == "loss" else 1.2, label=name)
+        if x == "epoch":
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel(x)
         ax.set_ylabel(label)
         if label == "loss" and logy:
