@@ -135,16 +135,23 @@ def build_composer(method: Method, student=None, teacher=None, kd_weights: dict 
     (overridden by ``kd_params``) and weights (overridden by ``kd_weights``)."""
     from .losses import LossComposer, build_kd_term
 
-    kd_weights, kd_params = dict(kd_weights or {}), dict(kd_params or {})
+    kd_params = dict(kd_params or {})
+    weights = term_weights(method, kd_weights)
+    terms = {name: build_kd_term(name, student=student, teacher=teacher,
+                                 **{**method.params.get(name, {}), **kd_params.get(name, {})})
+             for name in method.kd}
+    return LossComposer(terms, weights)
+
+
+def term_weights(method: Method | str, kd_weights: dict | None = None) -> dict[str, float]:
+    """``{term: weight}`` of a method's KD terms: the registry's weights overridden by ``kd_weights`` (a run's
+    ``KD_WEIGHTS``); the total loss is the ArcFace CE (weight 1) plus these weights times the logged terms."""
+    method = get_method(method) if isinstance(method, str) else method
+    kd_weights = dict(kd_weights or {})
     extra = set(kd_weights) - set(method.kd)
     if extra:
         raise ValueError(f"kd_weights names terms the method does not use: {sorted(extra)} (it uses {sorted(method.kd)})")
-    terms, weights = {}, {}
-    for name, w in method.kd.items():
-        params = {**method.params.get(name, {}), **kd_params.get(name, {})}
-        terms[name] = build_kd_term(name, student=student, teacher=teacher, **params)
-        weights[name] = float(kd_weights.get(name, w))
-    return LossComposer(terms, weights)
+    return {name: float(kd_weights.get(name, w)) for name, w in method.kd.items()}
 
 
 def effective_ce_weight(name: str, kd_weights: dict | None = None, kd_params: dict | None = None) -> float:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import matplotlib
+import matplotlib.ticker
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -225,7 +226,7 @@ def accuracy_vs_scale(df: pd.DataFrame, hue: str = "model", *, y: str | None = N
     ax.set_ylabel("accuracy (%)")
     _caption_error_bars(ax, data, y, [c for c in (hue, style, "log2_scale") if c])
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=14)  # above the error-bar caption
     return ax
 
 
@@ -270,7 +271,7 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
     if len(order) > 4:  # slanted names end under their bar instead of running into the next one's
         plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
     if title:
-        ax.set_title(title)
+        ax.set_title(title, pad=14)  # above the error-bar caption
     return ax
 
 
@@ -287,14 +288,16 @@ def _accuracy_label(cols: list[str]) -> str:
 
 
 def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoch", logy: bool = False,
-                    title: str | None = None):
+                    weights: Mapping[str, float] | None = None, title: str | None = None):
     """Loss terms, accuracy and learning rate per epoch from a run's ``metrics.csv``.
 
     ``metrics`` is the path of the CSV or its DataFrame (columns ``epoch, step, loss,
     loss_<term>..., lr`` and maybe ``val_acc`` / other ``*acc*`` columns). Rows are averaged per
     ``x`` (losses; accuracy columns logged on a few rows only are averaged over the rows that have
     them; the learning rate is the last value). Panels: losses, accuracy (if any), lr (if any).
-    Returns the Figure.
+    ``weights`` (``{term: weight}``, :func:`lqlib.methods.term_weights`): the logged terms are unweighted, so
+    each named term is drawn times its weight and labelled so ("50 × angular"); the drawn terms then add up
+    to the total. Integer epochs get integer ticks. Returns the Figure.
     """
     df = pd.read_csv(metrics) if isinstance(metrics, (str, os.PathLike)) else metrics.copy()
     if x not in df.columns:
@@ -312,11 +315,20 @@ def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoc
     if "lr" in df.columns:
         per_x["lr"] = grouped["lr"].last()
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), layout="constrained", squeeze=False)
+    weights = dict(weights or {})
+    unknown = set(weights) - {c.removeprefix("loss_") for c in loss_cols}
+    if unknown:
+        raise ValueError(f"weights name terms the metrics do not log: {sorted(unknown)} (logged: {loss_cols})")
     for ax, (label, cols) in zip(axes[0], panels):
         for c in cols:
             s = per_x[c].dropna()
-            ax.plot(s.index, s.values, marker="o" if len(s) < 30 else None, ms=3,
-                    lw=2.0 if c == "loss" else 1.2, label=c.removeprefix("loss_") if c != "loss" else "total")
+            term = c.removeprefix("loss_")
+            w = weights.get(term) if c != "loss" else None
+            name = "total" if c == "loss" else (f"{w:g} × {term}" if w is not None and w != 1.0 else term)
+            ax.plot(s.index, s.values * (w if w is not None else 1.0), marker="o" if len(s) < 30 else None, ms=3,
+                    lw=2.0 if c == "loss" else 1.2, label=name)
+        if x == "epoch":
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_xlabel(x)
         ax.set_ylabel(label)
         if label == "loss" and logy:
@@ -328,6 +340,34 @@ def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoc
     if title:
         fig.suptitle(title)
     return fig
+
+
+def teacher_curves(metrics: pd.DataFrame, *, y: str = "val_acc_x1", hue: str = "block", ax=None,
+                   title: str | None = None):
+    """Validation accuracy per epoch of several teachers, one line per ``hue`` value (a blocked study's teacher
+    seeds: :func:`lqlib.verdict.pooled_teacher_metrics`); each line's best epoch is starred and its last epoch
+    (the checkpoint kept) squared, with the number of epochs trained in the legend. Returns the Axes."""
+    missing = {"epoch", y, hue} - set(metrics.columns)
+    if missing:
+        raise ValueError(f"teacher metrics lack columns {sorted(missing)}; got {list(metrics.columns)}")
+    ax = _new_axes(ax, figsize=(5.0, 3.0))
+    palette = _palette(metrics[hue])
+    for key, g in metrics.groupby(hue, sort=False):
+        g = g.dropna(subset=[y]).groupby("epoch")[y].mean()
+        if g.empty:
+            continue
+        c = palette[key]
+        ax.plot(g.index, g.values, lw=1.3, color=c, label=f"{hue} {key}: {int(g.index.max())} epochs, "
+                                                          f"best {g.max():.2f} @ {int(g.idxmax())}")
+        ax.plot([g.idxmax()], [g.max()], marker="*", ms=10, color=c, ls="none")
+        ax.plot([g.index[-1]], [g.iloc[-1]], marker="s", ms=5, color=c, ls="none")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(_accuracy_label([y]))
+    ax.legend(fontsize="x-small", title="★ best epoch, ■ last (kept)", title_fontsize="x-small",
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
 
 
 def attention_similarity_curve(data: pd.DataFrame | Mapping[str, Sequence[float]], hue: str = "model", *,
@@ -458,5 +498,5 @@ def match_grid(rows: Sequence[Mapping], *, title: str | None = None):
     return fig
 
 
-__all__ = ["set_style", "save_figure", "accuracy_vs_scale", "method_comparison", "training_curves",
+__all__ = ["set_style", "save_figure", "accuracy_vs_scale", "method_comparison", "training_curves", "teacher_curves",
            "attention_similarity_curve", "attention_measure_curve", "cmc_curves", "match_grid", "FONT_RC"]

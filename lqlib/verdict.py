@@ -189,15 +189,53 @@ def block_folders(preset: str) -> dict:
     return {v: paths.resolve(block_publish(spec, v)) for v in values}
 
 
-def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Optional[str] = None,
-                           n_boot: int = 2000):
-    """The registered family of a blocked ``preset`` on every block's published ``results.csv`` and
-    ``correctness_<set>.npz`` pooled (block k holds seed k of every model, with its own teacher): written to
-    ``<publish>/family.csv`` and ``<publish>/results.csv`` (all blocks' rows) and returned — or, while a block
-    has not published, None (and nothing written), naming the blocks still missing. Each block's rows must be
-    its own seed (a block never holds another's seed)."""
+def published(preset: str, name: str) -> dict:
+    """``{block value: <block folder>/<name>}`` of the blocks of ``preset`` that have published file ``name``."""
+    return {v: d / name for v, d in block_folders(preset).items() if (d / name).is_file()}
+
+
+def _missing(preset: str, names: tuple[str, ...]) -> list:
+    """The block values of ``preset`` that have not published every one of ``names``."""
+    return [v for v, d in block_folders(preset).items() if not all((d / n).is_file() for n in names)]
+
+
+def pooled_results(preset: str, eval_set: str = "lfw-half"):
+    """Every published block's ``results.csv`` rows of ``eval_set``, one frame with a ``block`` column first.
+    A block holds its own seed of every student (checked: a block's student rows carry seed = block value when
+    the blocks are seeds); its own teacher's row (``model_key`` teacher, recorded with seed 0) gets the block's
+    seed too, since block k's teacher is teacher seed k. An external teacher (a frozen model, the same in every
+    block) is kept once, from the first block. Empty (no rows) while no block has published."""
     import pandas as pd
 
+    from .run import block_spec, load_preset
+
+    param, _ = block_spec(load_preset(preset))
+    frames, external_seen = [], False
+    for v, path in published(preset, "results.csv").items():
+        df = pd.read_csv(path)
+        df = df[df["dataset"].astype(str) == eval_set].copy()
+        own = df[_is_student(df)]
+        if param.lower() == "seed":
+            if not own.empty and set(own["seed"].astype(int)) != {int(v)}:
+                raise ValueError(f"{path}: block {param}={v} holds student seeds "
+                                 f"{sorted(set(own['seed'].astype(int)))}")
+            df.loc[df["model_key"].astype(str) == "teacher", "seed"] = int(v)
+        external = (~_is_student(df)) & (df["model_key"].astype(str) != "teacher")
+        if external_seen:
+            df = df[~external]
+        external_seen = external_seen or bool(external.any())
+        df.insert(0, "block", v)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["block"])
+
+
+def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Optional[str] = None,
+                           n_boot: int = 2000, publish: bool = True):
+    """The registered family of a blocked ``preset`` on every block's published ``results.csv`` and
+    ``correctness_<set>.npz`` pooled (block k holds seed k of every model, with its own teacher), returned and,
+    with ``publish``, written to ``<publish>/family.csv``, ``<publish>/verdicts.md`` (:func:`verdict_table`)
+    and ``<publish>/results.csv`` (all blocks' rows, :func:`pooled_results`) — or, while a block has not published, None (and nothing written), naming the
+    blocks still missing."""
     from . import paths
     from .evaluation.correctness import load_correctness
     from .evaluation.hypotheses import require_registered
@@ -210,44 +248,43 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
     param, _ = block_spec(spec)
     key = eval_set_key(eval_set)
     folders = block_folders(preset)
-    missing = [v for v, d in folders.items()
-               if not ((d / "results.csv").is_file() and (d / f"correctness_{key}.npz").is_file())]
+    missing = _missing(preset, ("results.csv", f"correctness_{key}.npz"))
     if missing:
         print(f"{preset}: {len(folders) - len(missing)} of {len(folders)} blocks published; missing {param} "
               f"{missing}: the family is tested when every block has published")
         return None
-    frames, correctness = [], {}
-    for v, d in folders.items():
-        df = pd.read_csv(d / "results.csv")
-        df = df[df["dataset"].astype(str) == eval_set]
-        own = df[_is_student(df)]
-        if param.lower() == "seed" and not own.empty:
-            if set(own["seed"].astype(int)) != {int(v)}:
-                raise ValueError(f"{d / 'results.csv'}: block {param}={v} holds student seeds "
-                                 f"{sorted(set(own['seed'].astype(int)))}")
-        df.insert(0, "block", v)
-        frames.append(df)
+    results = pooled_results(preset, eval_set)
+    correctness = {}
+    for d in folders.values():
         for stem, arrays in load_correctness(d / f"correctness_{key}.npz").items():
             correctness[stem] = arrays    # students: one seed per block, so no two blocks share a stem
-    results = pd.concat(frames, ignore_index=True)
     out = family_report(None, results[_is_student(results)], hyp, n_boot=n_boot, data_dir=data_dir,
                         reader=lambda mode: packed_reader(correctness, mode))
     out.insert(0, "pairs", eval_set)
     out.insert(1, "role", "test")
     out.insert(2, "blocks", len(folders))
-    root = paths.resolve(spec["publish"])
-    save_dataframe_csv(results, root / "results.csv", index=False)
-    save_dataframe_csv(out, root / "family.csv", index=False)
+    if publish:
+        from .evaluation.tables import to_markdown
+        from .io import atomic_write
+
+        root = paths.resolve(spec["publish"])
+        save_dataframe_csv(results, root / "results.csv", index=False)
+        save_dataframe_csv(out, root / "family.csv", index=False)
+        with atomic_write(root / "verdicts.md", "w", encoding="utf-8") as f:
+            f.write(f"# {preset}: the registered family on {eval_set}, {len(folders)} blocks pooled "
+                    f"(lqlib.verdict.pooled_family_verdicts)\n\n{to_markdown(verdict_table(out), index=False)}\n")
     return out
 
 
-def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: float = 0.95):
+def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: float = 0.95, *,
+                             partial: bool = False, publish: bool = True):
     """The attention measure of a blocked ``preset`` over its blocks: every block's published
     ``attention_measure_<pairs>.csv`` (one seed per model, its own teacher) pooled into one row per model ×
     network block — ``mean`` over blocks of the per-seed face means, ``seeds_sd`` (ddof 1), ``n_seeds``, the
     t-interval across them (cut to [−1, 1]), ``interval`` naming it; the teacher's own row (on the LR faces)
-    likewise over the blocks' teachers. Written to ``<publish>/attention_measure_<pairs>.csv``; None (nothing
-    written) while a block has not published."""
+    likewise over the blocks' teachers. With ``publish``, written to ``<publish>/attention_measure_<pairs>.csv``
+    once every block has published. While a block is missing: None, or with ``partial`` the blocks published so
+    far (never written; ``n_seeds`` says how many)."""
     import pandas as pd
 
     from . import paths
@@ -256,16 +293,18 @@ def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: fl
     from .run import load_preset
 
     name = f"attention_measure_{eval_set_key(pairs)}.csv"
-    folders = block_folders(preset)
-    missing = [v for v, d in folders.items() if not (d / name).is_file()]
+    found = published(preset, name)
+    missing = [v for v in block_folders(preset) if v not in found]
     if missing:
-        print(f"{preset}: the attention measure of blocks {missing} is not published yet")
-        return None
+        print(f"{preset}: the attention measure of blocks {missing} is not published yet"
+              + ("; pooling the published ones" if partial and found else ""))
+        if not (partial and found):
+            return None
     frames = []
-    for v, d in folders.items():
-        df = pd.read_csv(d / name)
+    for v, path in found.items():
+        df = pd.read_csv(path)
         if (df["n_seeds"] != 1).any():
-            raise ValueError(f"{d / name}: a block holds one seed of each model, found n_seeds {sorted(set(df['n_seeds']))}")
+            raise ValueError(f"{path}: a block holds one seed of each model, found n_seeds {sorted(set(df['n_seeds']))}")
         frames.append(df.assign(study_block=v))
     per = pd.concat(frames, ignore_index=True)
     keys = [c for c in ("model", "kind", "measure", "block", "stage") if c in per]
@@ -274,16 +313,80 @@ def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: fl
         m = g["mean"].to_numpy(dtype=float)
         n = len(m)
         mean, sd, lo, hi = (float(x) for x in seed_t_interval(m, level)) if n >= 2 else \
-            (float(m.mean()), float("nan"), float("nan"), float("nan"))
+            (float(m[0]), float("nan"), float(g["ci_low"].iloc[0]), float(g["ci_high"].iloc[0]))
         rows.append({**dict(zip(keys, k)), "mean": mean, "seeds_sd": sd, "n_seeds": n,
                      "n_faces": int(g["n_faces"].min()), "ci_low": lo, "ci_high": hi,
-                     "interval": f"t across {n} seeds (one per block)",
+                     "interval": f"t across {n} seeds (one per block)" if n >= 2 else "faces (1 seed)",
                      "face_ci_halfwidth": float(g["face_ci_halfwidth"].mean()), "pairs": pairs})
     out = pd.DataFrame(rows)
-    save_dataframe_csv(out, paths.resolve(load_preset(preset)["publish"]) / name, index=False)
+    if publish and not missing:
+        save_dataframe_csv(out, paths.resolve(load_preset(preset)["publish"]) / name, index=False)
     return out
 
 
+def pooled_teacher_metrics(preset: str):
+    """Every published block's teacher curve (``teacher_metrics.csv``: one row per epoch) in one frame, with a
+    ``block`` column first (block k's teacher is teacher seed k when the blocks are seeds)."""
+    import pandas as pd
+
+    frames = [pd.read_csv(path).assign(block=v) for v, path in published(preset, "teacher_metrics.csv").items()]
+    if not frames:
+        return pd.DataFrame(columns=["block", "epoch"])
+    df = pd.concat(frames, ignore_index=True)
+    return df[["block"] + [c for c in df.columns if c != "block"]]
+
+
+def block_status(preset: str):
+    """One row per block of a blocked ``preset``: which of its outputs are published (results, per-pair
+    correctness, the attention measure), its teacher's stopping (epochs trained, best validation ×1 accuracy
+    and its epoch, from ``teacher_summary.json``), and the machine and wall time of its run (``run_info.json``)."""
+    import json
+
+    import pandas as pd
+
+    from . import paths
+    from .run import block_spec, load_preset
+
+    param, _ = block_spec(load_preset(preset))
+    rows = []
+    for v, d in block_folders(preset).items():
+        row = {"block": paths.block_name(param, v), "results": (d / "results.csv").is_file(),
+               "correctness": any(d.glob("correctness_*.npz")), "attention": any(d.glob("attention_measure_*.csv"))}
+        summary = d / "teacher_summary.json"
+        if summary.is_file():
+            conv = json.loads(summary.read_text()).get("convergence") or {}
+            dec = conv.get("decision") or {}
+            row.update({"teacher_epochs": conv.get("epochs_trained"), "teacher_best_val": dec.get("best"),
+                        "teacher_best_epoch": dec.get("best_epoch")})
+        info = d / "run_info.json"
+        if info.is_file():
+            run = json.loads(info.read_text())
+            env = run.get("environment") or {}
+            row.update({"cpu": env.get("cpu"), "gpu": env.get("gpu"),
+                        "hours": round(float(run.get("total_seconds") or 0.0) / 3600.0, 2)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def verdict_table(family):
+    """The family's verdicts as a table for a README: one row per hypothesis — the comparison, the mean
+    paired difference in points ± its sd over n seeds, raw and Holm p, the minimal detectable effect at the
+    preset's power (Holm's first step), the hierarchical bootstrap's interval, and the verdict."""
+    import pandas as pd
+
+    def pm(r):
+        return f"{r.delta:+.2f} ± {r.delta_sd:.2f} (n={int(r.n)})" if r.delta_sd == r.delta_sd else f"{r.delta:+.2f} (n={int(r.n)})"
+
+    rows = [{"id": r.id, "comparison": f"{r.model} vs {r.baseline}", "scale": f"×{float(r.scale):g}",
+             "eval mode": r.eval_mode, "direction": r.direction,
+             "accuracy (model / baseline)": f"{r.acc:.2f} / {r.baseline_acc:.2f}", "Δ points (sd)": pm(r),
+             "p": f"{r.p:.4f}", "p (Holm)": f"{r.p_holm:.4f}", "MDE (80 %)": f"{r.mde:.2f}",
+             "bootstrap 95 % CI": (f"[{r.boot_ci_low:+.2f}, {r.boot_ci_high:+.2f}]"
+                                   if r.boot_ci_low == r.boot_ci_low else "—"),
+             "verdict": r.verdict} for r in family.itertuples()]
+    return pd.DataFrame(rows)
+
+
 __all__ = ["attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
-           "pooled_family_verdicts", "packed_reader", "block_folders", "pooled_attention_measure",
-           "TEACHER_ON_LR"]
+           "pooled_family_verdicts", "pooled_results", "packed_reader", "block_folders", "published",
+           "pooled_attention_measure", "pooled_teacher_metrics", "block_status", "verdict_table", "TEACHER_ON_LR"]

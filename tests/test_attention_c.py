@@ -7,7 +7,7 @@ import torch
 
 from lqlib.losses import ModelOutputs, attention_kd, build_kd_term
 from lqlib.losses.base import Progress
-from lqlib.methods import build_composer, effective_ce_weight, get_method
+from lqlib.methods import build_composer, effective_ce_weight, get_method, term_weights
 from lqlib.models import AttentionMaps
 from lqlib.models.maps import pearson_distance, pearson_per_sample
 
@@ -95,3 +95,13 @@ def test_a_student_trains_with_attention_c(tmp_path):
     vals = [float(r["loss_attention_c"]) for r in rows]
     assert len(vals) == 2 and all(0.0 < v < 2.0 * 4 for v in vals)     # Σ over 4 blocks of (ρ_c+ρ_s)/2, ρ ∈ [0, 2]
     assert s["effective_ce_weight"] == 1.5
+
+
+def test_term_weights_are_the_registry_weights_with_the_runs_overrides():
+    assert term_weights("logit+attention") == {"logit": 1.0, "attention": 5.0}      # the registered weights
+    assert term_weights("attention_c", {"attention_c": 5.0}) == {"attention_c": 5.0}
+    assert term_weights(get_method("angular_emb_c")) == {"angular": 5.0}
+    assert term_weights(get_method("angular_emb_c"), {"angular": 50.0}) == {"angular": 50.0}
+    assert term_weights("none") == {}
+    with pytest.raises(ValueError, match="kd_weights names terms the method does not use: \\['attention'\\]"):
+        term_weights("logit", {"attention": 2.0})

@@ -9,7 +9,7 @@ from lqlib.run import PresetError, list_presets, load_preset, parameters_cell, p
 NB_DIR = repo_root() / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))
 EXPECTED = ["00_data_prep", "01_teacher_training", "02_kd_ablation", "03_evaluation", "04_attention_maps",
-            "05_degradation_explorer"]
+            "05_degradation_explorer", "06_verdict"]
 
 
 def test_the_numbered_notebooks_exist():

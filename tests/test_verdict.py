@@ -177,6 +177,11 @@ def test_pooled_family_over_blocks_equals_the_family_on_all_seeds(study, tmp_pat
             pooled.iloc[0][col] == whole.iloc[0][col]
     assert pooled.iloc[0]["blocks"] == 2 and np.isfinite(pooled.iloc[0]["boot_p"])
     assert (tmp_path / "pub" / "family.csv").is_file()
+    md = (tmp_path / "pub" / "verdicts.md").read_text()
+    assert "| H1 | logit vs none | ×8 |" in md and pooled.iloc[0]["verdict"] in md
+    (tmp_path / "pub" / "family.csv").unlink()
+    again = V.pooled_family_verdicts(preset, "lfw-half", n_boot=200, publish=False)   # the notebook's dry read
+    assert again.iloc[0]["p"] == pytest.approx(pooled.iloc[0]["p"]) and not (tmp_path / "pub" / "family.csv").exists()
     assert sorted(set(__import__("pandas").read_csv(tmp_path / "pub" / "results.csv")["block"])) == [0, 1]
     # a block holding another block's seed is refused
     bad = tmp_path / "pub" / "blocks" / "seed-1" / "results.csv"
@@ -210,9 +215,99 @@ def test_pooled_attention_measure_over_blocks(tmp_path):
                       "ci_low": 0.0, "ci_high": 1.0, "interval": "faces (1 seed)", "face_ci_halfwidth": 0.02,
                       "scale": 8.0, "pairs": "lfw-half-val"}).to_csv(d / "attention_measure_lfw-half-val.csv",
                                                                      index=False)
+        if k == 1:       # blocks 0 and 1 so far: pooled on request, labelled with their n, written nowhere
+            part = V.pooled_attention_measure(preset, partial=True)
+            assert set(part["n_seeds"]) == {2} and part[part["block"] == 0]["mean"].iloc[0] == pytest.approx(0.3)
+            assert not (tmp_path / "pub" / "attention_measure_lfw-half-val.csv").exists()
+    one = V.pooled_attention_measure(preset, partial=True, publish=False)
+    assert set(one["n_seeds"]) == {3} and not (tmp_path / "pub" / "attention_measure_lfw-half-val.csv").exists()
     out = V.pooled_attention_measure(preset)
     r = out[out["block"] == 0].iloc[0]
     half = stats.t.ppf(0.975, 2) * np.std([0.2, 0.4, 0.3], ddof=1) / np.sqrt(3)
     assert r["mean"] == pytest.approx(0.3) and r["n_seeds"] == 3
     assert r["ci_low"] == pytest.approx(0.3 - half) and r["ci_high"] == pytest.approx(0.3 + half)
     assert (tmp_path / "pub" / "attention_measure_lfw-half-val.csv").is_file()
+
+
+def _result_rows(block, seed_of_students):
+    """One block's results.csv rows: its own teacher (recorded with seed 0), an external teacher, two students."""
+    import pandas as pd
+
+    rows = [("BasicNet-HR", "teacher", "", "", 0, 70.0 + block), ("teacher:sface", "teacher:sface", "", "sface", 0, 75.0),
+            ("BasicNet-LR", "none", "none", "", seed_of_students, 60.0 + block),
+            ("+logit KD", "logit", "logit", "", seed_of_students, 61.0 + 2 * block)]
+    return pd.DataFrame([{"model": m, "model_key": k, "method": me, "teacher": t, "seed": s, "scale": 8,
+                          "eval_mode": "both", "acc_mean": a, "dataset": "lfw-half"} for m, k, me, t, s, a in rows])
+
+
+def test_pooled_results_give_each_teacher_its_block_and_an_external_teacher_once(tmp_path):
+    preset, _ = _blocked_preset(tmp_path, values=(0, 1, 2))
+    assert V.pooled_results(preset).empty                        # nothing published yet
+    for k in (0, 1):
+        d = tmp_path / "pub" / "blocks" / f"seed-{k}"
+        d.mkdir(parents=True)
+        _result_rows(k, k).to_csv(d / "results.csv", index=False)
+    out = V.pooled_results(preset)
+    own = out[out["model_key"] == "teacher"]
+    assert list(own["seed"]) == [0, 1] and list(own["block"]) == [0, 1] and list(own["acc_mean"]) == [70.0, 71.0]
+    assert (out["model_key"] == "teacher:sface").sum() == 1      # one frozen model, not two seeds of it
+    assert list(out[out["model_key"] == "logit"]["acc_mean"]) == [61.0, 63.0]
+    _result_rows(1, 0).to_csv(tmp_path / "pub" / "blocks" / "seed-1" / "results.csv", index=False)
+    with pytest.raises(ValueError, match="seed-1.*holds student seeds \\[0\\]"):
+        V.pooled_results(preset)
+
+
+def test_block_status_and_teacher_curves_of_the_published_blocks(tmp_path):
+    import json
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from lqlib import plotting
+
+    preset, _ = _blocked_preset(tmp_path, values=(0, 1))
+    d = tmp_path / "pub" / "blocks" / "seed-0"
+    d.mkdir(parents=True)
+    hist = [70.0, 80.0, 85.0, 84.0]
+    pd.DataFrame({"epoch": [1, 2, 3, 4], "loss": [4.0, 3.0, 2.0, 1.5], "val_acc_x1": hist}).to_csv(
+        d / "teacher_metrics.csv", index=False)
+    (d / "teacher_summary.json").write_text(json.dumps({"convergence": {
+        "epochs_trained": 4, "decision": {"stop": True, "best": 85.0, "best_epoch": 3}}}))
+    (d / "run_info.json").write_text(json.dumps({"environment": {"cpu": "AMD EPYC", "gpu": None},
+                                                 "total_seconds": 7200.0}))
+    _result_rows(0, 0).to_csv(d / "results.csv", index=False)
+    st = V.block_status(preset).set_index("block")
+    assert list(st.index) == ["seed-0", "seed-1"]
+    assert st.loc["seed-0", "results"] and not st.loc["seed-1", "results"] and not st.loc["seed-0", "correctness"]
+    assert st.loc["seed-0", "teacher_epochs"] == 4 and st.loc["seed-0", "teacher_best_val"] == 85.0
+    assert st.loc["seed-0", "teacher_best_epoch"] == 3 and st.loc["seed-0", "hours"] == 2.0
+    curves = V.pooled_teacher_metrics(preset)
+    assert list(curves.columns[:2]) == ["block", "epoch"] and list(curves["val_acc_x1"]) == hist
+    ax = plotting.teacher_curves(curves)
+    line, star, last = ax.lines[:3]
+    assert list(line.get_ydata()) == hist
+    assert (star.get_xdata()[0], star.get_ydata()[0]) == (3, 85.0)      # the best epoch, not the last
+    assert (last.get_xdata()[0], last.get_ydata()[0]) == (4, 84.0)
+    assert "4 epochs, best 85.00 @ 3" in ax.get_legend().get_texts()[0].get_text()
+    with pytest.raises(ValueError, match="val_acc_x1"):
+        plotting.teacher_curves(curves.drop(columns="val_acc_x1"))
+
+
+def test_verdict_table_states_each_hypothesis_with_its_numbers():
+    import pandas as pd
+
+    fam = pd.DataFrame([{"id": "H1", "model": "logit", "baseline": "none", "scale": 8.0, "eval_mode": "both",
+                         "direction": "greater", "n": 5, "acc": 70.5, "baseline_acc": 69.0, "delta": 1.5,
+                         "delta_sd": 0.5, "p": 0.0031, "p_holm": 0.0155, "mde": 1.234, "boot_ci_low": 0.4,
+                         "boot_ci_high": 2.6, "verdict": "supported"},
+                        {"id": "H3", "model": "logit+attention", "baseline": "logit", "scale": 8.0,
+                         "eval_mode": "both", "direction": "two-sided", "n": 5, "acc": 68.0, "baseline_acc": 70.5,
+                         "delta": -2.5, "delta_sd": float("nan"), "p": 0.2, "p_holm": 0.4, "mde": float("nan"),
+                         "boot_ci_low": float("nan"), "boot_ci_high": float("nan"), "verdict": "inconclusive"}])
+    t = V.verdict_table(fam)
+    r = t.iloc[0]
+    assert r["comparison"] == "logit vs none" and r["scale"] == "×8" and r["Δ points (sd)"] == "+1.50 ± 0.50 (n=5)"
+    assert r["p (Holm)"] == "0.0155" and r["MDE (80 %)"] == "1.23" and r["bootstrap 95 % CI"] == "[+0.40, +2.60]"
+    assert r["accuracy (model / baseline)"] == "70.50 / 69.00" and r["verdict"] == "supported"
+    assert t.iloc[1]["Δ points (sd)"] == "-2.50 (n=5)" and t.iloc[1]["bootstrap 95 % CI"] == "—"

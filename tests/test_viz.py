@@ -164,6 +164,18 @@ def test_method_comparison_and_curves(tmp_path):
     assert fig.axes[1].get_ylabel() == "validation accuracy ×1 (%)"
     fig = plotting.training_curves(metrics.assign(train_acc=0.5))
     assert fig.axes[1].get_ylabel() == "accuracy (%)"          # two columns: the legend names them
+    # the logged terms are unweighted: with the run's weights they are drawn as they enter the total
+    kd = pd.DataFrame({"epoch": [1, 2, 3], "loss": [69.0, 59.5, 55.0], "loss_ce": [25.0, 20.0, 17.5],
+                       "loss_angular": [0.88, 0.79, 0.75]})
+    ax = plotting.training_curves(kd, weights={"angular": 50.0}).axes[0]
+    drawn = {ln.get_label(): ln.get_ydata() for ln in ax.lines}
+    assert set(drawn) == {"total", "ce", "50 × angular"}
+    np.testing.assert_allclose(drawn["ce"] + drawn["50 × angular"], drawn["total"])
+    assert all(float(t).is_integer() for t in ax.get_xticks())     # epochs 1, 2, 3: no tick at 1.5
+    plain = plotting.training_curves(kd).axes[0]
+    assert [ln.get_label() for ln in plain.lines] == ["total", "ce", "angular"]
+    with pytest.raises(ValueError, match="weights name terms the metrics do not log: \\['attention'\\]"):
+        plotting.training_curves(kd, weights={"attention": 5.0})
     ax = plotting.attention_similarity_curve({"hr-lr": [0.9, 0.8, 0.7, 0.6], "none": [0.8, 0.6, 0.5, 0.3]},
                                              block_stage=(0, 1, 2, 3))
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["hr-lr", "none"]
