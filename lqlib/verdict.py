@@ -194,11 +194,6 @@ def published(preset: str, name: str) -> dict:
     return {v: d / name for v, d in block_folders(preset).items() if (d / name).is_file()}
 
 
-def _missing(preset: str, names: tuple[str, ...]) -> list:
-    """The block values of ``preset`` that have not published every one of ``names``."""
-    return [v for v, d in block_folders(preset).items() if not all((d / n).is_file() for n in names)]
-
-
 def pooled_results(preset: str, eval_set: str = "lfw-half"):
     """Every published block's ``results.csv`` rows of ``eval_set``, one frame with a ``block`` column first.
     A block holds its own seed of every student (checked: a block's student rows carry seed = block value when
@@ -234,8 +229,8 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
     """The registered family of a blocked ``preset`` on every block's published ``results.csv`` and
     ``correctness_<set>.npz`` pooled (block k holds seed k of every model, with its own teacher), returned and,
     with ``publish``, written to ``<publish>/family.csv``, ``<publish>/verdicts.md`` (:func:`verdict_table`)
-    and ``<publish>/results.csv`` (all blocks' rows, :func:`pooled_results`) — or, while a block has not published, None (and nothing written), naming the
-    blocks still missing."""
+    and ``<publish>/results.csv`` (all blocks' rows, :func:`pooled_results`) — or, while a block has not
+    published, None (and nothing written), naming the blocks still missing."""
     from . import paths
     from .evaluation.correctness import load_correctness
     from .evaluation.hypotheses import require_registered
@@ -248,7 +243,8 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
     param, _ = block_spec(spec)
     key = eval_set_key(eval_set)
     folders = block_folders(preset)
-    missing = _missing(preset, ("results.csv", f"correctness_{key}.npz"))
+    have = [published(preset, n) for n in ("results.csv", f"correctness_{key}.npz")]
+    missing = [v for v in folders if not all(v in h for h in have)]
     if missing:
         print(f"{preset}: {len(folders) - len(missing)} of {len(folders)} blocks published; missing {param} "
               f"{missing}: the family is tested when every block has published")
