@@ -335,8 +335,8 @@ def training_curves(metrics: str | os.PathLike | pd.DataFrame, *, x: str = "epoc
             ax.set_yscale("log")
         if label == "learning rate":
             ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
-        if len(cols) > 1:
-            ax.legend(fontsize="small")
+        if len(cols) > 1:   # beside the panel (constrained layout makes room): inside, it hid the total's curve
+            ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     if title:
         fig.suptitle(title)
     return fig

@@ -174,6 +174,8 @@ def test_method_comparison_and_curves(tmp_path):
     assert all(float(t).is_integer() for t in ax.get_xticks())     # epochs 1, 2, 3: no tick at 1.5
     plain = plotting.training_curves(kd).axes[0]
     assert [ln.get_label() for ln in plain.lines] == ["total", "ce", "angular"]
+    plain.figure.canvas.draw()       # the legend sits beside the loss panel, never over its curves
+    assert plain.get_legend().get_window_extent().x0 >= plain.get_window_extent().x1
     with pytest.raises(ValueError, match="weights name terms the metrics do not log: \\['attention'\\]"):
         plotting.training_curves(kd, weights={"attention": 5.0})
     ax = plotting.attention_similarity_curve({"hr-lr": [0.9, 0.8, 0.7, 0.6], "none": [0.8, 0.6, 0.5, 0.3]},
