@@ -55,3 +55,19 @@ def test_pair_identities_follow_load_pairs_order(tmp_path):
     assert ((i1 == i2) == load_pairs("lfw-10fold", root).issame.numpy()).all() and len(i1) == 8
     s1, _ = pair_identities("lfw-10fold", root, max_pairs=4)
     assert len(s1) == 4
+
+
+def test_the_bootstrap_is_centred_on_the_gain_with_mixed_pairs():
+    # 300 people; pair i is a same-person pair of person i (i < 300) or a pair of people i−300 and
+    # (i−300+1) mod 300 (different). A is right on every pair, B only on the different-person pairs: Δ = 50
+    # points. Weighting a same-person pair by w² (not w) weights those pairs ≈ 2:1 and centres Δ* near 66.7.
+    k = np.arange(300)
+    id1 = np.concatenate([k, k])
+    id2 = np.concatenate([k, (k + 1) % 300])
+    a = np.ones(600, bool)
+    b = np.concatenate([np.zeros(300, bool), np.ones(300, bool)])
+    r = hierarchical_bootstrap({0: a, 1: a}, {0: b, 1: b}, id1, id2, n_boot=2000, seed=2)
+    assert r["delta"] == pytest.approx(50.0)
+    assert r["ci_low"] < 50.0 < r["ci_high"]
+    assert abs((r["ci_low"] + r["ci_high"]) / 2 - 50.0) < 1.0 and r["ci_high"] - r["ci_low"] < 10.0
+    assert r["p_value"] == pytest.approx(1 / 2001)

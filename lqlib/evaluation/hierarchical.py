@@ -7,8 +7,11 @@ about retraining. Here one bootstrap replicate
 1. draws the training seeds with replacement (n of the n seeds both models share — paired: seed k of
    the model goes with seed k of the baseline);
 2. draws the identities with replacement (K of the K people in the pair set) and weights every pair by
-   the product of its two identities' multiplicities (Owen's pigeonhole bootstrap for a pair of crossed
-   factors: a pair of two people counts once per drawn copy of each; a same-person pair gets w²);
+   its identities' multiplicities (Owen's pigeonhole bootstrap for a pair of crossed factors): a pair of
+   two people counts once per drawn copy of each (w₁·w₂), a same-person pair once per drawn copy of its
+   person (w — both its images belong to the same copy; w² would also count pairs across two copies, which
+   are different people, and give same-person pairs about twice the weight of the others on average, so
+   that Δ* would no longer be centred on Δ);
 3. computes Δ* = mean over the drawn seeds of (weighted accuracy of the model − of the baseline), in
    points. The same identity draw serves every seed and both models (they are scored on the same faces).
 
@@ -59,6 +62,7 @@ def hierarchical_bootstrap(correct_a: Mapping[int, np.ndarray], correct_b: Mappi
     d = np.stack(d)                                                   # [seeds, pairs], values −1, 0, 1
     labels, codes = np.unique(np.concatenate([id1, id2]), return_inverse=True)
     c1, c2 = codes[:n], codes[n:]
+    same = c1 == c2
     k = len(labels)
     rng = np.random.default_rng(seed)
     n_boot = int(n_boot)
@@ -68,7 +72,7 @@ def hierarchical_bootstrap(correct_a: Mapping[int, np.ndarray], correct_b: Mappi
     for lo in range(0, n_boot, chunk):
         m = min(chunk, n_boot - lo)
         w = rng.multinomial(k, np.full(k, 1.0 / k), size=m).astype(np.float64)   # identity multiplicities
-        wp = w[:, c1] * w[:, c2]                                                  # pair weights [m, pairs]
+        wp = np.where(same, w[:, c1], w[:, c1] * w[:, c2])                       # pair weights [m, pairs]
         tot = wp.sum(axis=1, keepdims=True)
         per_seed = (wp @ d.T) / np.where(tot > 0, tot, 1.0)                        # [m, seeds]
         draw = rng.integers(0, len(seeds), size=(m, len(seeds)))
