@@ -3,6 +3,7 @@ where it ran (CPU model and flags, cores, torch, Python, GPU), the wall seconds 
 what each step's pair set is for (validation / test), and the steps still pending."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
@@ -38,20 +39,42 @@ RUN_INFO = "run_info.json"
 def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list, dst: Optional[Path] = None) -> Path:
     """``<dst>/run_info.json`` (``dst``: the preset's ``publish`` folder by default): the command, the
     environment, the wall seconds and parameters of every step done so far, and the steps of the preset
-    still pending (a run stopped part-way says so)."""
+    still pending (a run stopped part-way says so).
+
+    A step of the preset that an earlier run published to the same folder but this run folder has no record
+    of (the folder was lost between sessions, or a later step such as a pooling step ran from a fresh folder)
+    keeps its earlier record, marked with the earlier run's ``recorded`` time and ``environment``; a step this
+    run did replaces it."""
     dst = paths.resolve(dst if dst is not None else preset["publish"])
     done = {k: v for k, v in status.items() if v.get("status") == "done"}
-    pending = [s.key for s in steps if s.key not in done]
+    record = {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"), **_reads(v.get("parameters") or {}),
+                  **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()}
+    keys = [s.key for s in steps]
+    for k, v in _earlier_steps(dst / RUN_INFO, preset["name"]).items():
+        if k in keys and k not in record:
+            record[k] = v
+    pending = [k for k in keys if k not in record]
     info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"],
             "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
-            "environment": environment(),
-            "steps": {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"),
-                          **_reads(v.get("parameters") or {}),
-                          **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()},
-            "total_seconds": round(sum(v.get("seconds", 0) for v in done.values()), 1)}
+            "environment": environment(), "steps": record,
+            "total_seconds": round(sum(v.get("seconds") or 0 for v in record.values()), 1)}
     if preset.get("hypotheses"):
         info["hypotheses"] = preset["hypotheses"]
     return write_json(dst / RUN_INFO, info)
+
+
+def _earlier_steps(path: Path, preset_name: str) -> dict:
+    """The step records of an earlier ``run_info.json`` of the same preset at ``path`` ({} if none), each
+    marked with when and where that run recorded it (a record carried over before keeps its marks)."""
+    try:
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(earlier, dict) or earlier.get("preset") != preset_name:
+        return {}
+    marks = {"recorded": earlier.get("updated"), "environment": earlier.get("environment")}
+    return {k: {**v, **{m: x for m, x in marks.items() if m not in v}}
+            for k, v in (earlier.get("steps") or {}).items() if isinstance(v, dict)}
 
 
 def _reads(params: dict) -> dict:

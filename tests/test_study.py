@@ -348,6 +348,31 @@ def test_force_with_only_reruns_those_steps_and_keeps_the_record_of_the_others(t
     assert info["complete"] is True and set(info["steps"]) == {"03_evaluation__a", "03_evaluation__b"}
 
 
+def test_a_step_run_from_a_fresh_run_dir_keeps_the_published_record_of_the_others(tmp_path, fake_runs):
+    """Before, running one step from a fresh run folder (the block's folder lost between sessions, or the
+    verdict's pooling step run after the last block elsewhere) rewrote run_info.json with that step alone."""
+    import json
+    import shutil
+
+    from lqlib import run
+
+    preset = _two_step_preset(tmp_path)
+    run.run(str(preset), log=lambda *a: None)
+    first = json.loads((tmp_path / "pub" / "run_info.json").read_text())
+    shutil.rmtree(tmp_path / "runs" / "p")
+    run.run(str(preset), only=["__b"], log=lambda *a: None)
+    assert [c["MAX_PAIRS"] for c in fake_runs] == [10, 20, 20]
+    info = json.loads((tmp_path / "pub" / "run_info.json").read_text())
+    assert info["complete"] is True and info["pending"] == []
+    a, b = info["steps"]["03_evaluation__a"], info["steps"]["03_evaluation__b"]
+    assert a["seconds"] == first["steps"]["03_evaluation__a"]["seconds"] and a["parameters"]["MAX_PAIRS"] == 10
+    assert a["recorded"] == first["updated"] and a["environment"] == first["environment"]
+    assert "recorded" not in b and info["total_seconds"] == round(a["seconds"] + b["seconds"], 1)
+    (tmp_path / "pub" / "run_info.json").write_text(json.dumps({**first, "preset": "another"}))
+    run.run(str(preset), force=True, only=["__b"], log=lambda *a: None)     # another preset's record: not kept
+    assert list(json.loads((tmp_path / "pub" / "run_info.json").read_text())["steps"]) == ["03_evaluation__b"]
+
+
 def test_a_bare_only_runs_nothing(tmp_path, fake_runs, capsys):
     """Before, ``--only`` with no value (nargs="*": []) selected every step."""
     from lqlib import run
