@@ -53,6 +53,7 @@ def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list, dst
     for k, v in _earlier_steps(dst / RUN_INFO, preset["name"]).items():
         if k in keys and k not in record:
             record[k] = v
+    record = {**{k: record[k] for k in keys if k in record}, **record}    # the preset's step order
     pending = [k for k in keys if k not in record]
     info = {"command": f"python -m lqlib.run --preset {preset['name']}", "argv": sys.argv, "preset": preset["name"],
             "updated": time.strftime("%Y-%m-%d %H:%M:%S"), "complete": not pending, "pending": pending,
