@@ -114,22 +114,23 @@ def _std_column(df: pd.DataFrame, y: str) -> str | None:
     return None
 
 
-def error_bar_note(df: pd.DataFrame, y: str, keys: Sequence[str]) -> str:
+def error_bar_note(df: pd.DataFrame, y: str, keys: Sequence[str], single_seed: str = "none") -> str:
     """What a figure's error bars are, for its caption: the sd over n training seeds (the range of n where
     groups differ), or, where every group has one row with a spread column, that column's spread (``acc_std``:
-    the k-fold sd of one seed; ``*_seeds_std``: the sd over seeds given with the rows)."""
+    the k-fold sd of one seed; ``*_seeds_std``: the sd over seeds given with the rows). ``single_seed``: what
+    a one-seed group shows instead of a bar."""
     n = df.groupby(list(keys), sort=False).size()
     std_col = _std_column(df, y)
     if std_col is not None and int(n.max()) == 1:
         return ("error bars: sd over seeds (pre-aggregated)" if std_col.endswith("_seeds_std")
                 else "error bars: k-fold sd of one seed (no seed spread)")
     lo, hi = int(n.min()), int(n.max())
-    return f"error bars: sd over {lo if lo == hi else f'{lo}–{hi}'} seeds" + (" (1 seed: none)" if lo == 1 else "")
+    return f"error bars: sd over {lo if lo == hi else f'{lo}–{hi}'} seeds" + (f" (1 seed: {single_seed})" if lo == 1 else "")
 
 
-def _caption_error_bars(ax, data: pd.DataFrame, y: str, keys: Sequence[str]) -> None:
+def _caption_error_bars(ax, data: pd.DataFrame, y: str, keys: Sequence[str], single_seed: str = "none") -> None:
     """:func:`error_bar_note` written small above the axes' top-left corner."""
-    ax.annotate(error_bar_note(data, y, keys), (0, 1), xycoords="axes fraction", xytext=(2, 2),
+    ax.annotate(error_bar_note(data, y, keys, single_seed), (0, 1), xycoords="axes fraction", xytext=(2, 2),
                 textcoords="offset points", fontsize="x-small", va="bottom", color="0.3")
 
 
@@ -260,6 +261,8 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
         for cont in ax.containers:
             if isinstance(cont, matplotlib.container.BarContainer):
                 ax.bar_label(cont, fmt="%.1f", label_type="edge", padding=-14, fontsize="small", color="white")
+    if not (given_sd or hue):
+        _mark_seed_counts(ax, data.groupby(x, sort=False).size().reindex(order))
     if ylim is None:
         lo = float((summary["mean"] - summary["sd"]).min())
         hi = float((summary["mean"] + summary["sd"]).max())
@@ -267,12 +270,23 @@ def method_comparison(df: pd.DataFrame, scale, *, y: str | None = None, x: str =
     ax.set_ylim(*ylim)
     ax.set_xlabel("")
     ax.set_ylabel(f"accuracy (%) at {scale_label(_scale_value(scale))}")
-    _caption_error_bars(ax, data, y, [c for c in (x, hue) if c])
+    _caption_error_bars(ax, data, y, [c for c in (x, hue) if c], "none" if given_sd or hue else "no bar, hatched")
     if len(order) > 4:  # slanted names end under their bar instead of running into the next one's
         plt.setp(ax.get_xticklabels(), rotation=35, ha="right", rotation_mode="anchor")
     if title:
         ax.set_title(title, pad=14)  # above the error-bar caption
     return ax
+
+
+def _mark_seed_counts(ax, n: pd.Series) -> None:
+    """Per-seed bars: each bar's number of seeds in its name (``model (n=5)``), and a bar of one seed (no
+    spread to draw) hatched, so that it cannot pass for a mean with a tiny error bar."""
+    counts = n.fillna(0).astype(int)
+    ax.set_xticks(range(len(counts)), [f"{name} (n={k})" for name, k in counts.items()])
+    for bar, k in zip(ax.patches, counts):
+        if k == 1:
+            bar.set_hatch("///")
+            bar.set_edgecolor("white")
 
 
 def _accuracy_label(cols: list[str]) -> str:

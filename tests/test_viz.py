@@ -202,3 +202,15 @@ def test_error_bar_note_says_what_the_bars_are():
     assert plotting.error_bar_note(one, "acc_mean", ["model"]) == "error bars: k-fold sd of one seed (no seed spread)"
     ax = plotting.method_comparison(one, scale=8)
     assert "k-fold sd of one seed" in " ".join(t.get_text() for t in ax.texts)
+
+
+def test_method_comparison_shows_each_bars_seed_count_and_hatches_a_single_seed():
+    seeds = pd.DataFrame({"model": ["a", "a", "a", "b", "b", "c"], "scale": 8.0,
+                          "acc": [70.0, 71, 72, 60, 62, 75]})
+    ax = plotting.method_comparison(seeds, scale=8)
+    texts = [t.get_text() for t in ax.texts]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a (n=3)", "b (n=2)", "c (n=1)"]
+    assert [bool(p.get_hatch()) for p in ax.patches] == [False, False, True]
+    assert "error bars: sd over 1–3 seeds (1 seed: no bar, hatched)" in texts
+    # the caption of a line plot, where nothing is hatched, keeps its wording
+    assert plotting.error_bar_note(seeds, "acc", ["model"]) == "error bars: sd over 1–3 seeds (1 seed: none)"
