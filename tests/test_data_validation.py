@@ -168,3 +168,20 @@ def test_lfw_half_val_on_real_data(tmp_path):
     assert not {n for s in specs for n in (s.name1, s.name2)} & test_names
     assert not set(itertools.chain.from_iterable((s.name1, s.name2) for s in specs if s.fold == 0)) & \
         set(itertools.chain.from_iterable((s.name1, s.name2) for s in specs if s.fold == 1))
+
+
+def test_the_cli_writes_the_definition_and_names_a_missing_data_dir(tmp_path, capsys):
+    from lqlib.data.__main__ import main
+
+    assert main(["validation", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "v")]) == 2
+    assert "nowhere" in capsys.readouterr().err and not (tmp_path / "v").exists()   # nothing half-written
+
+
+@pytest.mark.skipif(not (_REAL / "lfw" / "pairs.txt").is_file(), reason="shared face data not available")
+def test_the_committed_definition_is_what_the_code_builds(tmp_path):
+    from lqlib.data.__main__ import main
+
+    assert main(["validation", "--data-dir", str(_REAL), "--out", str(tmp_path)]) == 0
+    committed = paths.resolve("results/cpu/validation")
+    for name in ("validation_pairs.txt", "validation_split.json"):
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name

@@ -1,4 +1,6 @@
-"""Command line: ``python -m lqlib.data prepare --data-dir DIR --out DIR [--quality Q] [--max-mb 55] [--force]``."""
+"""Command line: ``python -m lqlib.data prepare --data-dir DIR --out DIR [--quality Q] [--max-mb 55] [--force]``
+and ``python -m lqlib.data validation --out DIR`` (the lfw-half-val split's definition: ``validation_pairs.txt``
+and ``validation_split.json``, for a study's results)."""
 from __future__ import annotations
 
 import argparse
@@ -23,21 +25,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size limit in MB (10^6 bytes) for train.rec + train.idx + lfw_half.bin (default 55)")
     p.add_argument("--force", action="store_true", help="rebuild even if the packs are up to date")
     p.add_argument("--threads", type=int, default=None, help="encoding threads (default: min(4, CPU count))")
+    v = sub.add_parser("validation", help="write the lfw-half-val split's definition (pairs.txt format + statistics)")
+    v.add_argument("--data-dir", default=None,
+                   help=f"face-data directory (default: ${ENV_DATA}, then ../shared/data beside the repository)")
+    v.add_argument("--out", required=True, help="folder for validation_pairs.txt and validation_split.json")
     return parser
+
+
+def _prepare(args) -> int:
+    if args.quality is not None and not 1 <= args.quality <= 100:
+        print(f"error: --quality must be in 1..100, got {args.quality}", file=sys.stderr)
+        return 2
+    prepare(args.data_dir, args.out, quality=args.quality, max_mb=args.max_mb, force=args.force,
+            threads=args.threads)
+    return 0
+
+
+def _validation(args) -> int:
+    from .validation import validation_definition
+
+    d = validation_definition(args.data_dir, out=args.out)
+    print(f"lfw-half-val: {d['eval_pairs']} pairs in {d['eval_folds']} folds, {d['heldout_identities']} held-out "
+          f"identities → {args.out}/validation_pairs.txt, validation_split.json")
+    return 0
+
+
+COMMANDS = {"prepare": _prepare, "validation": _validation}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.quality is not None and not 1 <= args.quality <= 100:
-        print(f"error: --quality must be in 1..100, got {args.quality}", file=sys.stderr)
-        return 2
     try:
-        prepare(args.data_dir, args.out, quality=args.quality, max_mb=args.max_mb, force=args.force,
-                threads=args.threads)
+        return COMMANDS[args.command](args)
     except (DataNotFoundError, FileNotFoundError, SplitError, ImageDecodeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":
