@@ -3,7 +3,8 @@
 family was tested. Reads each block's run folder (runs/verdict-bK, the block's `runs/verdict` moved aside, with its
 weights — not committed); sface (frozen, the same in every block) is evaluated with block 0 only. Per-model results
 are cached in each run folder (an interrupted run resumes). Writes results/cpu/identification/lfw-half-id.csv and
-lfw-half-id.md (rank-1 and mAP with the 656 distractors in the gallery, mean ± sd over the 5 blocks; descriptive).
+lfw-half-id.md (rank-1 and mAP with the 656 distractors in the gallery, mean ± sd over the 5 blocks, by
+lqlib.id_study.id_tables; descriptive).
 
     OMP_WAIT_POLICY=PASSIVE python results/cpu/identification/run_identification.py
 """
@@ -15,7 +16,7 @@ import pandas as pd
 from lqlib import id_study as IS
 from lqlib import paths, study as S
 from lqlib.evaluation.tables import to_markdown
-from lqlib.io import atomic_write, save_dataframe_csv
+from lqlib.io import save_dataframe_csv, write_text
 
 SCALES, MODES, BLOCKS = [1, 8], ["cross", "both"], range(5)
 frames = []
@@ -32,24 +33,8 @@ for k in BLOCKS:
 out = pd.concat(frames, ignore_index=True)
 save_dataframe_csv(out, paths.resolve("results/cpu/identification/lfw-half-id.csv"), index=False)
 
-
-def cell(v: pd.Series) -> str:
-    return f"{v.mean():.2f} ± {v.std():.2f}" if len(v) > 1 else f"{v.mean():.2f}"
-
-
-d = out[out["distractors"]]
-cols = [(1, "cross"), (8, "cross"), (8, "both")]         # at ×1 nothing is degraded: cross = both
-rows = []
-for model, g in d.groupby("model", sort=False):
-    row = {"model": model, "n": int(((g["scale"] == 1) & (g["eval_mode"] == "cross")).sum())}
-    for s, mode in cols:
-        x = g[(g["scale"] == s) & (g["eval_mode"] == mode)]
-        for metric in ("rank1", "mAP"):
-            row[f"{metric} ×{s}" + (f" {mode}" if s > 1 else "")] = cell(x[metric])
-    rows.append(row)
-table = pd.DataFrame(rows)
-table = table[["model"] + [c for c in table.columns if c not in ("model", "n")] + ["n"]]
-with atomic_write(paths.resolve("results/cpu/identification/lfw-half-id.md"), "w", encoding="utf-8") as f:
-    f.write("# lfw-half-id (exploratory): rank-1 and mAP (%), gallery with distractors, mean ± sd over blocks\n\n"
-            + to_markdown(table, index=False) + "\n")
+md = ["# lfw-half-id (exploratory): identification of the verdict study's five blocks, ± = std over blocks (ddof 1)\n",
+      "cross: gallery at HR, probes degraded; both: gallery and probes degraded. Gallery with distractors.\n"]
+md += [f"## {title}\n\n{to_markdown(table)}\n" for title, table in IS.id_tables(out).items()]
+write_text(paths.resolve("results/cpu/identification/lfw-half-id.md"), "\n".join(md))
 print("written", len(out), "rows")
