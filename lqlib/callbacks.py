@@ -98,6 +98,10 @@ class EpochRecord:
         """The stopping rule said stop (a resumed run that had already met it trains no further)."""
         return bool(self.decision and self.decision["stop"])
 
+    def lr_scale(self) -> float:
+        """The stopping rule's factor on the learning rate (its plateau drops; 1 without ``lr_drops``)."""
+        return self.convergence.lr_scale(self.decision, self.cfg.lr_gamma) if self.convergence else 1.0
+
     def state(self) -> dict:
         return {"val_history": list(self.history), "converged": self.decision}
 

@@ -71,7 +71,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    schedule: str = "step"                   # step | cosine | onecycle
+    schedule: str = "step"                   # step | cosine | onecycle | constant
     lr_step_epochs: float = 5.0
     lr_gamma: float = 0.1
     warmup_epochs: float = 0.0

@@ -5,6 +5,7 @@ wraps :func:`lr_factor` in a ``LambdaLR`` over steps (``e = step / steps_per_epo
 
 * ``step`` — ``gamma ** floor(e / step_epochs)`` (the paper: ÷10 every 5 epochs);
 * ``cosine`` — ``(1 + cos(π·e/epochs)) / 2``;
+* ``constant`` — 1 (for a rate that only the stopping rule lowers: ``early_stop.lr_drops``);
 * ``onecycle`` — linear warm-up from 0.04 to 1 over ``warmup`` epochs (default 10 % of the run), then
   cosine to ~0 (the lfw-half calibration recipe).
 
@@ -24,6 +25,10 @@ def cosine(e: float, *, epochs: float, **_) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(e / epochs, 1.0)))
 
 
+def constant(e: float, **_) -> float:
+    return 1.0
+
+
 def onecycle(e: float, *, epochs: float, warmup_epochs: float = 0.0, **_) -> float:
     w = warmup_epochs or 0.1 * epochs
     if e < w:
@@ -31,7 +36,8 @@ def onecycle(e: float, *, epochs: float, warmup_epochs: float = 0.0, **_) -> flo
     return 0.5 * (1 + math.cos(math.pi * min((e - w) / max(epochs - w, 1e-8), 1.0))) + 1e-4
 
 
-SCHEDULES: dict[str, Callable[..., float]] = {"step": step, "cosine": cosine, "onecycle": onecycle}
+SCHEDULES: dict[str, Callable[..., float]] = {"step": step, "cosine": cosine, "onecycle": onecycle,
+                                              "constant": constant}
 
 
 def lr_factor(schedule: str, e: float, *, epochs: float, step_epochs: float = 5.0, gamma: float = 0.1,

@@ -177,7 +177,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(cfg.schedule, s / self.steps_per_epoch, epochs=cfg.epochs,
                                                 step_epochs=cfg.lr_step_epochs, gamma=cfg.lr_gamma,
-                                                warmup_epochs=cfg.warmup_epochs))
+                                                warmup_epochs=cfg.warmup_epochs) * self.record.lr_scale())
 
     def _copy_teacher_head(self, head: nn.Module, teacher_head: Optional[nn.Module]):
         if teacher_head is None:

@@ -49,6 +49,34 @@ def test_nan_and_bad_rules():
         ConvergenceRule(min_delta=-1)
 
 
+DROPS = ConvergenceRule(min_delta=0.25, patience=2, min_epochs=4, lr_drops=2)
+
+
+def test_plateaus_lower_the_rate_before_the_rule_may_stop():
+    #        epoch: 1     2     3     4     5     6     7     8     9     10    11
+    curve = [60.0, 70.0, 70.1, 70.2, 75.0, 75.1, 75.0, 76.0, 76.1, 76.0, 76.2]
+    # gains at 1, 2; 3-4 none → plateau after epoch 4: drop 1 (rate x0.1), count afresh; 75.0 gains at 5;
+    # 6-7 none → drop 2 after epoch 7; 76.0 gains at 8; 9-10 none → the third plateau stops after epoch 10
+    assert [DROPS.decide(curve[:e])["lr_drops"] for e in range(1, 12)] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2]
+    d = first_stop(DROPS, curve)
+    assert d["stop"] and d["epoch"] == 10 and d["lr_drop_epochs"] == [4, 7] and d["best_epoch"] == 8
+    assert d["reason"].endswith("after 2 rate drop(s) (epochs [4, 7])")
+    assert DROPS.decide(curve[:4])["reason"] == "plateau: learning rate lowered (drop 1 of 2)"
+    # the same curve without drops stops at the first plateau (epoch 4): drops only ever delay a stop
+    assert first_stop(ConvergenceRule(min_delta=0.25, patience=2, min_epochs=4), curve)["epoch"] == 4
+    # a drop counts patience afresh even without a gain: flat after the drop → stop `patience` epochs later
+    flat = [80.0] * 10
+    assert [DROPS.decide(flat[:e])["stop"] for e in range(1, 8)] == [False] * 6 + [True]
+    assert first_stop(DROPS, flat)["lr_drop_epochs"] == [3, 5]
+    assert DROPS.lr_scale(first_stop(DROPS, flat), 0.1) == pytest.approx(0.01)
+    assert DROPS.lr_scale(None, 0.1) == 1.0
+    # the rule without drops records as before (no new keys), one with drops names them
+    assert "lr_drops" not in RULE.to_dict() and "lr_drops" not in RULE.decide(curve)
+    assert DROPS.to_dict()["lr_drops"] == 2
+    with pytest.raises(ValueError, match="lr_drops"):
+        ConvergenceRule(lr_drops=-1)
+
+
 BASE = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, backbone="ir_cbam_tiny",
             batch_size=8, lr=0.05, num_workers=0, progress=False, head_kw={"s": 16.0, "m": 0.2}, compile=False)
 
@@ -91,6 +119,21 @@ def test_training_stops_by_the_rule_and_stays_stopped(tmp_path, val_bin):
     again = train_teacher(cfg)                                # a re-run resumes and does not train further
     assert again["convergence"]["epochs_trained"] == 2
     assert len((tmp_path / "t" / "metrics.csv").read_text().strip().splitlines()) == 3  # header + 2 epochs
+
+
+def test_the_trainer_lowers_the_rate_at_each_plateau(tmp_path, val_bin):
+    # min_delta 100: only epoch 1 improves, so every `patience` = 1 epoch is a plateau: drops after epochs 2
+    # and 3 (rate x0.5 each), stop after epoch 4 (>= min_epochs 2, one epoch at the lowest rate)
+    cfg = TrainConfig(name="d", out_dir=str(tmp_path / "d"), **{**BASE, "lr": 0.08}, epochs=8, schedule="constant",
+                      lr_gamma=0.5, val_pairs=str(val_bin), val_scales=[1],
+                      early_stop={"min_delta": 100.0, "patience": 1, "min_epochs": 2, "lr_drops": 2})
+    summary = train_teacher(cfg)
+    conv = summary["convergence"]
+    assert conv["epochs_trained"] == 4 and conv["decision"]["lr_drop_epochs"] == [2, 3]
+    lrs = [float(line.split(",")[2]) for line in (tmp_path / "d" / "metrics.csv").read_text().splitlines()[1:]]
+    header = (tmp_path / "d" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[2] == "lr"
+    assert lrs == pytest.approx([0.08, 0.08, 0.04, 0.02])   # the rate each epoch ended with
 
 
 def test_validation_pairs_of_the_training_split_are_refused(tmp_path, monkeypatch):
