@@ -108,18 +108,38 @@ class Part:
             raise FloatingPointError("non-finite loss in the benchmark")
         return time.perf_counter() - t0
 
-    def use_engine_of(self, other: "Part", steps: int = 2) -> None:
-        """Run compiled or eager as ``other``'s probe decided (a comparison of two parts is about what
-        differs between them, not about two noisy probes on a shared machine); this part's own decision
-        is kept in ``info``."""
+    def settle(self) -> None:
+        """Step until this part's engine probe has decided (a probe still running during the timed
+        rounds would switch engines in the middle of them)."""
+        while self.tr.probe.active:
+            self.run(1)
+
+    def engine_used(self) -> str:
+        """The engine the timed steps really run on, read off the compiled modules themselves."""
         from lqlib.engine import compiled_modules
 
-        compiled = other.tr.probe.decision == "compiled"
+        mods = compiled_modules(self.tr.distiller)
+        if not mods:
+            return "eager (not compiled)"
+        eager = {bool(m.eager or m.failed) for m in mods}
+        return "mixed" if len(eager) > 1 else ("eager" if eager == {True} else "compiled")
+
+    def use_engine_of(self, other: "Part", steps: int = 2) -> None:
+        """Run on the engine ``other``'s probe chose (a comparison of two parts is about what differs
+        between them, not about two noisy probes on a shared machine). Both probes are settled first,
+        so neither switches engines later; this part's own decision is kept in ``info``."""
+        from lqlib.engine import compiled_modules
+
+        other.settle()
+        self.settle()
+        compiled = other.engine_used() == "compiled"
         self.info["own_probe"] = self.tr.engine_report()
         for m in compiled_modules(self.tr.distiller):
             m.eager = not compiled
-        self.info["engine_as"] = f"{'compiled' if compiled else 'eager'}, as the live-teacher part"
         self.run(steps)
+        if self.engine_used() != other.engine_used():
+            raise RuntimeError(f"the parts run on different engines: {self.engine_used()} vs {other.engine_used()}")
+        self.info["engine_as"] = f"{self.engine_used()}, as the live-teacher part"
 
     def time_round(self, steps: int) -> None:
         self.rates.append(self.batch[0].shape[0] * steps / self.run(steps))
@@ -127,7 +147,7 @@ class Part:
     def result(self) -> dict:
         rates = sorted(self.rates)
         out = {**self.info, "img_per_s": round(rates[len(rates) // 2], 1), "img_per_s_rounds": [round(r, 1) for r in self.rates],
-               "engine": self.tr.engine_report()}
+               "engine": self.tr.engine_report(), "engine_used": self.engine_used()}
         out["ms_per_step"] = round(1000 * self.batch[0].shape[0] / out["img_per_s"], 1)
         out["compile_s"] = out["engine"].get("compile_s", 0.0)
         if self.tr.device.type == "cuda":
@@ -220,8 +240,9 @@ def main(argv=None):
     for name, part in parts.items():
         res[name] = part.result()
         print(name, res[name], flush=True)
-    if "cached" in res and "default" in res:
+    if "cached" in res and "default" in res:  # only a like-for-like ratio (use_engine_of raised otherwise)
         res["speedup_cached_vs_live"] = round(res["cached"]["img_per_s"] / res["default"]["img_per_s"], 2)
+        res["engine_of_the_comparison"] = res["default"]["engine_used"]
     if "naive" in res and "default" in res:
         res["speedup_default_vs_naive"] = round(res["default"]["img_per_s"] / res["naive"]["img_per_s"], 2)
     if "peak" not in args.skip and dev.type == "cpu":  # the peak these threads reach now, in this run
@@ -263,7 +284,8 @@ def main(argv=None):
                 "|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
     d = res.get("default", {})
     mp = res.get("measured_peak", {})
-    cached = (f"{res['cached']['img_per_s']} (×{res['speedup_cached_vs_live']})" if "cached" in res else "")
+    cached = (f"{res['cached']['img_per_s']} (×{res['speedup_cached_vs_live']}, both {res['engine_of_the_comparison']})"
+              if "cached" in res and "default" in res else "")
     row = (f"| {res['date']} | {args.backbone} | {res['teacher_model']} | {args.batch} | {args.method} | {res['device']} | "
            f"{res['threads']} | "
            f"{res.get('naive', {}).get('img_per_s', '')} | {d.get('img_per_s', '')} | "
