@@ -111,3 +111,34 @@ def test_run_info_says_which_set_each_step_read(tmp_path, monkeypatch):
     info = json.loads(R.publish_run_info(preset, tmp_path, status, [], tmp_path).read_text())
     assert info["steps"]["03__val"]["reads"] == "validation" and info["steps"]["03__test"]["reads"] == "test"
     assert "reads" not in info["steps"]["02"] and info["hypotheses"]["status"] == "registered"
+
+
+def test_the_registered_converged_preset_is_its_committed_file_and_its_recipe():
+    """The converged study: results/converged/hypotheses.yaml (dated by git) is the preset's block; the family is
+    the verdict study's five plus H6 (BasicNet-LR vs the block's teacher, BasicNet-HR); the test folds are read by
+    the test step only; the students' stopping rule is the one the hypotheses state (x8 on lfw-half-val, rate
+    drops before a stop) and the teacher's is the verdict study's."""
+    import yaml
+
+    from lqlib import paths
+    from lqlib.config import recipe
+    from lqlib.run import load_preset
+
+    p = load_preset("converged")
+    committed = yaml.safe_load(paths.resolve("results/converged/hypotheses.yaml").read_text())["hypotheses"]
+    assert committed == p["hypotheses"]
+    require_registered(committed)
+    fam = parse_family(committed)
+    verdict = parse_family(load_preset("verdict")["hypotheses"])
+    assert fam[:5] == verdict and [h.id for h in fam] == ["H1", "H2", "H3", "H4", "H5", "H6"]
+    assert (fam[5].model, fam[5].baseline, fam[5].scale, fam[5].eval_mode) == ("none", "teacher", 8.0, "both")
+    reads = [s.get("parameters", {}).get("PAIRS") for s in p["notebooks"]]
+    assert reads[-2] == committed["pairs"] == "lfw-half" and reads[-1] is None
+    assert all(r in (None, committed["validation"]) for r in reads[:-2])
+    student, teacher = recipe("cpu_converged", "student"), recipe("cpu_converged", "teacher")
+    assert student["early_stop"] == {"metric": "val_acc_x8", "min_delta": 0.25, "patience": 3, "min_epochs": 8,
+                                     "lr_drops": 2}
+    assert student["schedule"] == "constant" and student["val_pairs"] == "lfw-half-val" and student["epochs"] == 30
+    assert teacher == recipe("cpu_verdict", "teacher")
+    sface = [s for s in p["notebooks"] if s.get("tag") == "sface"][0]["parameters"]
+    assert sface["KD_WEIGHTS"] == {"angular": 50.0}
