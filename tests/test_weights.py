@@ -1,0 +1,78 @@
+"""A teacher published as fp16 safetensors: what its students see, and a run folder rebuilt from it."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from lqlib import weights
+from lqlib.checkpoint import CheckpointError, is_finished, load_trained
+from lqlib.config import TrainConfig
+from lqlib.train import train_teacher
+
+BASE = dict(data="synthetic", synthetic={"num_classes": 4, "images_per_class": 4}, backbone="ir_cbam_tiny",
+            batch_size=8, lr=0.05, num_workers=0, progress=False, head_kw={"s": 16.0, "m": 0.2}, compile=False,
+            epochs=2, role="teacher")
+
+
+@pytest.fixture()
+def teacher(tmp_path):
+    cfg = TrainConfig(name="t", out_dir=str(tmp_path / "run" / "teacher"), **BASE)
+    train_teacher(cfg)
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    for name in ("metrics.csv", "summary.json"):   # what 01 publishes beside the weights
+        shutil.copyfile(tmp_path / "run" / "teacher" / name, pub / f"teacher_{name}")
+    return cfg, tmp_path / "run" / "teacher", pub
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_publish_rounds_the_checkpoint_and_the_file_holds_the_same_weights(teacher):
+    cfg, run, pub = teacher
+    before, _, _ = load_trained(run)
+    out = weights.publish_teacher(run, pub)
+    assert out == pub / "teacher.safetensors" and out.stat().st_size < weights.MAX_BYTES
+    after, head, _ = load_trained(run)
+    w0, w1 = before.state_dict(), after.state_dict()
+    floats = [k for k in w1 if torch.is_floating_point(w1[k])]
+    assert floats and all(torch.equal(w1[k], w1[k].half().float()) for k in floats)  # fp16-exact now
+    assert any(not torch.equal(w0[k], w1[k]) for k in floats)                       # and it was rounded
+    assert max((w0[k] - w1[k]).abs().max().item() for k in floats) < 1e-2
+    b, h, config = weights.read_teacher(out)
+    assert _same(b.state_dict(), w1) and _same(h.state_dict(), head.state_dict()) and config["epochs"] == 2
+
+
+def test_a_run_folder_rebuilt_from_the_file_resumes_as_the_finished_teacher(teacher):
+    cfg, run, pub = teacher
+    weights.publish_teacher(run, pub)
+    published, _, _ = load_trained(run)
+    metrics = (run / "metrics.csv").read_text()
+    shutil.rmtree(run.parent)
+    assert weights.restore_teacher(run, pub) and is_finished(run)
+    assert not weights.restore_teacher(run, pub)          # a folder with a checkpoint is left alone
+    summary = train_teacher(cfg)                          # resumes: nothing more to train
+    assert summary["epochs"] == 2 and (run / "metrics.csv").read_text() == metrics
+    assert (run / "training_data.json").is_file() and (run / "train_images.npy").is_file()
+    restored, _, _ = load_trained(run)
+    assert _same(restored.state_dict(), published.state_dict())
+
+
+def test_refusals_name_the_file_and_write_nothing(teacher, monkeypatch):
+    cfg, run, pub = teacher
+    ck_before = (run / "checkpoint.pt").read_bytes()
+    monkeypatch.setattr(weights, "MAX_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"teacher\.safetensors.*over the"):
+        weights.publish_teacher(run, pub)
+    assert not (pub / "teacher.safetensors").exists() and (run / "checkpoint.pt").read_bytes() == ck_before
+    bad = pub / "teacher.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="teacher.safetensors"):
+        weights.read_teacher(bad)
+    (run.parent / "u").mkdir()                                   # a checkpoint without its summary.json
+    shutil.copyfile(run / "checkpoint.pt", run.parent / "u" / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match="not finished"):
+        weights.publish_teacher(run.parent / "u", pub)
