@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lint-imports --no-cache | tail -n 2
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict 2>&1 | grep -E "WARNING|ERROR|Aborted|Documentation built"  # the docs site (docs/, mkdocs.yml)
 python -m pytest -q tests --ignore=tests/browser
 out=runs/ci-nbval
 rm -rf "$out"
