@@ -189,12 +189,12 @@ def test_adaface_bad_parameters():
         build_head("adaface", 2, 2, h=-1.0)
 
 
-def test_readme_head_table_lists_every_registered_head():
+def test_docs_head_table_lists_every_registered_head():
     from pathlib import Path
 
     from lqlib.heads import HEAD_NAMES, HEADS
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    table = readme.split("### Margin heads", 1)[1].split("\n\n")[2]
+    page = (Path(__file__).resolve().parents[1] / "docs" / "heads.md").read_text()
+    table = page.split("# Margin heads", 1)[1].split("\n\n")[2]
     rows = [line.split("`")[1] for line in table.splitlines() if line.startswith("| `")]
     assert rows == list(HEADS) and set(HEAD_NAMES) == set(HEADS)

@@ -1,5 +1,5 @@
-"""One word, one meaning (README "Library map"): the retired words and phrases must not come back in the
-package, the notebooks or the README, and documented keyword arguments must exist."""
+"""One word, one meaning (docs/library.md): the retired words and phrases must not come back in the
+package, the notebooks, the README or the documentation, and documented keyword arguments must exist."""
 import inspect
 import re
 from pathlib import Path
@@ -22,7 +22,7 @@ RETIRED = {
 
 def _texts():
     files = sorted((ROOT / "lqlib").rglob("*.py")) + sorted((ROOT / "lqlib").rglob("*.yaml"))
-    files += sorted((ROOT / "notebooks").glob("*.ipynb")) + [ROOT / "README.md"]
+    files += sorted((ROOT / "notebooks").glob("*.ipynb")) + [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
     for p in files:
         yield p, p.read_text(encoding="utf-8")
 
