@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
-# One GPU window, one command (README, "GPU block"): the lfw-half study block of bench/gpu_block.py in one
-# Python process, ≤ 9 minutes wall, ≤ 8 files in $OUT (accuracy.csv, pairs_correct.npz, timings.json,
-# accuracy_vs_scale.png, kd_step.json, log).
+# The lfw-half study block on one CUDA GPU, one command (docs/gpu.md): bench/gpu_block.py in one Python process,
+# within a time budget, ≤ 8 files in $OUT (accuracy.csv, pairs_correct.npz, timings.json, accuracy_vs_scale.png,
+# kd_step.json, log).
 #
-#   SEED=3 bash bench/gpu_block.sh                 # on the GPU machine ($OUT is the device tool's folder)
+#   SEED=0 bash bench/gpu_block.sh                 # on a machine with one CUDA GPU
+#   SEED=0 BUDGET_S=900 bash bench/gpu_block.sh    # a longer budget (seconds from process start; default 510)
 #   OUT=/tmp/blk bash bench/gpu_block.sh --dry-run  # the same command on the CPU, tiny configuration
 #
 # Needs data/packs/{train.rec,train.idx,lfw_half.bin,lfw_half.folds.json,manifest.json} (python -m lqlib.data
-# prepare --out data/packs; git-ignored, so sent with the command). Installs nothing: the GPU machine's
-# Python already has every package the block imports. Environment: SEED (default 0), BUDGET_S (default
-# 510), OUT (required); extra arguments go to `gpu_block.py run`. Exit status: 0 complete, 2 incomplete
-# (time budget), 1 a failed step, 66 missing packs, 124/137 killed by the backstop timeout.
+# prepare --out data/packs; git-ignored, so copy them along when the GPU is on another machine). Installs nothing.
+# Environment: SEED (default 0), BUDGET_S (default 510), OUT (default runs/gpu-block-out-s$SEED); extra arguments
+# go to `gpu_block.py run`. Exit status: 0 complete, 2 incomplete (time budget), 1 a failed step, 66 missing
+# packs, 124/137 killed by the backstop timeout. Then: python bench/gpu_block.py merge "$OUT".
 set -o pipefail
 cd "$(dirname "$0")/.." || exit 1
-: "${OUT:?set OUT to the output folder}"
-mkdir -p "$OUT"
 SEED="${SEED:-0}"
+OUT="${OUT:-runs/gpu-block-out-s$SEED}"
+mkdir -p "$OUT"
 BUDGET_S="${BUDGET_S:-510}"
 case " $* " in
   *" --dry-run "*) ;;

@@ -42,7 +42,7 @@ def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list, dst
     still pending (a run stopped part-way says so).
 
     A step of the preset that an earlier run published to the same folder but this run folder has no record
-    of (the folder was lost between sessions, or a later step such as a pooling step ran from a fresh folder)
+    of (the folder was lost between runs, or a later step such as a pooling step ran from a fresh folder)
     keeps its earlier record, marked with the earlier run's ``recorded`` time and ``environment``; a step this
     run did replaces it."""
     dst = paths.resolve(dst if dst is not None else preset["publish"])
