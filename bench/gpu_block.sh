@@ -23,7 +23,7 @@ case " $* " in
   *) for f in train.rec train.idx lfw_half.bin lfw_half.folds.json manifest.json; do
        if [ ! -s "data/packs/$f" ]; then
          echo "gpu_block.sh: data/packs/$f is missing: build the packs with 'python -m lqlib.data prepare --out data/packs'" \
-              "and send train.rec, train.idx, lfw_half.bin, lfw_half.folds.json and manifest.json with the command" \
+              "(on another machine: copy train.rec, train.idx, lfw_half.bin, lfw_half.folds.json and manifest.json there)" \
               | tee "$OUT/log" >&2
          exit 66
        fi

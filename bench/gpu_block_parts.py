@@ -167,7 +167,7 @@ def check_packs(packs: Path) -> None:
     missing = [f for f in PACK_FILES if not (packs / f).is_file()]
     if missing:
         raise FileNotFoundError(f"packs folder {packs} lacks {missing}: build it with `python -m lqlib.data prepare "
-                                "--out data/packs` and send those files with the command (README, GPU block)")
+                                "--out data/packs` and copy those files to the GPU machine (docs/gpu.md)")
 
 
 def environment(device: str, packs: Path) -> dict:
