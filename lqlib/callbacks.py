@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from .convergence import ConvergenceRule
 from .data import load_pairs
 from .data.sources import eval_role
+from .errors import LqlibError
 from .evaluation import evaluate, scale_label
 from .io import write_json, write_text
 
@@ -166,11 +167,11 @@ class EpochRecord:
         return out
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(LqlibError, FloatingPointError):
     """A loss term became NaN or inf; the run stopped and kept its last good checkpoint."""
 
 
-class DegenerateTrainingError(RuntimeError):
+class DegenerateTrainingError(LqlibError, RuntimeError):
     """The training problem cannot teach anything (one class; a cross-entropy of exactly 0)."""
 
 
@@ -232,7 +233,7 @@ def write_summary(run_dir: Path, summary: dict) -> Path:
     return write_json(Path(run_dir) / "summary.json", summary)
 
 
-class DegenerateRunError(AssertionError):
+class DegenerateRunError(LqlibError, AssertionError):
     """A finished run's recorded losses show that it learnt nothing (notebook check cells raise it)."""
 
 

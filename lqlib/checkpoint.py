@@ -13,12 +13,13 @@ from typing import NamedTuple, Optional
 
 import torch
 
+from .errors import LqlibError
 from .io import torch_save
 
 CHECKPOINT = "checkpoint.pt"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LqlibError, RuntimeError):
     pass
 
 

@@ -21,8 +21,14 @@ Degradations (``DEGRADATIONS``, chosen by name with ``degradation=``):
 vertical axis (anisotropic blur, σx = ``blur_sigma``).
 
 Scale 1 is the identity (no resampling and no blur), so ``×1`` rows of a table are the originals.
-A scale that leaves fewer pixels than the blur needs is a ``ValueError`` naming the largest valid
-scale.
+A scale that leaves fewer pixels than the blur needs is a :class:`DegradationError` (a ``ValueError``) naming
+the largest valid scale.
+
+Command line — low-quality copies of your own face images, as the students see them (PNG, lossless)::
+
+    python -m lqlib.degrade face.jpg other.png --out degraded/ [--scale 2 4 8] [--degradation paper]
+
+writes ``degraded/<image>_x<scale>.png`` for every image and scale (at the image's own size) and prints each path.
 """
 from __future__ import annotations
 
@@ -34,8 +40,14 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from .errors import LqlibError, command
+
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 BLUR_POSITIONS = ("low", "high")
+
+
+class DegradationError(LqlibError, ValueError):
+    """A degradation's options or scale do not fit (the message names the option and what would)."""
 
 
 @dataclass(frozen=True)
@@ -59,16 +71,16 @@ def get_degradation(name: str) -> DegradeConfig:
     try:
         return DEGRADATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown degradation {name!r}; choose from {sorted(DEGRADATIONS)}") from None
+        raise DegradationError(f"unknown degradation {name!r}; choose from {sorted(DEGRADATIONS)}") from None
 
 
 def _check_scale(s) -> float:
     try:
         f = float(s)
     except (TypeError, ValueError):
-        raise ValueError(f"degradation scale must be a number >= 1, got {s!r}") from None
+        raise DegradationError(f"degradation scale must be a number >= 1, got {s!r}") from None
     if not math.isfinite(f) or f < 1.0:
-        raise ValueError(f"degradation scale must be a finite number >= 1, got {s!r}")
+        raise DegradationError(f"degradation scale must be a finite number >= 1, got {s!r}")
     return f
 
 
@@ -77,7 +89,7 @@ def _low_size(h: int, w: int, s: float, cfg: DegradeConfig) -> tuple[int, int]:
     small = (round(h / s), round(w / s))
     need = cfg.blur_kernel // 2 + 1 if (cfg.blur_sigma is not None and cfg.blur_at == "low") else 1
     if min(small) < need:
-        raise ValueError(f"scale {s:g} leaves {small[0]}×{small[1]} pixels of a {h}×{w} image, fewer than the "
+        raise DegradationError(f"scale {s:g} leaves {small[0]}×{small[1]} pixels of a {h}×{w} image, fewer than the "
                          f"{need}×{need} this degradation needs; the largest valid scale is "
                          f"{largest_scale(min(h, w), need):g}")
     return small
@@ -113,7 +125,7 @@ def _blur(x: torch.Tensor, cfg: DegradeConfig, generator: torch.Generator | None
     if sigma is None:
         return x
     if k < 1 or k % 2 == 0:
-        raise ValueError(f"blur_kernel must be a positive odd integer, got {k}")
+        raise DegradationError(f"blur_kernel must be a positive odd integer, got {k}")
     if isinstance(sigma, (int, float)):
         if sigma <= 0:
             return x
@@ -121,7 +133,7 @@ def _blur(x: torch.Tensor, cfg: DegradeConfig, generator: torch.Generator | None
         return TF.gaussian_blur(x, kernel_size=[k, k], sigma=[float(sigma), sy])
     lo, hi = (float(v) for v in sigma)
     if not (0 < lo <= hi):
-        raise ValueError(f"blur_sigma range must satisfy 0 < low <= high, got {sigma}")
+        raise DegradationError(f"blur_sigma range must satisfy 0 < low <= high, got {sigma}")
     # per-image σ: torchvision's gaussian_blur takes one σ per call, so build one kernel per
     # image and apply them as a grouped (depthwise) convolution
     b, c, h, w = x.shape
@@ -180,20 +192,20 @@ def degrade(
         blur_kernel=cfg.blur_kernel if blur_kernel is None else int(blur_kernel),
     )
     if cfg.interpolation not in INTERPOLATIONS:
-        raise ValueError(f"unknown interpolation {cfg.interpolation!r}; choose from {INTERPOLATIONS}")
+        raise DegradationError(f"unknown interpolation {cfg.interpolation!r}; choose from {INTERPOLATIONS}")
     if not isinstance(images, torch.Tensor):
         raise TypeError("images must be a torch.Tensor (NCHW or CHW)")
     squeeze = images.dim() == 3
     x = images[None] if squeeze else images
     if x.dim() != 4:
-        raise ValueError(f"images must be NCHW or CHW, got shape {tuple(images.shape)}")
+        raise DegradationError(f"images must be NCHW or CHW, got shape {tuple(images.shape)}")
     b = x.shape[0]
     h, w = x.shape[-2:]
 
     if isinstance(scale, (list, tuple)) or (isinstance(scale, torch.Tensor) and scale.dim() > 0):
         choices = [_check_scale(s) for s in (scale.tolist() if isinstance(scale, torch.Tensor) else scale)]
         if not choices:
-            raise ValueError("scale list is empty")
+            raise DegradationError("scale list is empty")
         for s in set(choices) - {1.0}:
             _low_size(h, w, s, cfg)
         idx = torch.randint(len(choices), (b,), generator=generator,
@@ -234,3 +246,52 @@ def high_frequency_energy(images: torch.Tensor, cutoff: float = 0.25) -> torch.T
     mask = (fy**2 + fx**2).sqrt() > cutoff
     total = spec.sum(dim=(-2, -1)).clamp_min(1e-12)
     return (spec * mask).sum(dim=(-2, -1)).div(total).mean(dim=-1) if x.dim() == 4 else (spec * mask).sum(dim=(-2, -1)) / total
+
+
+def _scale_arg(text: str) -> float:
+    import argparse
+
+    try:
+        return _check_scale(text)
+    except DegradationError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+@command()
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lqlib.degrade IMAGE ... --out DIR``: see the module docstring. Every image is read and degraded
+    before anything is written, so a bad image or scale leaves nothing behind."""
+    import argparse
+    from pathlib import Path
+
+    from torchvision.io import encode_png
+
+    from .data import read_image_rgb
+    from .io import write_bytes
+
+    ap = argparse.ArgumentParser(prog="python -m lqlib.degrade",
+                                 description="Write low-quality copies of face images (PNG), as the students see them.")
+    ap.add_argument("images", nargs="+", metavar="IMAGE", help="face images (aligned 112×112 crops or any size)")
+    ap.add_argument("--out", required=True, help="folder for <image>_x<scale>.png")
+    ap.add_argument("--scale", nargs="+", type=_scale_arg, default=[2.0, 4.0, 8.0],
+                    help="degradation scales, each >= 1 (default: 2 4 8)")
+    ap.add_argument("--degradation", choices=sorted(DEGRADATIONS), default="paper",
+                    help="the named degradation (default: paper)")
+    args = ap.parse_args(argv)
+    stems = [Path(p).stem for p in args.images]
+    clash = sorted({s for s in stems if stems.count(s) > 1})
+    if clash:
+        raise DegradationError(f"two images named {clash[0]!r} would write the same files; pass one of them at a time")
+    out = Path(args.out)
+    copies = [(out / f"{Path(p).stem}_x{s:g}.png", degrade(face, s, degradation=args.degradation))
+              for p, face in ((p, read_image_rgb(p)) for p in args.images) for s in args.scale]
+    for target, img in copies:
+        write_bytes(target, encode_png(img).numpy().tobytes())
+        print(target)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

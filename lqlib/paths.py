@@ -9,10 +9,13 @@ import os
 import re
 from pathlib import Path
 
+from .errors import LqlibError
+
 ENV_DATA = "LQLIB_DATA"
+ENV_FIGURES = "LQLIB_FIGURES"
 
 
-class DataNotFoundError(FileNotFoundError):
+class DataNotFoundError(LqlibError, FileNotFoundError):
     """Raised when no face-data directory can be found."""
 
 
@@ -92,7 +95,10 @@ def results_dir() -> Path:
 
 
 def figures_dir() -> Path:
-    return repo_root() / "figures"
+    """``figures/`` of the repository; ``$LQLIB_FIGURES`` overrides (``lqlib.run`` points a run that does not own
+    ``figures/`` — ``--out`` elsewhere, synthetic data — at ``<out>/figures``)."""
+    env = os.environ.get(ENV_FIGURES)
+    return Path(env).expanduser() if env else repo_root() / "figures"
 
 
 def cache_dir() -> Path:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import itertools
 import json
 import os
@@ -35,13 +36,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 from . import paths
+from .errors import LqlibError, command
 from .io import write_json
 from .run_record import RUN_INFO, environment, publish_run_info  # noqa: F401  (run.environment: public)
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 
 
-class PresetError(ValueError):
+class PresetError(LqlibError, ValueError):
     pass
 
 
@@ -178,6 +180,8 @@ def plan(preset: dict, run_name: str) -> list[Step]:
 def block_spec(preset: dict) -> tuple[str, list]:
     """(parameter, values) of a blocked preset's ``blocks`` section."""
     spec = preset.get("blocks")
+    if spec is None:
+        raise PresetError(f"preset {preset['name']!r} has no blocks (no 'blocks' section): run it without --block")
     if not isinstance(spec, dict) or not spec.get("parameter") or not isinstance(spec.get("values"), list):
         raise PresetError(f"preset {preset['name']!r}: 'blocks' needs a 'parameter' and a list of 'values', got {spec!r}")
     return str(spec["parameter"]), list(spec["values"])
@@ -215,8 +219,14 @@ def block_plan(preset: dict, steps: list[Step], value) -> list[Step]:
 
 
 def selected(steps: list[Step], only: Optional[list[str]]) -> list[Step]:
-    """The steps whose key contains one of ``only`` (all of them without ``only``): ``--only``."""
-    return [s for s in steps if not only or any(o in s.key for o in only)]
+    """The steps whose key contains one of ``only`` (all of them without ``only``): ``--only``. A selection that
+    matches no step is a :class:`PresetError` listing the steps."""
+    if only is not None and not only:
+        raise PresetError("--only needs at least one step name (part of a key; see --list)")
+    out = [s for s in steps if not only or any(o in s.key for o in only)]
+    if only and not out:
+        raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in steps]}")
+    return out
 
 
 def params_hash(params: dict) -> str:
@@ -320,7 +330,8 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
 
     Publishing: only the run that owns the published folders publishes into them — the preset's own run
     directory ``runs/<preset>`` on face data. Any other run (``--out`` elsewhere, or synthetic data) writes
-    ``run_info.json`` and the notebooks' ``PUBLISH_DIR`` copies to ``<out>/published/`` instead.
+    ``run_info.json`` and the notebooks' ``PUBLISH_DIR`` copies to ``<out>/published/`` instead, and its
+    figures to ``<out>/figures/`` (not ``figures/``: the notebooks' kernels get ``$LQLIB_FIGURES``).
 
     Blocks: a preset with a ``blocks`` section runs only with ``block`` (``--block K``, :func:`block_plan`);
     its run folder records the block (``block.json``) and refuses another one."""
@@ -329,22 +340,15 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
     preset = load_preset(preset_name)
     own = default_out(preset)
     out_dir = paths.resolve(out) if out else own
-    if only is not None and not only:
-        raise PresetError("--only needs at least one step name (part of a key; see --list)")
     if preset.get("blocks") and block is None:
         param, values = block_spec(preset)
         raise PresetError(f"preset {preset['name']!r} runs in blocks: pass --block with one {param} of {values}")
-    if block is not None and not preset.get("blocks"):
-        raise PresetError(f"--block: preset {preset['name']!r} has no 'blocks' section")
 
     def select(run_name):
         all_steps = plan(preset, run_name)
         if block is not None:
             all_steps = block_plan(preset, all_steps, block)
-        steps = selected(all_steps, only)
-        if only and not steps:
-            raise PresetError(f"--only {' '.join(only)} matches no step; the steps are: {[s.key for s in all_steps]}")
-        return all_steps, steps
+        return all_steps, selected(all_steps, only)
 
     all_steps, steps = select(out_dir.name)
     fallback = [s for s in steps if _uses_synthetic(s.effective())]
@@ -382,17 +386,15 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
     t_all = time.time()
     log(f"lqlib.run: preset {preset['name']!r} → {out_dir} ({len(steps)} notebook runs"
         f"{', prepare only' if prepare_only else ''})")
-    env_before = os.environ.get(SYNTHETIC_ENV)
-    if not prepare_only:  # the notebooks' kernels inherit it: a data call that would fall back refuses
-        os.environ[SYNTHETIC_ENV] = "allow" if is_synthetic else "refuse"
-    try:
+    kernel_env = {}  # the notebooks' kernels inherit it
+    if not prepare_only:  # a data call that would fall back to synthetic data refuses
+        kernel_env[SYNTHETIC_ENV] = "allow" if is_synthetic else "refuse"
+    if not (prepare_only or owner):  # figures of a run that does not own figures/ stay with it
+        kernel_env[paths.ENV_FIGURES] = str(out_dir / "figures")
+        log(f"lqlib.run: figures → {out_dir / 'figures'} (only the preset's own run draws into figures/)")
+    with _environment(kernel_env):
         written = _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, owner, publish_dir,
                              prepare_only, force, log)
-    finally:
-        if env_before is None:
-            os.environ.pop(SYNTHETIC_ENV, None)
-        else:
-            os.environ[SYNTHETIC_ENV] = env_before
     if not prepare_only:
         total = sum(v.get("seconds", 0) for v in status.values())
         log(f"lqlib.run: all {len(steps)} notebook runs done in {time.time() - t_all:.0f} s "
@@ -400,6 +402,21 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
         if publish_dir is not None:  # written after every step
             log(f"lqlib.run: run record (command, environment, seconds per step) → {publish_dir / RUN_INFO}")
     return written
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    """``values`` set in ``os.environ`` for the block (the notebooks' kernels inherit them), then restored."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _claim_block(out_dir: Path, param: str, value, prepare_only: bool) -> None:
@@ -468,10 +485,11 @@ def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, 
     return written
 
 
-class RunError(RuntimeError):
+class RunError(LqlibError, RuntimeError):
     pass
 
 
+@command()
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lqlib.run", description="Run lqlib's notebooks with papermill.")
     ap.add_argument("--preset", default="smoke", help=f"preset name ({', '.join(list_presets())}) or YAML path")
@@ -485,21 +503,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--block", type=_block_value, help="one block of a blocked preset (its 'blocks' section), e.g. 0")
     ap.add_argument("--list", action="store_true", help="print the plan and exit")
     args = ap.parse_args(argv)
-    try:
-        if args.list:
-            preset = load_preset(args.preset)
-            out_dir = paths.resolve(args.out) if args.out else paths.runs_dir() / preset["name"]
-            steps = plan(preset, out_dir.name)
-            if args.block is not None:
-                steps = block_plan(preset, steps, args.block)
-            for s in selected(steps, args.only):
-                print(f"{s.key}: {json.dumps(s.parameters)}")
-            return 0
-        run(args.preset, args.out, prepare_only=args.prepare_only, force=args.force, only=args.only,
-            synthetic=args.synthetic, block=args.block)
-    except (PresetError, RunError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    if args.list:
+        preset = load_preset(args.preset)
+        out_dir = paths.resolve(args.out) if args.out else paths.runs_dir() / preset["name"]
+        steps = plan(preset, out_dir.name)
+        if args.block is not None:
+            steps = block_plan(preset, steps, args.block)
+        for s in selected(steps, args.only):
+            print(f"{s.key}: {json.dumps(s.parameters)}")
+        return 0
+    run(args.preset, args.out, prepare_only=args.prepare_only, force=args.force, only=args.only,
+        synthetic=args.synthetic, block=args.block)
     return 0
 
 

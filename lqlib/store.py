@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 
 from . import paths
+from .errors import LqlibError
 from .io import torch_save, write_json
 
 Expect = Mapping[str, tuple[tuple[Optional[int], ...], Optional[torch.dtype]]]  # name → (shape, dtype)
@@ -42,7 +43,7 @@ class CacheInvalidWarning(UserWarning):
     """A cache file could not be used (unreadable, or not what its manifest / the caller says)."""
 
 
-class InvalidCacheFile(ValueError):
+class InvalidCacheFile(LqlibError, ValueError):
     """Raised by :meth:`ArrayStore.read` for a cache file that fails validation (message names it)."""
 
 

@@ -20,13 +20,14 @@ from . import paths
 from .checkpoint import load_backbone, read_training_data
 from .data.memory import image_hashes, image_thumbnails, shared_faces
 from .data.sources import leaks, overlapping_eval_sets
+from .errors import LqlibError
 from .evaluation import compare_to_baseline, evaluate, paper_table, to_markdown
 from .io import atomic_write, save_dataframe_csv, write_json, write_text
 from .model_key import ModelKey, reading_order
 from .teachers import build_teacher
 
 
-class LeakageError(ValueError):
+class LeakageError(LqlibError, ValueError):
     """A model would be evaluated on pairs whose identities it was trained on."""
 
 

@@ -34,7 +34,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .callbacks import DegenerateTrainingError, EpochRecord, LossSums, NonFiniteLossError, write_summary
+from .callbacks import DegenerateTrainingError, EpochRecord, LossSums, NonFiniteLossError, write_summary  # noqa: F401 (NonFiniteLossError: public here too)
 from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity, write_training_data  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides, resolve
 from .data.memory import DecodedDataset, batch_stream, dataset_fingerprint, decoded
@@ -42,6 +42,7 @@ from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .data.sources import leaks
 from .distiller import Distiller
 from .engine import CompileProbe, compiled, compiled_modules
+from .errors import command
 from .heads import build_head
 from .io import write_json
 from .losses import Progress
@@ -412,6 +413,7 @@ def train_student(cfg: TrainConfig | dict, teacher: Any = None, **kw) -> dict:
     return train(dataclasses.replace(cfg, role="student"), teacher=teacher, **kw)
 
 
+@command(ValueError, TypeError, FileNotFoundError)  # a bad --set value or config file: the user's to fix
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lqlib.train", description=__doc__.split("\n")[0])
     ap.add_argument("--config", help="YAML file with TrainConfig fields")
@@ -422,9 +424,6 @@ def main(argv: Optional[list[str]] = None) -> int:
         over = parse_overrides(args.set)
         cfg = load_config(args.config, **over) if args.config else TrainConfig.from_dict(over)
         summary = train(cfg, teacher=args.teacher)
-    except (ValueError, TypeError, FileNotFoundError, NonFiniteLossError, DegenerateTrainingError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return 130

@@ -396,7 +396,7 @@ def test_a_corrupt_status_json_is_one_error_naming_the_file(tmp_path, fake_runs,
     for text in ('{"03_evaluation__a": {"status": "do', "[1, 2]"):
         status.parent.mkdir(parents=True, exist_ok=True)
         status.write_text(text)
-        assert run.main(["--preset", str(preset)]) == 1
+        assert run.main(["--preset", str(preset)]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {status} is not a valid run record") and "Traceback" not in err
         assert status.read_text() == text and fake_runs == []  # left as it was, nothing ran
@@ -436,12 +436,12 @@ def test_runner_refuses_synthetic_data_before_the_first_step(tmp_path, fake_runs
     monkeypatch.setenv("LQLIB_DATA", str(empty))
     committed = paths.resolve("results/cpu/run_info.json")
     before = committed.read_bytes() if committed.is_file() else None
-    assert run.main(["--preset", "cpu", "--out", str(tmp_path / "out")]) == 1
+    assert run.main(["--preset", "cpu", "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert f"looked in: {empty} (no lfw/pairs.txt there)" in err and "--synthetic" in err
     assert fake_runs == [] and not (tmp_path / "out").exists()
     # the preset's own run dir (the publishing one) is refused the same way
-    assert run.main(["--preset", "cpu"]) == 1 and fake_runs == []
+    assert run.main(["--preset", "cpu"]) == 2 and fake_runs == []
     # --synthetic: runs, in runs/cpu-synthetic, and publishes into <out>/published only
     run.run("cpu", synthetic=True, only=["03_evaluation__half1"], log=lambda *a: None)
     out = tmp_path / "runs" / "cpu-synthetic"

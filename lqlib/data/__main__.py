@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..paths import ENV_DATA, DataNotFoundError
-from .datasets import ImageDecodeError
+from ..errors import command
+from ..paths import ENV_DATA
 from .prepare import DEFAULT_OUT, QUALITIES, prepare
-from .splits import SplitError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,13 +52,10 @@ def _validation(args) -> int:
 COMMANDS = {"prepare": _prepare, "validation": _validation}
 
 
+@command(FileNotFoundError)  # a missing image or pairs file (DataNotFoundError, SplitError ... are LqlibErrors)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except (DataNotFoundError, FileNotFoundError, SplitError, ImageDecodeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

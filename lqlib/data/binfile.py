@@ -25,11 +25,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..errors import LqlibError
 from ..io import atomic_write, write_json
 from .datasets import ImageDecodeError, as_encoded, bgr_to_rgb, decode_rgb, encode_jpeg, parallel_map, stack_images
 
 
-class BinFormatError(ValueError):
+class BinFormatError(LqlibError, ValueError):
     """A ``.bin`` file is not a well-formed (or not a safe) InsightFace verification set."""
 
 

@@ -21,10 +21,12 @@ from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.io import encode_jpeg as _tv_encode_jpeg
 
+from ..errors import LqlibError
+
 Encoded = bytes | bytearray | memoryview | np.ndarray | torch.Tensor
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(LqlibError, ValueError):
     """An encoded image (JPEG/PNG) could not be decoded; the message names where it came from."""
 
 

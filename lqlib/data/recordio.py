@@ -31,6 +31,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from ..errors import LqlibError
 from ..io import atomic_write
 from .datasets import LabeledImageDataset, as_encoded, decode_rgb
 
@@ -41,7 +42,7 @@ _FRAME = struct.Struct("<II")
 _IRHEADER = struct.Struct("<IfQQ")
 
 
-class RecordFormatError(ValueError):
+class RecordFormatError(LqlibError, ValueError):
     """A ``.rec``/``.idx`` pair is malformed; the message names the file and the record."""
 
 

@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 
 from .. import paths
+from ..errors import LqlibError
 from .binfile import bin_folds, load_bin
 from .datasets import parallel_map, read_image_rgb, stack_images
 from .folders import scan_identity_folders
@@ -37,7 +38,7 @@ LFW_IMAGES = Path("lfw") / "images"
 CELEBA_IMAGES = Path("celeba299") / "images"
 
 
-class SplitError(ValueError):
+class SplitError(LqlibError, ValueError):
     """A split's inputs are malformed or its invariants (e.g. zero identity overlap) do not hold."""
 
 

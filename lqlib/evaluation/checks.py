@@ -19,11 +19,13 @@ import math
 
 import pandas as pd
 
+from ..errors import LqlibError
+
 OWN_TEACHER = "teacher"   # the model key of BasicNet-HR (lqlib.model_key.OWN_TEACHER)
 CHANCE = 50.0
 
 
-class DegenerateStudyError(AssertionError):
+class DegenerateStudyError(LqlibError, AssertionError):
     """A study's results cannot come from models that learned (see :func:`check_study`)."""
 
 

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import LqlibError
 from .power import holm_first_alpha, key_column, mde
 from .seeds import holm, seed_test
 
 DIRECTIONS = ("greater", "less", "two-sided")
 
 
-class HypothesesError(ValueError):
+class HypothesesError(LqlibError, ValueError):
     """A hypotheses block is malformed, not registered, or names a model without results."""
 
 

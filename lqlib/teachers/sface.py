@@ -37,6 +37,7 @@ import zipfile
 from pathlib import Path
 
 from .. import paths
+from ..errors import LqlibError
 from ..io import write_bytes
 from .external import ExternalTeacher
 from .spec import TeacherSpec
@@ -60,7 +61,7 @@ SPEC = TeacherSpec(
 )
 
 
-class SFaceUnavailable(RuntimeError):
+class SFaceUnavailable(LqlibError, RuntimeError):
     """The SFace model file cannot be found or fetched, or it is not the published file (SHA-256)."""
 
 

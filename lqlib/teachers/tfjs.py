@@ -26,13 +26,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import LqlibError
+
 DTYPES: dict[str, np.dtype] = {
     "float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "bool": np.dtype("bool"),
     "uint8": np.dtype("u1"), "uint16": np.dtype("<u2"), "float16": np.dtype("<f2"),
 }
 
 
-class TfjsFormatError(ValueError):
+class TfjsFormatError(LqlibError, ValueError):
     """A weights manifest or its shards do not match the TF.js format (or use an unsupported feature)."""
 
 
