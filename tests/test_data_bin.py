@@ -143,6 +143,17 @@ def test_empty_image_entry_names_index_and_file(tmp_path):
         decode_rgb(b"", where="entry 7")
 
 
+def test_zero_pair_bin_is_refused_at_load_naming_the_file(tmp_path):
+    """A well-formed .bin with 0 pairs is refused by every reader, naming the file and the cause — not later by the
+    verification's "k-fold verification needs at least 2 folds", which names neither."""
+    from lqlib.study import load_eval_pairs
+
+    path = _dump(tmp_path / "none.bin", ([], []))
+    for reader in (read_bin, load_bin, load_pairs, load_eval_pairs):
+        with pytest.raises(BinFormatError, match=r"none\.bin: holds 0 pairs"):
+            reader(str(path))
+
+
 def _lfw_layout(n_folds: int):
     """issame of an LFW-layout set: per fold of 600, 300 same pairs then 300 different ones."""
     return ([True] * 300 + [False] * 300) * n_folds

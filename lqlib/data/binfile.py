@@ -116,6 +116,8 @@ def read_bin(path: str | os.PathLike) -> tuple[list, list[bool]]:
         raise BinFormatError(f"{path}: odd number of images ({len(images)}); pairs need 2N images")
     if len(images) != 2 * len(issame):
         raise BinFormatError(f"{path}: {len(images)} images but {len(issame)} issame flags (need 2N images for N pairs)")
+    if not issame:
+        raise BinFormatError(f"{path}: holds 0 pairs (no images, no issame flags); a verification set needs pairs")
     for i, im in enumerate(images):
         if not isinstance(im, (bytes, bytearray, np.ndarray)):
             raise BinFormatError(f"{path}: image {i} is a {type(im).__name__}, expected encoded bytes")
