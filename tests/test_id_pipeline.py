@@ -103,6 +103,42 @@ def test_layout_csv_maps_another_set(tinyface, tmp_path):
         evaluate_identification(MeanColour(), lay, eval_modes=("native",))
 
 
+def test_a_probe_that_is_also_a_gallery_image_is_refused_by_path_and_by_content(tinyface, tmp_path):
+    """A layout listing one image as a probe and in the gallery would find the probe itself (rank-1 100 % by
+    construction): refused by path when the layout is read, by content (identical pixels under another name, in
+    the gallery or among the distractors) before any model is run — naming the images."""
+    import shutil
+
+    ts = tinyface / "Testing_Set"
+    head = "path,role,identity\n"
+    gallery = f"{ts}/Gallery_Match/1_1.png,gallery,a\n{ts}/Gallery_Match/2_1.png,gallery,b\n"
+    same_path = tmp_path / "same_path.csv"
+    same_path.write_text(head + gallery + f"{ts}/Gallery_Match/1_1.png,probe,a\n{ts}/Probe/2_2.png,probe,b\n")
+    with pytest.raises(SplitError, match=r"same_path\.csv: 1 probe image\(s\) are also listed in the gallery.*"
+                                         r"Gallery_Match/1_1\.png"):
+        read_layout_csv(same_path)
+    shutil.copyfile(ts / "Gallery_Match" / "2_1.png", tmp_path / "renamed.png")
+    shutil.copyfile(ts / "Gallery_Distractor" / "0002.png", tmp_path / "grey.png")
+    for extra, dup in ((f"{tmp_path}/renamed.png,probe,b\n", r"renamed\.png = \S*Gallery_Match/2_1\.png"),
+                       (f"{tmp_path}/grey.png,probe,c\n{ts}/Gallery_Distractor/0002.png,distractor,\n",
+                        r"grey\.png = \S*Gallery_Distractor/0002\.png")):
+        copy = tmp_path / "copy.csv"
+        copy.write_text(head + gallery + f"{ts}/Probe/1_3.png,probe,a\n" + extra)
+        lay = read_layout_csv(copy)  # other paths: the layout itself cannot tell
+        with pytest.raises(SplitError, match=r"1 probe image\(s\) are also in the gallery \(identical pixels\).*" + dup):
+            evaluate_identification(MeanColour(), lay, scales=(1,), eval_modes=("cross",))
+
+
+def test_a_layout_file_with_only_its_header_says_so(tmp_path):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("path,role,identity\n")
+    with pytest.raises(SplitError, match=r"empty\.csv: no images under its header"):
+        read_layout_csv(empty)
+    (tmp_path / "nohead.csv").write_text("file,kind\nx.png,probe\n")
+    with pytest.raises(SplitError, match=r"nohead\.csv: expected a CSV header 'path,role,identity'"):
+        read_layout_csv(tmp_path / "nohead.csv")
+
+
 def test_id_table_mean_sd_over_seeds():
     import pandas as pd
 

@@ -78,6 +78,12 @@ def _check_roles(entries: Sequence[IdEntry], where: str) -> None:
         raise SplitError(f"{where}: unknown role {bad[0].role!r} for {bad[0].path} (roles: {', '.join(ROLES)})")
     if not any(e.role == "probe" for e in entries) or not any(e.role == "gallery" for e in entries):
         raise SplitError(f"{where}: an identification layout needs probe and gallery images")
+    searched = {e.path for e in entries if e.role != "probe"}
+    twice = [str(e.path) for e in entries if e.role == "probe" and e.path in searched]
+    if twice:
+        raise SplitError(f"{where}: {len(twice)} probe image(s) are also listed in the gallery, so a search would find "
+                         f"the probe itself: {', '.join(twice[:3])}{' ...' if len(twice) > 3 else ''}; list each image "
+                         "under one role")
 
 
 def subset_probes(layout: IdLayout, max_probes: int) -> IdLayout:
@@ -173,9 +179,12 @@ def read_layout_csv(path: str | os.PathLike, name: str = "") -> IdLayout:
     if not p.is_file():
         raise FileNotFoundError(f"identification layout file not found: {p}")
     with open(p, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or not {"path", "role", "identity"} <= set(rows[0]):
+        reader = csv.DictReader(f)
+        rows = list(reader)
+    if not {"path", "role", "identity"} <= set(reader.fieldnames or ()):
         raise SplitError(f"{p}: expected a CSV header 'path,role,identity'")
+    if not rows:
+        raise SplitError(f"{p}: no images under its header (an identification layout needs probe and gallery rows)")
     entries = []
     for i, r in enumerate(rows, start=2):
         img = (p.parent / r["path"]).resolve()

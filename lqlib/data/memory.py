@@ -147,10 +147,10 @@ def _read_cached(path: Path, shape: tuple) -> np.ndarray | None:
     return None
 
 
-def image_hashes(images: torch.Tensor | Sequence[torch.Tensor], threads: int | None = None) -> np.ndarray:
-    """Sorted unique 8-byte hashes (BLAKE2b of the decoded ``uint8`` pixels and their shape) of ``images``
-    (``[N, 3, H, W]`` or a sequence of ``[3, H, W]``): the content fingerprint of a set of faces. The same
-    face decoded from the same bytes hashes alike whatever its file is called."""
+def pixel_hashes(images: torch.Tensor | Sequence[torch.Tensor], threads: int | None = None) -> np.ndarray:
+    """One 8-byte hash per image, in order (BLAKE2b of the decoded ``uint8`` pixels and their shape) of ``images``
+    (``[N, 3, H, W]`` or a sequence of ``[3, H, W]``). The same face decoded from the same bytes hashes alike
+    whatever its file is called."""
     def one(img: torch.Tensor) -> int:
         a = np.ascontiguousarray(img.detach().cpu().numpy())
         h = hashlib.blake2b(a.tobytes(), digest_size=8, person=b"lqlib-img")
@@ -159,7 +159,12 @@ def image_hashes(images: torch.Tensor | Sequence[torch.Tensor], threads: int | N
 
     if len(images) == 0:
         return np.zeros(0, dtype=np.uint64)
-    return np.unique(np.array(parallel_map(one, list(images), threads), dtype=np.uint64))
+    return np.array(parallel_map(one, list(images), threads), dtype=np.uint64)
+
+
+def image_hashes(images: torch.Tensor | Sequence[torch.Tensor], threads: int | None = None) -> np.ndarray:
+    """Sorted unique :func:`pixel_hashes` of ``images``: the content fingerprint of a set of faces."""
+    return np.unique(pixel_hashes(images, threads))
 
 
 THUMB = 8                  # thumbnails: 8×8 grey means of a face (64 bytes)

@@ -82,6 +82,30 @@ def embed_faces(model, faces: np.ndarray, scale, dev, *, seed: int = 0, batch_si
     return np.concatenate(feats) if feats else np.zeros((0, 0), np.float32)
 
 
+def refuse_probes_in_gallery(probe_paths: Sequence[Path], probe_faces: np.ndarray, gallery_paths: Sequence[Path],
+                             gallery_faces: np.ndarray) -> None:
+    """A probe whose decoded pixels are those of a gallery (or distractor) image — one image listed twice, whatever
+    its files are called — would find itself at rank 1: a :class:`~lqlib.data.splits.SplitError` naming the images.
+    (The same path under both roles is refused with the layout, :mod:`lqlib.data.id_layouts`.) Re-encoded copies
+    of a photo are not refused: real sets hold some under two names (LFW's Martha_Bowen_0002 is
+    Gabrielle_Rose_0001), and they are the set's own."""
+    from ..data.memory import pixel_hashes
+    from ..data.splits import SplitError
+
+    def hashes(faces):
+        parts = [pixel_hashes(torch.from_numpy(np.array(faces[s:s + LOAD_CHUNK])))
+                 for s in range(0, len(faces), LOAD_CHUNK)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+
+    ph, gh = hashes(probe_faces), hashes(gallery_faces)
+    same = np.flatnonzero(np.isin(ph, gh))
+    if len(same):
+        first = {h: i for i, h in reversed(list(enumerate(gh.tolist())))}
+        shown = "; ".join(f"{probe_paths[i]} = {gallery_paths[first[int(ph[i])]]}" for i in same[:3])
+        raise SplitError(f"{len(same)} probe image(s) are also in the gallery (identical pixels), so a search would find "
+                         f"the probe itself: {shown}{' ...' if len(same) > 3 else ''}; list each image under one role")
+
+
 def layout_labels(layout) -> tuple[list[Path], np.ndarray, list[Path], np.ndarray, np.ndarray]:
     """(probe paths, probe labels, gallery paths, gallery labels, distractor mask): identities as integer codes
     in name order; distractors get :data:`NO_IDENTITY`."""
@@ -121,6 +145,7 @@ def evaluate_identification(model: torch.nn.Module, layout, scales: Sequence[flo
     kw = dict(degrade_kw or {})
     p_paths, p_lab, g_paths, g_lab, distractor = layout_labels(layout)
     p_faces, g_faces = decoded_faces(p_paths), decoded_faces(g_paths)
+    refuse_probes_in_gallery(p_paths, p_faces, g_paths, g_faces)
     native = layout.info.get("set") == "tinyface"
     rows, details, gallery_cache = [], {}, {}
     with prepared_model(model, device) as dev:
