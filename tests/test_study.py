@@ -333,6 +333,37 @@ def test_only_the_presets_own_run_dir_publishes(tmp_path, fake_runs):
     assert fake_runs[-2]["PUBLISH_DIR"] == str(tmp_path / "pub") and (tmp_path / "pub" / "run_info.json").is_file()
 
 
+def test_only_the_presets_own_run_draws_into_figures(tmp_path, fake_runs, monkeypatch):
+    """Before, a run with --out elsewhere drew its figures into the checkout's figures/<out name>/ (untracked files
+    in the repository): figures follow the publishing rule — only the preset's own run draws into figures/, any
+    other run (--out elsewhere, synthetic data) into <out>/figures/."""
+    import os
+
+    import papermill
+
+    from lqlib import run
+
+    monkeypatch.delenv(paths.ENV_FIGURES, raising=False)
+    record, drawn = papermill.execute_notebook, []
+
+    def notebook(src, dst, parameters, **kw):  # where the notebook's plotting.save_figure calls would write
+        drawn.append(S.Study(parameters["RUN_NAME"]).figures_dir)
+        return record(src, dst, parameters, **kw)
+
+    monkeypatch.setattr(papermill, "execute_notebook", notebook)
+    preset = _two_step_preset(tmp_path)
+    run.run(str(preset), str(tmp_path / "elsewhere" / "vb"), log=lambda *a: None)
+    assert drawn == [tmp_path / "elsewhere" / "vb" / "figures" / "vb"] * 2
+    assert paths.ENV_FIGURES not in os.environ  # set for the notebooks' kernels only while the run lasts
+    run.run(str(preset), log=lambda *a: None)  # runs/p: the owner
+    assert drawn[2:] == [paths.repo_root() / "figures" / "p"] * 2
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("LQLIB_DATA", str(empty))
+    run.run(str(preset), synthetic=True, log=lambda *a: None)  # no face data: runs/p-synthetic, not the owner
+    assert drawn[4:] == [tmp_path / "runs" / "p-synthetic" / "figures" / "p-synthetic"] * 2
+
+
 def test_force_with_only_reruns_those_steps_and_keeps_the_record_of_the_others(tmp_path, fake_runs):
     import json
 
