@@ -37,6 +37,9 @@ from .paths import figures_dir
 
 #: rcParams that make PDF/PS output embed TrueType (Type 42) fonts instead of Type 3 bitmaps.
 FONT_RC = {"pdf.fonttype": 42, "ps.fonttype": 42}
+#: per format, the metadata that would date the file (None: not written), so a figure drawn again from the same
+#: numbers is the same file (PNG records no date).
+NO_DATE = {"pdf": {"CreationDate": None}}
 #: accuracy columns looked for, in order, when ``y`` is not given.
 ACC_COLUMNS = ("acc", "acc_mean")
 
@@ -54,7 +57,8 @@ def save_figure(fig, name: str, directory: str | os.PathLike | None = None,
     ``directory`` defaults to :func:`lqlib.paths.figures_dir`. Each file is written to a temporary
     file and renamed into place (:func:`lqlib.io.atomic_write`), with the format passed to
     ``savefig`` explicitly (the temporary name has no useful extension). PDF/PS fonts are embedded
-    as TrueType (``pdf.fonttype = ps.fonttype = 42``) whatever the global rcParams say.
+    as TrueType (``pdf.fonttype = ps.fonttype = 42``) whatever the global rcParams say, and a PDF gets no creation
+    date (:data:`NO_DATE`): the same figure saved again is the same PDF and PNG, byte for byte.
     ``fig`` may also be an Axes (its figure is saved).
     """
     fig = getattr(fig, "figure", fig)  # accept an Axes
@@ -73,8 +77,10 @@ def save_figure(fig, name: str, directory: str | os.PathLike | None = None,
     with matplotlib.rc_context(FONT_RC):
         for fmt in formats:
             path = out_dir / f"{stem}.{fmt}"
+            meta = {**NO_DATE.get(fmt, {}), **(savefig_kw.get("metadata") or {})}
+            kw = {**savefig_kw, "metadata": meta} if meta else savefig_kw
             with atomic_write(path, "wb") as f:
-                fig.savefig(f, format=fmt, dpi=dpi, **savefig_kw)
+                fig.savefig(f, format=fmt, dpi=dpi, **kw)
             paths.append(path)
     return paths
 

@@ -98,6 +98,21 @@ def test_save_figure_pdf_png_atomic_type42(tmp_path):
     assert (tmp_path / "fig_test.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_save_figure_again_writes_the_same_bytes(tmp_path, monkeypatch):
+    """A figure drawn again from the same numbers is the same file: its PDF carries no /CreationDate, so a re-run
+    that changes no number leaves a committed figure untouched. Metadata the caller passes is still written."""
+    fig, ax = plt.subplots()
+    ax.plot([1, 2, 4, 8], [99.0, 97.5, 90.1, 70.2])
+    saved = []
+    for clock, sub in (("1000000000", "a"), ("2000000000", "b")):  # two different times of day
+        monkeypatch.setenv("SOURCE_DATE_EPOCH", clock)
+        saved.append([p.read_bytes() for p in plotting.save_figure(fig, "again", tmp_path / sub)])
+    assert saved[0] == saved[1]
+    assert b"/CreationDate" not in saved[0][0]
+    titled = plotting.save_figure(fig, "titled", tmp_path, formats=("pdf",), metadata={"Title": "accuracy x8"})
+    assert b"accuracy x8" in titled[0].read_bytes()
+
+
 def test_save_figure_failure_leaves_nothing(tmp_path):
     fig, _ = plt.subplots()
     with pytest.raises(ValueError, match="unsupported"):
