@@ -14,7 +14,6 @@ import torch
 from torchvision.io import decode_png, write_png
 
 import lqlib
-from lqlib.errors import EXIT_USER_ERROR, LqlibError, command
 
 PACKAGE = Path(lqlib.__file__).parent
 
@@ -31,6 +30,8 @@ def _entry_points() -> list[str]:
 
 
 def test_every_entry_point_reports_user_errors_through_the_one_helper():
+    from lqlib.errors import LqlibError
+
     found = _entry_points()
     assert {"lqlib.run", "lqlib.train", "lqlib.data.__main__", "lqlib.degrade"} <= set(found), found
     for name in found:
@@ -46,6 +47,7 @@ def test_the_user_facing_errors_share_the_base_and_keep_their_own():
     from lqlib.paths import DataNotFoundError
     from lqlib.run import PresetError, RunError
     from lqlib.study_eval import LeakageError
+    from lqlib.errors import LqlibError
     from lqlib.teachers.sface import SFaceUnavailable
 
     for cls, builtin in ((SFaceUnavailable, RuntimeError), (NonFiniteLossError, FloatingPointError),
@@ -57,6 +59,8 @@ def test_the_user_facing_errors_share_the_base_and_keep_their_own():
 
 
 def test_the_helper_prints_one_line_and_a_bug_keeps_its_traceback(capsys):
+    from lqlib.errors import EXIT_USER_ERROR, LqlibError, command
+
     @command(KeyError)
     def main(argv=None):
         raise {"user": LqlibError("data.bin: holds 0 pairs"), "also": KeyError("x"), "bug": ZeroDivisionError()}[argv]

@@ -343,7 +343,7 @@ def test_only_the_presets_own_run_draws_into_figures(tmp_path, fake_runs, monkey
 
     from lqlib import run
 
-    monkeypatch.delenv(paths.ENV_FIGURES, raising=False)
+    monkeypatch.delenv("LQLIB_FIGURES", raising=False)
     record, drawn = papermill.execute_notebook, []
 
     def notebook(src, dst, parameters, **kw):  # where the notebook's plotting.save_figure calls would write
@@ -354,7 +354,7 @@ def test_only_the_presets_own_run_draws_into_figures(tmp_path, fake_runs, monkey
     preset = _two_step_preset(tmp_path)
     run.run(str(preset), str(tmp_path / "elsewhere" / "vb"), log=lambda *a: None)
     assert drawn == [tmp_path / "elsewhere" / "vb" / "figures" / "vb"] * 2
-    assert paths.ENV_FIGURES not in os.environ  # set for the notebooks' kernels only while the run lasts
+    assert "LQLIB_FIGURES" not in os.environ  # set for the notebooks' kernels only while the run lasts
     run.run(str(preset), log=lambda *a: None)  # runs/p: the owner
     assert drawn[2:] == [paths.repo_root() / "figures" / "p"] * 2
     empty = tmp_path / "empty"
