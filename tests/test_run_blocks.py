@@ -48,7 +48,7 @@ def test_a_blocked_preset_needs_a_block_and_a_folder_keeps_its_block(tmp_path, m
     path = str(tmp_path / "b.yaml")
     with pytest.raises(R.PresetError, match="runs in blocks: pass --block"):
         R.run(path, str(tmp_path / "out"), prepare_only=True)
-    with pytest.raises(R.PresetError, match="has no 'blocks'"):
+    with pytest.raises(R.PresetError, match=r"preset 'smoke' has no blocks \(no 'blocks' section\): run it without --block"):
         R.run("smoke", str(tmp_path / "out2"), prepare_only=True, block=0)
     out = tmp_path / "out"
     R._claim_block(out, "SEED", 1, prepare_only=False)
