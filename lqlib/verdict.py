@@ -11,21 +11,36 @@
   block is registered, written beside the study's tables (and the results folder);
 * :func:`publish_correctness` — every model × seed × scale × eval mode's per-pair correctness of one
   evaluation set as one bit-packed file for the results folder (:mod:`lqlib.evaluation.correctness`);
-* :func:`pooled_family_verdicts` — a **blocked** preset (``blocks``, :mod:`lqlib.run`: one teacher and one seed
+* :func:`pooled_family_verdicts` — a **blocked** preset (``blocks``, :mod:`lqlib.presets`: one teacher and one seed
   of every model per block) is tested once, on the blocks' published results and per-pair correctness pooled,
   when every block has published; a block's own test step publishes and tests nothing across seeds.
 """
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import pandas as pd
 
-from .data.sources import eval_set_key
+from . import paths
+from .attention_similarity import attention_measure, distinct_faces, seed_t_interval
+from .checkpoint import load_backbone
+from .data.sources import eval_role, eval_set_key
+from .data.splits import SPLITS
+from .evaluation import degrade_eval
+from .evaluation.embedding import unique_images
+from .evaluation.correctness import load_correctness, pack_correctness
+from .evaluation.hierarchical import hierarchical_bootstrap, pair_identities
+from .evaluation.hypotheses import HypothesesError, family_tests, parse_family, require_registered
+from .evaluation.tables import to_markdown
+from .io import atomic_write, save_dataframe_csv
 from .model_key import reading_order
+from .presets import block_folders, block_spec, load_preset, published
 from .study import Study, pair_correct_reader
+from .study_eval import correctness_names
 
 TEACHER_ON_LR = "BasicNet-HR (teacher on LR)"
 
@@ -37,13 +52,7 @@ def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: floa
     ``pairs``): teacher on the first ``n_faces`` distinct HR faces of ``pairs`` vs each own student (all
     its seeds) on their deterministic ×``scale`` copies (:func:`lqlib.evaluation.degrade_eval`); models are
     loaded one at a time. Students of an external teacher are left out (their teacher has no CBAM maps)."""
-    from .attention_similarity import attention_measure, distinct_faces
-    from .checkpoint import load_backbone
-    from .evaluation import degrade_eval
-
     if str(getattr(pairs, "name", "")) == "synthetic":   # no face data: the stand-in set has fewer faces (loud notice given)
-        from .evaluation.embedding import unique_images
-
         n_faces = min(n_faces, len(unique_images(pairs.images)[0]))
     faces = distinct_faces(pairs, n_faces)
     lr = degrade_eval(faces, float(scale))
@@ -64,9 +73,6 @@ def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: floa
 def save_attention_measure(study: Study, measure, publish_dir: str = "") -> Path:
     """``runs/<study>/results/<pairs>/attention_measure.csv`` (atomically), also into ``publish_dir`` when
     given (as ``attention_measure_<pairs>.csv``); returns the study's path."""
-    from . import paths
-    from .io import save_dataframe_csv
-
     name = str(measure["pairs"].iloc[0])
     out = study.results_dir(name) / "attention_measure.csv"
     save_dataframe_csv(measure, out, index=False)
@@ -88,10 +94,6 @@ def family_report(study: Optional[Study], results, hypotheses: dict, n_boot: int
     ``f(model key, seed, scale)``, e.g. :func:`packed_reader`). Identities come from the
     split the results were evaluated on (``dataset`` column); for a ``.bin`` set, or when a model's
     per-pair correctness is missing, those columns are NaN."""
-    from .data.splits import SPLITS
-    from .evaluation.hierarchical import hierarchical_bootstrap, pair_identities
-    from .evaluation.hypotheses import family_tests, parse_family
-
     out = family_tests(results, hypotheses)
     eval_set = str(results["dataset"].iloc[0])
     base = eval_set_key(eval_set)
@@ -122,12 +124,6 @@ def family_verdicts(study: Study, results, preset: str, publish_dir: str = "", n
     correctness of the set (:func:`publish_correctness`). On a TEST set (``eval_role``: lfw-half) the block
     must be ``status: registered`` (:func:`~lqlib.evaluation.hypotheses.require_registered`); on the
     validation set a draft may be read (a dry run). Adds ``pairs`` and ``role`` columns."""
-    from . import paths
-    from .data.sources import eval_role
-    from .evaluation.hypotheses import HypothesesError, require_registered
-    from .io import save_dataframe_csv
-    from .run import load_preset
-
     spec = load_preset(preset)
     hyp = spec.get("hypotheses")
     if not hyp:
@@ -155,9 +151,6 @@ def family_verdicts(study: Study, results, preset: str, publish_dir: str = "", n
 
 def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Path:
     """Pack ``runs/<study>/eval/<eval_set>/*.npz`` into ``<out_dir>/correctness_<eval set>.npz``."""
-    from . import paths
-    from .evaluation.correctness import pack_correctness
-
     out = paths.resolve(out_dir) / f"correctness_{eval_set_key(eval_set)}.npz"
     pack_correctness(study.eval_dir(eval_set), out)
     return out
@@ -166,8 +159,6 @@ def publish_correctness(study: Study, eval_set: str, out_dir: str | Path) -> Pat
 def packed_reader(correctness: dict, eval_mode: str):
     """``f(model key, seed, scale)`` → per-pair correctness from :func:`lqlib.evaluation.correctness.load_correctness`
     output (``{<key file name>_s<seed>: {<eval mode>_x<scale>: bool array}}``), None where absent."""
-    from .study_eval import correctness_names
-
     def correct(key: str, seed: int, scale: float):
         stem, name = correctness_names(key, seed, eval_mode, scale)
         return correctness.get(stem, {}).get(name)
@@ -179,31 +170,12 @@ def _is_student(results):
     return results["method"].fillna("").astype(str) != ""
 
 
-def block_folders(preset: str) -> dict:
-    """``{block value: its publish folder}`` of a blocked preset (:func:`lqlib.run.block_publish`)."""
-    from . import paths
-    from .run import block_publish, block_spec, load_preset
-
-    spec = load_preset(preset)
-    _, values = block_spec(spec)
-    return {v: paths.resolve(block_publish(spec, v)) for v in values}
-
-
-def published(preset: str, name: str) -> dict:
-    """``{block value: <block folder>/<name>}`` of the blocks of ``preset`` that have published file ``name``."""
-    return {v: d / name for v, d in block_folders(preset).items() if (d / name).is_file()}
-
-
 def pooled_results(preset: str, eval_set: str = "lfw-half"):
     """Every published block's ``results.csv`` rows of ``eval_set``, one frame with a ``block`` column first.
     A block holds its own seed of every student (checked: a block's student rows carry seed = block value when
     the blocks are seeds); its own teacher's row (``model_key`` teacher, recorded with seed 0) gets the block's
     seed too, since block k's teacher is teacher seed k. An external teacher (a frozen model, the same in every
     block) is kept once, from the first block. Empty (no rows) while no block has published."""
-    import pandas as pd
-
-    from .run import block_spec, load_preset
-
     param, _ = block_spec(load_preset(preset))
     frames, external_seen = [], False
     for v, path in published(preset, "results.csv").items():
@@ -231,12 +203,6 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
     with ``publish``, written to ``<publish>/family.csv``, ``<publish>/verdicts.md`` (:func:`verdict_table`)
     and ``<publish>/results.csv`` (all blocks' rows, :func:`pooled_results`) — or, while a block has not
     published, None (and nothing written), naming the blocks still missing."""
-    from . import paths
-    from .evaluation.correctness import load_correctness
-    from .evaluation.hypotheses import require_registered
-    from .io import save_dataframe_csv
-    from .run import block_spec, load_preset
-
     spec = load_preset(preset)
     hyp = spec.get("hypotheses") or {}
     require_registered(hyp)
@@ -260,8 +226,6 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
     out.insert(1, "role", "test")
     out.insert(2, "blocks", len(folders))
     if publish:
-        from .evaluation.tables import to_markdown
-        from .io import atomic_write
 
         root = paths.resolve(spec["publish"])
         save_dataframe_csv(results, root / "results.csv", index=False)
@@ -281,13 +245,6 @@ def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: fl
     likewise over the blocks' teachers. With ``publish``, written to ``<publish>/attention_measure_<pairs>.csv``
     once every block has published. While a block is missing: None, or with ``partial`` the blocks published so
     far (never written; ``n_seeds`` says how many)."""
-    import pandas as pd
-
-    from . import paths
-    from .attention_similarity import seed_t_interval
-    from .io import save_dataframe_csv
-    from .run import load_preset
-
     name = f"attention_measure_{eval_set_key(pairs)}.csv"
     found = published(preset, name)
     missing = [v for v in block_folders(preset) if v not in found]
@@ -323,8 +280,6 @@ def pooled_attention_measure(preset: str, pairs: str = "lfw-half-val", level: fl
 def pooled_teacher_metrics(preset: str):
     """Every published block's teacher curve (``teacher_metrics.csv``: one row per epoch) in one frame, with a
     ``block`` column first (block k's teacher is teacher seed k when the blocks are seeds)."""
-    import pandas as pd
-
     frames = [pd.read_csv(path).assign(block=v) for v, path in published(preset, "teacher_metrics.csv").items()]
     if not frames:
         return pd.DataFrame(columns=["block", "epoch"])
@@ -336,13 +291,6 @@ def block_status(preset: str):
     """One row per block of a blocked ``preset``: which of its outputs are published (results, per-pair
     correctness, the attention measure), its teacher's stopping (epochs trained, best validation ×1 accuracy
     and its epoch, from ``teacher_summary.json``), and the machine and wall time of its run (``run_info.json``)."""
-    import json
-
-    import pandas as pd
-
-    from . import paths
-    from .run import block_spec, load_preset
-
     param, _ = block_spec(load_preset(preset))
     rows = []
     for v, d in block_folders(preset).items():
@@ -368,8 +316,6 @@ def verdict_table(family):
     """The family's verdicts as a table for a README: one row per hypothesis — the comparison, the mean
     paired difference in points ± its sd over n seeds, raw and Holm p, the minimal detectable effect at the
     preset's power (Holm's first step), the hierarchical bootstrap's interval, and the verdict."""
-    import pandas as pd
-
     def pm(r):
         return f"{r.delta:+.2f} ± {r.delta_sd:.2f} (n={int(r.n)})" if r.delta_sd == r.delta_sd else f"{r.delta:+.2f} (n={int(r.n)})"
 

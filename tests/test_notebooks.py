@@ -4,7 +4,7 @@ import json
 import pytest
 
 from lqlib.paths import repo_root
-from lqlib.run import PresetError, list_presets, load_preset, parameters_cell, plan
+from lqlib.presets import PresetError, list_presets, load_preset, parameters_cell, plan
 
 NB_DIR = repo_root() / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("*.ipynb"))

@@ -51,11 +51,11 @@ def test_a_blocked_preset_needs_a_block_and_a_folder_keeps_its_block(tmp_path, m
     with pytest.raises(R.PresetError, match=r"preset 'smoke' has no blocks \(no 'blocks' section\): run it without --block"):
         R.run("smoke", str(tmp_path / "out2"), prepare_only=True, block=0)
     out = tmp_path / "out"
-    R._claim_block(out, "SEED", 1, prepare_only=False)
+    R.claim_block(out, "SEED", 1, prepare_only=False)
     assert json.loads((out / "block.json").read_text()) == {"parameter": "SEED", "value": 1}
-    R._claim_block(out, "SEED", 1, prepare_only=False)         # the same block again: fine
+    R.claim_block(out, "SEED", 1, prepare_only=False)         # the same block again: fine
     with pytest.raises(R.PresetError, match="holds block SEED=1"):
-        R._claim_block(out, "SEED", 2, prepare_only=False)
+        R.claim_block(out, "SEED", 2, prepare_only=False)
     with pytest.raises(R.PresetError, match="'blocks' needs"):
         R.block_spec({**preset, "blocks": {"parameter": "SEED"}})
 
@@ -80,6 +80,6 @@ def test_a_block_draws_its_figures_into_its_own_folder(tmp_path, monkeypatch):
     monkeypatch.setattr(paths, "figures_dir", lambda: tmp_path / "figures")
     study = Study("b")
     assert study.figures_dir == tmp_path / "figures" / "b"                   # an unblocked study
-    R._claim_block(study.root, "SEED", 3, prepare_only=False)
+    R.claim_block(study.root, "SEED", 3, prepare_only=False)
     assert study.figures_dir == tmp_path / "figures" / "b" / "seed-3"        # same name as its results folder
     assert R.block_publish(_preset(tmp_path), 3) == "results/b/blocks/seed-3"

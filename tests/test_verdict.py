@@ -35,12 +35,11 @@ def test_attention_measure_of_every_own_model(study):
 
 
 def test_family_report_with_hierarchical_bootstrap(study, monkeypatch):
-    import lqlib.evaluation.hierarchical as H
 
     pairs = _pairs("lfw-half-val")                 # a split name: identities come from the split (stubbed here)
     res = S.evaluate_study(study, pairs, scales=(1, 8), eval_modes=("both",), batch_size=16)
     ids = np.repeat(np.arange(N // 2), 2)
-    monkeypatch.setattr(H, "pair_identities", lambda *a, **k: (ids, ids[::-1].copy()))
+    monkeypatch.setattr(V, "pair_identities", lambda *a, **k: (ids, ids[::-1].copy()))
     hyp = {"alpha": 0.05, "family": [{"id": "H1", "comparison": {"model": "logit", "baseline": "none"},
                                        "scale": 8, "seeds": 2}]}
     out = V.family_report(study, res, hyp, n_boot=200)
@@ -87,11 +86,10 @@ def test_save_attention_measure_and_synthetic_stand_in(study):
 def test_family_verdicts_refuse_a_draft_on_the_test_folds(study, tmp_path, monkeypatch):
     import yaml
 
-    import lqlib.evaluation.hierarchical as H
     from lqlib.evaluation.hypotheses import HypothesesError
 
     ids = np.repeat(np.arange(N // 2), 2)
-    monkeypatch.setattr(H, "pair_identities", lambda *a, **k: (ids, ids))
+    monkeypatch.setattr(V, "pair_identities", lambda *a, **k: (ids, ids))
     hyp = {"status": "draft", "alpha": 0.05, "family": [
         {"id": "H1", "comparison": {"model": "logit", "baseline": "none"}, "scale": 8, "seeds": 2}]}
     preset = tmp_path / "p.yaml"
@@ -160,10 +158,9 @@ def _publish_blocks(study, res, tmp_path, seeds):
 def test_pooled_family_over_blocks_equals_the_family_on_all_seeds(study, tmp_path, monkeypatch):
     """A blocked study (block k = seed k of every model) tested on its published blocks pooled gives the
     same family row as the same seeds tested in one study; a missing block writes nothing."""
-    import lqlib.evaluation.hierarchical as H
 
     ids = np.repeat(np.arange(N // 2), 2)
-    monkeypatch.setattr(H, "pair_identities", lambda *a, **k: (ids, ids[::-1].copy()))
+    monkeypatch.setattr(V, "pair_identities", lambda *a, **k: (ids, ids[::-1].copy()))
     preset, hyp = _blocked_preset(tmp_path)
     res = S.evaluate_study(study, _pairs("lfw-half"), scales=(1, 8), eval_modes=("both",), batch_size=16)
     _publish_blocks(study, res, tmp_path, [0])
