@@ -30,7 +30,7 @@ from .errors import LqlibError, command
 from .io import write_json
 from .presets import (PresetError, block_plan, block_publish, block_spec, claim_block, default_out, expand,  # noqa: F401
                       list_presets, load_preset, notebooks_dir, params_hash, plan, selected)
-from .run_record import RUN_INFO, environment, publish_run_info  # noqa: F401  (run.environment: public)
+from .run_record import RUN_INFO, environment, legacy_done, publish_run_info, teacher_dependency  # noqa: F401  (run.environment: public)
 
 
 def _status_path(out: Path) -> Path:
@@ -88,27 +88,6 @@ def _recipe_data(params: dict) -> str:
         return str(recipe(params.get("RECIPE", "smoke"), "teacher").get("data", "lfw-half"))
     except ValueError:
         return ""
-
-
-def _teacher_dependency(params: dict, run_name: str) -> Optional[dict]:
-    """What a student step depends on besides its parameters: its teacher's identity by content
-    (:func:`lqlib.checkpoint.teacher_identity`; the study's own teacher lives in runs/<RUN_NAME>/teacher,
-    see :class:`lqlib.study.Study`), so a retrained teacher re-runs its students."""
-    if "TEACHER" not in params:
-        return None
-    from .checkpoint import teacher_identity
-
-    return {"teacher": teacher_identity(params["TEACHER"] or paths.runs_dir() / run_name / "teacher")}
-
-
-def _legacy_done(earlier: dict, target: Path, params: dict, run_name: str) -> bool:
-    """A record from before dependencies were recorded: still done when its executed copy is newer than
-    the teacher's checkpoint (the student was trained after the teacher was last written)."""
-    from .checkpoint import checkpoint_path
-
-    ck = checkpoint_path(paths.resolve(params["TEACHER"]) if params["TEACHER"] else
-                         paths.runs_dir() / run_name / "teacher")
-    return not ck.is_file() or ck.stat().st_mtime <= target.stat().st_mtime
 
 
 def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = False, force: bool = False,
@@ -220,11 +199,11 @@ def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, 
         if not owner and params.get("PUBLISH_DIR"):  # tables of a run that does not own results/ stay with it
             params["PUBLISH_DIR"] = str(out_dir / "published")
         digest = params_hash(params)
-        depends = _teacher_dependency(step.effective(), run_name)
+        depends = teacher_dependency(step.effective(), run_name)
         earlier = status.get(step.key, {})
         if not (prepare_only or force) and earlier.get("status") == "done" and target.is_file():
             same_deps = earlier.get("depends") == depends or (
-                "depends" not in earlier and depends is not None and _legacy_done(earlier, target, step.effective(), run_name))
+                "depends" not in earlier and depends is not None and legacy_done(earlier, target, step.effective(), run_name))
             if earlier.get("params_hash") == digest and (depends is None or same_deps):
                 if depends is not None and earlier.get("depends") != depends:
                     status[step.key] = {**earlier, "depends": depends}  # an older record: its teacher is this one
@@ -251,7 +230,7 @@ def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, 
         dt = time.time() - t0
         log(f"    {'prepared' if prepare_only else 'done'} in {dt:.0f} s")
         if not prepare_only:
-            depends = _teacher_dependency(step.effective(), run_name)  # after the step: what it trained against
+            depends = teacher_dependency(step.effective(), run_name)  # after the step: what it trained against
             status[step.key] = {"status": "done", "output": str(target), "seconds": round(dt, 1),
                                 "parameters": params, "params_hash": digest,
                                 **({"depends": depends} if depends is not None else {})}

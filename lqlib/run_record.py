@@ -14,6 +14,7 @@ from typing import Optional
 import torch
 
 from . import paths
+from .checkpoint import checkpoint_path, teacher_identity
 from .data.sources import eval_role
 from .io import write_json
 from .precision import cpu_flags
@@ -84,4 +85,21 @@ def _reads(params: dict) -> dict:
     return {"reads": eval_role(str(params["PAIRS"]))} if params.get("PAIRS") else {}
 
 
-__all__ = ["RUN_INFO", "environment", "publish_run_info"]
+def teacher_dependency(params: dict, run_name: str) -> Optional[dict]:
+    """What a student step depends on besides its parameters: its teacher's identity by content
+    (:func:`lqlib.checkpoint.teacher_identity`; the study's own teacher lives in runs/<RUN_NAME>/teacher,
+    see :class:`lqlib.study.Study`), so a retrained teacher re-runs its students."""
+    if "TEACHER" not in params:
+        return None
+    return {"teacher": teacher_identity(params["TEACHER"] or paths.runs_dir() / run_name / "teacher")}
+
+
+def legacy_done(earlier: dict, target: Path, params: dict, run_name: str) -> bool:
+    """A record from before dependencies were recorded: still done when its executed copy is newer than
+    the teacher's checkpoint (the student was trained after the teacher was last written)."""
+    ck = checkpoint_path(paths.resolve(params["TEACHER"]) if params["TEACHER"] else
+                         paths.runs_dir() / run_name / "teacher")
+    return not ck.is_file() or ck.stat().st_mtime <= target.stat().st_mtime
+
+
+__all__ = ["RUN_INFO", "environment", "publish_run_info", "teacher_dependency", "legacy_done"]
