@@ -27,7 +27,6 @@ from .data.sources import eval_role
 from .data.synthetic import SyntheticFaces
 from .degrade import get_degradation
 from .evaluation.tables import scale_label
-from .heads import HEADS
 from .methods import get_method
 from .models import with_attention
 from .schedules import SCHEDULES
@@ -183,30 +182,34 @@ class TrainConfig:
                              f"{self.val_scales} give {sorted(produced)}")
 
     def _check_mappings(self):
-        """Dict-valued fields: a dict whose keys the receiving code accepts (one-line errors)."""
-        def accepted(fn) -> list[str]:
-            kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-            return [n for n, p in inspect.signature(fn).parameters.items() if n != "self" and p.kind in kinds]
-
-        head = resolve(self).head
-        head_cls = HEADS.get(head)
-        if head_cls is None:
-            raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
-        checks = {"synthetic": accepted(SyntheticFaces.__init__),
-                  "head_kw": [k for k in accepted(head_cls.__init__) if k not in ("embedding_size", "num_classes")],
-                  "kd_weights": None, "kd_params": None, "backbone_kw": None, "early_stop": None}
+        """Dict-valued fields: a dict whose keys the receiving code accepts (one-line errors). The keys of
+        ``head_kw`` and ``kd_*`` depend on the resolved head and method: :func:`lqlib.training_plan.plan_training`
+        checks them."""
+        checks = {"synthetic": accepted_keys(SyntheticFaces.__init__), "head_kw": None,  # head_kw: by the resolved head,
+                  "kd_weights": None, "kd_params": None, "backbone_kw": None, "early_stop": None}  # lqlib.training_plan
         for name, keys in checks.items():
             value = getattr(self, name)
             if not isinstance(value, dict):
                 raise ValueError(f"{name} must be a mapping, got {value!r}")
-            bad = [k for k in value if keys is not None and k not in keys]
-            if bad:
-                hint = " (YAML needs a space after ':', e.g. {num_classes: 40})" if any(":" in str(k) for k in bad) else ""
-                raise ValueError(f"{name}: unknown key(s) {bad}; accepted: {keys}{hint}")
+            check_keys(name, value, keys)
 
     @property
     def run_dir(self) -> Path:
         return paths.resolve(self.out_dir) if self.out_dir else paths.runs_dir() / self.name
+
+
+def accepted_keys(fn) -> list[str]:
+    """The keyword arguments ``fn`` accepts by name (``self`` left out)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [n for n, p in inspect.signature(fn).parameters.items() if n != "self" and p.kind in kinds]
+
+
+def check_keys(name: str, value: dict, keys: Optional[list]) -> None:
+    """A one-line ``ValueError`` naming option ``name`` when ``value`` has a key outside ``keys`` (None: any)."""
+    bad = [k for k in value if keys is not None and k not in keys]
+    if bad:
+        hint = " (YAML needs a space after ':', e.g. {num_classes: 40})" if any(":" in str(k) for k in bad) else ""
+        raise ValueError(f"{name}: unknown key(s) {bad}; accepted: {keys}{hint}")
 
 
 @dataclass(frozen=True)

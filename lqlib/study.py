@@ -31,10 +31,11 @@ from .data.sources import eval_set_key
 from .methods import get_method
 from .model_key import ModelKey
 from .paths import slug  # noqa: F401  (the notebooks' file names: S.slug(group))
-from .study_config import training_config  # noqa: F401
+from .study_config import training_config, training_plan  # noqa: F401
 from .study_eval import (LeakageError, Model, _check_leakage, compare, compare_all, evaluate_cached, evaluate_study,  # noqa: F401
                          external_teachers, key_columns, model_groups, pair_correct_reader, save_tables, sort_models)
 from .teachers import is_external_teacher
+from .training_plan import load_plan
 
 
 OLD_RUN = ".old-"  # lqlib.train moves a run whose settings changed to <run dir>.old-<time>
@@ -106,14 +107,21 @@ class Study:
             if OLD_RUN in d.name:  # a run moved aside by a changed resume (lqlib.train): kept, not listed
                 continue
             if (d / "summary.json").is_file() and (d / "checkpoint.pt").is_file():
-                cfg = json.loads((d / "config.json").read_text())
-                teacher = cfg.get("teacher") or ""
-                external = teacher if is_external_teacher(teacher) else ""
-                head = json.loads((d / "summary.json").read_text()).get("head") or cfg.get("head", "")  # trained with
-                key = ModelKey.student(cfg["method"], external, bool(cfg.get("init_head_from_teacher")),
-                                       cfg.get("kd_weights"), cfg.get("kd_params"), head)
-                out.append(Model(key, int(cfg.get("seed", 0)), d, _split_of(d)))
+                plan = load_plan(d)   # the key it was trained under; older runs: derived from config.json
+                key, seed = (plan.key, plan.config.seed) if plan is not None else _key_from_config(d)
+                out.append(Model(key, int(seed), d, _split_of(d)))
         return out
+
+
+def _key_from_config(run_dir: Path) -> tuple[ModelKey, int]:
+    """(key, seed) of a student run written before plans (``config.json`` and ``summary.json``)."""
+    cfg = json.loads((run_dir / "config.json").read_text())
+    teacher = cfg.get("teacher") or ""
+    external = teacher if is_external_teacher(teacher) else ""
+    head = json.loads((run_dir / "summary.json").read_text()).get("head") or cfg.get("head", "")  # trained with
+    key = ModelKey.student(cfg["method"], external, bool(cfg.get("init_head_from_teacher")),
+                           cfg.get("kd_weights"), cfg.get("kd_params"), head)
+    return key, int(cfg.get("seed", 0))
 
 
 def _split_of(run_dir: Path) -> str:

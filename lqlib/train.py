@@ -35,8 +35,8 @@ import torch.distributed as dist
 from torch import nn
 
 from .callbacks import DegenerateTrainingError, EpochRecord, LossSums, NonFiniteLossError, write_summary  # noqa: F401 (NonFiniteLossError: public here too)
-from .checkpoint import is_finished, load_checkpoint, save_checkpoint, teacher_identity, write_training_data  # noqa: F401 (is_finished: public here too)
-from .config import TrainConfig, load_config, parse_overrides, resolve
+from .checkpoint import is_finished, load_checkpoint, save_checkpoint, write_training_data  # noqa: F401 (is_finished: public here too)
+from .config import TrainConfig, load_config, parse_overrides
 from .data.memory import DecodedDataset, batch_stream, dataset_fingerprint, decoded
 from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
 from .data.sources import leaks
@@ -46,12 +46,13 @@ from .errors import command
 from .heads import build_head
 from .io import write_json
 from .losses import Progress
-from .methods import build_composer, get_method
+from .methods import build_composer
 from .models import build_backbone
 from .models.interface import unwrap
 from .precision import autocast, autocast_dtype
 from .runtime import compile_enabled, stop_on_signals
 from .teacher_loading import load_teacher, teacher_cache_for
+from .training_plan import TrainingPlan, plan_training
 from .schedules import lr_factor
 
 
@@ -86,8 +87,11 @@ def sgd(params, **kw) -> torch.optim.SGD:
 class Trainer:
     """Runs one training job; see the module docstring. Use :func:`train` in normal code."""
 
-    def __init__(self, cfg: TrainConfig, teacher: Any = None, callbacks: Optional[list[Callable]] = None):
-        self.cfg = cfg.validate()
+    def __init__(self, plan: TrainingPlan | TrainConfig, teacher: Any = None,
+                 callbacks: Optional[list[Callable]] = None):
+        # the run's settings, KD terms and teacher, resolved and checked once (lqlib.training_plan)
+        self.plan = plan if isinstance(plan, TrainingPlan) else plan_training(plan, teacher)
+        self.cfg = cfg = self.plan.config
         self.callbacks = list(callbacks or [])
         self._stop = False
         self.rank, self.world, local = _dist_info()
@@ -101,10 +105,10 @@ class Trainer:
         self.amp_dtype = autocast_dtype(self.device.type, cfg.amp)
         self.channels_last = True if cfg.channels_last == "auto" else bool(cfg.channels_last)
         self.run_dir = cfg.run_dir
-        self.method = get_method(cfg.method) if cfg.role == "student" else get_method("none")
-        self._teacher_arg = teacher if teacher is not None else (cfg.teacher if cfg.role == "student" else None)
+        self.method = self.plan.method
+        self._teacher_arg = teacher if teacher is not None else self.plan.teacher
         # the teacher by content (a retrained teacher is another one: a resume against it starts over)
-        self.teacher_id = teacher_identity(self._teacher_arg) if self._teacher_arg is not None else None
+        self.teacher_id = self.plan.teacher_id
         # per epoch: progress bar, metrics.csv, validation, the stopping rule (lqlib.callbacks)
         self.record = EpochRecord(cfg, self.run_dir, self.is_main, self.distributed)
 
@@ -130,7 +134,7 @@ class Trainer:
         if self.num_classes < 2:
             raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
                                           f"{self.num_classes} class(es): a classifier needs at least 2")
-        s = self.settings = resolve(cfg)  # explicit config field > method > recipe, per setting
+        s = self.settings = self.plan.settings  # explicit config field > method > recipe, per setting
         self.backbone_name, self.backbone_kw, self.head_name = s.backbone, s.backbone_kw, s.head
         backbone = build_backbone(self.backbone_name, **self.backbone_kw)
         head = build_head(self.head_name, backbone.embedding_size, self.num_classes, **cfg.head_kw)
@@ -139,7 +143,7 @@ class Trainer:
             teacher, teacher_head = load_teacher(self._teacher_arg, self.device)
         if cfg.init_head_from_teacher:
             self._copy_teacher_head(head, teacher_head)
-        composer = build_composer(self.method, backbone, teacher, cfg.kd_weights, cfg.kd_params)
+        composer = build_composer(self.method, backbone, teacher, self.plan.kd_weights, self.plan.kd_params)
         if composer.needs_teacher and teacher is None:
             raise ValueError(f"method {cfg.method!r} needs a teacher: set teacher= (a teacher run directory "
                              "or an external teacher)")
@@ -277,6 +281,7 @@ class Trainer:
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_json(self.run_dir / "config.json", cfg.to_dict())
+            self.plan.save(self.run_dir)
             write_training_data(self.run_dir, self.split, self.fingerprint)
         self.record.start(start_epoch)
         names = self.distiller.composer.part_names
@@ -396,21 +401,33 @@ class Trainer:
         return summary
 
 
-def train(cfg: TrainConfig | dict, teacher: Any = None, callbacks: Optional[list[Callable]] = None) -> dict:
-    """Train per ``cfg``; returns the summary dict (also written to ``<run_dir>/summary.json``)."""
-    if isinstance(cfg, dict):
-        cfg = TrainConfig.from_dict(cfg)
-    return Trainer(cfg, teacher, callbacks).fit()
+Plan = TrainingPlan | TrainConfig | dict
 
 
-def train_teacher(cfg: TrainConfig | dict, **kw) -> dict:
-    cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
-    return train(dataclasses.replace(cfg, role="teacher"), **kw)
+def train(plan: Plan, teacher: Any = None, callbacks: Optional[list[Callable]] = None) -> dict:
+    """Train per ``plan`` (a :class:`~lqlib.training_plan.TrainingPlan`, or a config it is made from); returns
+    the summary dict (also written to ``<run_dir>/summary.json``)."""
+    if isinstance(plan, dict):
+        plan = TrainConfig.from_dict(plan)
+    return Trainer(plan, teacher, callbacks).fit()
 
 
-def train_student(cfg: TrainConfig | dict, teacher: Any = None, **kw) -> dict:
-    cfg = TrainConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
-    return train(dataclasses.replace(cfg, role="student"), teacher=teacher, **kw)
+def _as_role(plan: Plan, role: str) -> TrainingPlan | TrainConfig:
+    """``plan`` for ``role``: a plan of that role as it is, anything else as a config of that role."""
+    if isinstance(plan, TrainingPlan):
+        if plan.config.role == role:
+            return plan
+        plan = plan.config
+    cfg = TrainConfig.from_dict(plan) if isinstance(plan, dict) else plan
+    return dataclasses.replace(cfg, role=role)
+
+
+def train_teacher(plan: Plan, **kw) -> dict:
+    return train(_as_role(plan, "teacher"), **kw)
+
+
+def train_student(plan: Plan, teacher: Any = None, **kw) -> dict:
+    return train(_as_role(plan, "student"), teacher=teacher, **kw)
 
 
 @command(ValueError, TypeError, FileNotFoundError)  # a bad --set value or config file: the user's to fix

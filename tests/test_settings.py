@@ -59,6 +59,7 @@ def test_the_trainer_and_the_key_use_the_resolved_head(tmp_path, monkeypatch):
     from lqlib import paths
     from lqlib.study import Study
     from lqlib.study_config import training_config
+    from lqlib.training_plan import plan_training
 
     monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path)
     st = Study("s")
@@ -66,5 +67,5 @@ def test_the_trainer_and_the_key_use_the_resolved_head(tmp_path, monkeypatch):
     ada = training_config(st, "student", recipe="smoke", method="ecacface", overrides={"head": "adaface"})
     assert own.out_dir == str(st.student_dir("ecacface")) and ada.out_dir == str(st.student_dir("ecacface^adaface"))
     assert resolve(ada.validate()).head == "adaface" and resolve(own.validate()).head == "curricularface"
-    with pytest.raises(ValueError, match="head_kw"):  # validation checks the resolved head's options
-        dataclasses.replace(ada, head_kw={"nope": 1}).validate()
+    with pytest.raises(ValueError, match="head_kw"):  # the plan checks the resolved head's options
+        plan_training(dataclasses.replace(ada, head_kw={"nope": 1}))
