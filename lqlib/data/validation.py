@@ -26,7 +26,7 @@ directory listings are read, no image is decoded):
    images and 200 single-image ones — 400 held-out identities in all. A recipe with
    ``min_images_per_class: 2`` drops single-image identities anyway, so those cost it nothing.
 
-Checked in code every time the split is built (:class:`~lqlib.data.splits.SplitError` otherwise):
+Checked in code every time the split is built (:class:`~lqlib.data.lfw.SplitError` otherwise):
 zero identity and image overlap between training and validation, training and the test folds,
 and validation and the test folds.
 """
@@ -41,8 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import paths
-from .splits import (LFW_PAIRS, EvalPair, PairSpec, Split, SplitError, TrainSample, _eval_pairs, _pair_stats,
-                     check_disjoint, lfw_half)
+from .lfw import (LFW_PAIRS, EvalPair, PairSpec, Split, SplitError, TrainSample, check_disjoint, eval_pairs, lfw_half,
+                  pair_stats)
 
 VALIDATION_SPLIT = "lfw-half-val"
 _LFW_NUMBER = re.compile(r"_(\d+)$")
@@ -124,7 +124,7 @@ def validation_pairs(images: dict[str, list[int]], design: ValidationDesign = DE
 def pairs_txt(specs: list[PairSpec]) -> str:
     """``specs`` in the LFW ``pairs.txt`` format (header ``<folds>\\t<n>``; per fold n same, then n
     different lines), so the validation set can be committed beside a study and re-parsed by
-    :func:`~lqlib.data.splits.parse_pairs`. Needs equal numbers of same and different pairs per fold."""
+    :func:`~lqlib.data.lfw.parse_pairs`. Needs equal numbers of same and different pairs per fold."""
     folds = sorted({s.fold for s in specs})
     lines, per = [], None
     for f in folds:
@@ -169,7 +169,7 @@ def lfw_half_val(data_dir: str | os.PathLike | None = None, design: ValidationDe
     base = lfw_half(root)
     specs = validation_pairs(_lfw_images(base.train), design)
     held = {n for s in specs for n in (s.name1, s.name2)}
-    pairs = _eval_pairs(root, specs)
+    pairs = eval_pairs(root, specs)
     kept = [s for s in base.train if not (s.identity.startswith("lfw/") and s.identity.split("/", 1)[1] in held)]
     identities = sorted({s.identity for s in kept})
     label_of = {ident: i for i, ident in enumerate(identities)}
@@ -183,7 +183,7 @@ def lfw_half_val(data_dir: str | os.PathLike | None = None, design: ValidationDe
         "split": VALIDATION_SPLIT,
         "test_split": "lfw-half",
         "pairs_file": str(LFW_PAIRS),
-        **_pair_stats(pairs),
+        **pair_stats(pairs),
         "heldout_identities": len(held),
         "heldout_same_identities": len(same_ids),
         "heldout_single_image_identities": len(held - same_ids),
