@@ -6,36 +6,24 @@ the ``paper`` recipe). *Recipes* are named sets of options in ``lqlib/recipes/<n
 ``gpu``, ``paper``), with optional ``teacher:`` / ``student:`` sections for what differs between the
 two roles; notebooks name a recipe and override single fields (``TRAIN_OVERRIDES``).
 ``--set KEY=VALUE`` pairs (YAML values) are parsed by :func:`parse_overrides`. Bad values are
-one-line ``ValueError`` s naming the field.
+one-line ``ValueError`` s naming the field (:meth:`TrainConfig.validate`; the checks: :mod:`lqlib.config_checks`).
 """
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 import yaml
 
 from . import paths
-from .convergence import ConvergenceRule
-from .data.sources import eval_role
-from .data.synthetic import SyntheticFaces
-from .degrade import get_degradation
-from .evaluation.tables import scale_label
+from .config_checks import check_config
 from .methods import get_method
 from .models import with_attention
-from .schedules import SCHEDULES
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
-# declared type (as written in TrainConfig) → (kind checked by TrainConfig._check_types, None allowed)
-_SCALAR_TYPES = {"str": ("string", False), "Optional[str]": ("string", True), "int": ("int", False),
-                 "Optional[int]": ("int", True), "float": ("number", False), "Optional[float]": ("number", True),
-                 "bool": ("bool", False)}
 ROLES = ("teacher", "student")
 # fields renamed since runs were written: an older config.json or checkpoint still loads and resumes
 RENAMED_FIELDS = {"degrade_preset": "degradation"}
@@ -120,96 +108,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> "TrainConfig":
-        self._check_types()
-        if self.role not in ("teacher", "student"):
-            raise ValueError(f"role must be 'teacher' or 'student', got {self.role!r}")
-        for k in ("epochs", "batch_size"):
-            if int(getattr(self, k)) < 1:
-                raise ValueError(f"{k} must be >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}, got {self.schedule!r}")
-        if self.amp not in ("auto", "bf16", "off"):
-            raise ValueError(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
-        get_degradation(self.degradation)
-        get_method(self.method)
-        self._check_mappings()
-        if self.early_stop:
-            self._check_early_stop()
-        self._check_device()
+        """Every field checked (:func:`lqlib.config_checks.check_config`: one-line errors naming the field); ``self``."""
+        check_config(self)
         return self
-
-    def _check_types(self):
-        """Scalar fields hold values of their declared type (``--set lr=abc`` names ``lr``, not a ``>``)."""
-        for f in dataclasses.fields(self):
-            want = _SCALAR_TYPES.get(str(f.type))
-            if want is None:
-                continue
-            kind, optional = want
-            value = getattr(self, f.name)
-            if value is None and optional:
-                continue
-            ok = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-                  "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-                  "bool": lambda v: isinstance(v, bool),
-                  "string": lambda v: isinstance(v, (str, os.PathLike))}[kind](value)
-            if not ok:
-                none = " (or null)" if optional else ""
-                raise ValueError(f"{f.name} must be {'an' if kind == 'int' else 'a'} {kind}{none}, got {value!r}")
-
-    def _check_device(self):
-        if self.device == "auto":
-            return
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError, ValueError):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N' (a torch device), "
-                             f"got {self.device!r}") from None
-
-    def _check_early_stop(self):
-        """``early_stop`` needs validation pairs that are not a test set, and a scale it evaluates."""
-        rule = ConvergenceRule.from_dict(self.early_stop)
-        if not self.val_pairs:
-            raise ValueError("early_stop needs val_pairs (the validation pairs it reads, e.g. lfw-half-val)")
-        if eval_role(self.val_pairs) == "test":
-            raise ValueError(f"early_stop reads val_pairs={self.val_pairs!r}, a TEST set: choices read validation "
-                             "pairs only (e.g. val_pairs=lfw-half-val with data=lfw-half-val)")
-        produced = {f"val_acc_{scale_label(float(s)).replace('×', 'x')}" for s in (
-            self.val_scales if isinstance(self.val_scales, (list, tuple)) else [self.val_scales])}
-        if rule.metric not in produced:
-            raise ValueError(f"early_stop.metric {rule.metric!r} is not a validation column; val_scales "
-                             f"{self.val_scales} give {sorted(produced)}")
-
-    def _check_mappings(self):
-        """Dict-valued fields: a dict whose keys the receiving code accepts (one-line errors). The keys of
-        ``head_kw`` and ``kd_*`` depend on the resolved head and method: :func:`lqlib.training_plan.plan_training`
-        checks them."""
-        checks = {"synthetic": accepted_keys(SyntheticFaces.__init__), "head_kw": None,  # head_kw: by the resolved head,
-                  "kd_weights": None, "kd_params": None, "backbone_kw": None, "early_stop": None}  # lqlib.training_plan
-        for name, keys in checks.items():
-            value = getattr(self, name)
-            if not isinstance(value, dict):
-                raise ValueError(f"{name} must be a mapping, got {value!r}")
-            check_keys(name, value, keys)
 
     @property
     def run_dir(self) -> Path:
         return paths.resolve(self.out_dir) if self.out_dir else paths.runs_dir() / self.name
-
-
-def accepted_keys(fn) -> list[str]:
-    """The keyword arguments ``fn`` accepts by name (``self`` left out)."""
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [n for n, p in inspect.signature(fn).parameters.items() if n != "self" and p.kind in kinds]
-
-
-def check_keys(name: str, value: dict, keys: Optional[list]) -> None:
-    """A one-line ``ValueError`` naming option ``name`` when ``value`` has a key outside ``keys`` (None: any)."""
-    bad = [k for k in value if keys is not None and k not in keys]
-    if bad:
-        hint = " (YAML needs a space after ':', e.g. {num_classes: 40})" if any(":" in str(k) for k in bad) else ""
-        raise ValueError(f"{name}: unknown key(s) {bad}; accepted: {keys}{hint}")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .checkpoint import teacher_identity
-from .config import Settings, TrainConfig, accepted_keys, check_keys, resolve
+from .config import Settings, TrainConfig, resolve
+from .config_checks import accepted_keys, check_keys
 from .heads import HEADS
 from .io import write_json
 from .losses import KD_TERMS
