@@ -3,8 +3,10 @@
 ``train_teacher(cfg)`` trains a backbone + margin head on high-resolution faces (the paper's
 BasicNet-HR). ``train_student(cfg, teacher=run_dir)`` trains a student on degraded copies of each
 batch while the frozen teacher sees the originals; ``cfg.method`` (:mod:`lqlib.methods`) picks the KD
-terms. What one step computes is the :class:`~lqlib.distiller.Distiller`'s business; this module only
-loops: sampler → distiller → backward → optimizer, with
+terms. What one step computes is the :class:`~lqlib.distiller.Distiller`'s business; the run's settings are its
+plan's (:mod:`lqlib.training_plan`, written as ``plan.json`` before the first step), the set-up is
+:mod:`lqlib.train_build` and the checkpoints :mod:`lqlib.train_state`; this module only loops: sampler →
+distiller → backward → optimizer, with
 
 * resumable, atomic checkpoints every epoch and on SIGTERM/SIGINT (resume continues exactly,
   mid-epoch too: the sampler order and the step generator are functions of (seed, epoch, rank),
@@ -27,7 +29,6 @@ import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import torch
@@ -35,33 +36,23 @@ import torch.distributed as dist
 from torch import nn
 
 from .callbacks import DegenerateTrainingError, EpochRecord, LossSums, NonFiniteLossError, write_summary  # noqa: F401 (NonFiniteLossError: public here too)
-from .checkpoint import is_finished, load_checkpoint, save_checkpoint, write_training_data  # noqa: F401 (is_finished: public here too)
+from .checkpoint import is_finished, write_training_data  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
-from .data.memory import DecodedDataset, batch_stream, dataset_fingerprint, decoded
-from .data.sampling import EpochSampler, build_dataset, data_key, step_seed
-from .data.sources import leaks
-from .distiller import Distiller
-from .engine import CompileProbe, compiled, compiled_modules
+from .data.memory import batch_stream
+from .data.sampling import step_seed
 from .errors import command
-from .heads import build_head
 from .io import write_json
 from .losses import Progress
-from .methods import build_composer
-from .models import build_backbone
 from .models.interface import unwrap
 from .precision import autocast, autocast_dtype
-from .runtime import compile_enabled, stop_on_signals
-from .teacher_loading import load_teacher, teacher_cache_for
+from .runtime import stop_on_signals
+from .train_build import TrainerBuild, sgd  # noqa: F401  (train.sgd: public)
+from .train_state import RESUMABLE_CHANGES, TrainerState  # noqa: F401  (train.RESUMABLE_CHANGES: public)
 from .training_plan import TrainingPlan, plan_training
-from .schedules import lr_factor
 
 
 class TrainingInterrupted(RuntimeError):
     """SIGTERM/SIGINT (or ``request_stop``) stopped training after a checkpoint was written."""
-
-
-# config keys that may change between a run and its resume
-RESUMABLE_CHANGES = ("resume", "progress", "num_workers", "log_every", "device", "compile", "recipe")
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -75,16 +66,7 @@ def _resolve_device(cfg: TrainConfig, local_rank: int) -> torch.device:
     return torch.device(cfg.device)
 
 
-def sgd(params, **kw) -> torch.optim.SGD:
-    """SGD with the fused kernel (one pass over all parameters: ~3.5× faster than the per-tensor loop
-    on the CPU, identical updates), the plain loop where this build has no fused SGD for the device."""
-    try:
-        return torch.optim.SGD(params, fused=True, **kw)
-    except (RuntimeError, ValueError, TypeError):
-        return torch.optim.SGD(params, **kw)
-
-
-class Trainer:
+class Trainer(TrainerBuild, TrainerState):
     """Runs one training job; see the module docstring. Use :func:`train` in normal code."""
 
     def __init__(self, plan: TrainingPlan | TrainConfig, teacher: Any = None,
@@ -111,159 +93,6 @@ class Trainer:
         self.teacher_id = self.plan.teacher_id
         # per epoch: progress bar, metrics.csv, validation, the stopping rule (lqlib.callbacks)
         self.record = EpochRecord(cfg, self.run_dir, self.is_main, self.distributed)
-
-    # ---- set-up
-    def _build(self):
-        cfg = self.cfg
-        torch.manual_seed(cfg.seed)
-        per_class = dict(min_per_class=cfg.min_images_per_class, max_per_class=cfg.max_images_per_class)
-        dataset, self.num_classes, self.split = build_dataset(
-            cfg.data, cfg.data_dir, max_images=cfg.max_images, synthetic=cfg.synthetic, seed=cfg.seed, **per_class)
-        self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class))  # decode once
-        # the training faces by content (8 bytes each): evaluations refuse pair sets that hold any of them
-        # (cached per data key; synthetic sets, cheap to hash, never: their pixels depend on more than the key)
-        fp_key = None if cfg.data == "synthetic" else data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
-        self.fingerprint = dataset_fingerprint(self.dataset, fp_key) if self.is_main else None
-        if self.device.type == "cuda" and isinstance(self.dataset, DecodedDataset):
-            self.dataset = self.dataset.to(self.device)  # the uint8 pack lives on the GPU
-        if cfg.val_pairs:
-            if leaks(self.split, cfg.val_pairs):
-                raise ValueError(f"val_pairs={cfg.val_pairs!r} holds identities of the training split "
-                                 f"{self.split!r}; validate on that split's own held-out pairs (data=lfw-half-val "
-                                 "with val_pairs=lfw-half-val)")
-        if self.num_classes < 2:
-            raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
-                                          f"{self.num_classes} class(es): a classifier needs at least 2")
-        s = self.settings = self.plan.settings  # explicit config field > method > recipe, per setting
-        self.backbone_name, self.backbone_kw, self.head_name = s.backbone, s.backbone_kw, s.head
-        backbone = build_backbone(self.backbone_name, **self.backbone_kw)
-        head = build_head(self.head_name, backbone.embedding_size, self.num_classes, **cfg.head_kw)
-        teacher = teacher_head = None
-        if self._teacher_arg is not None:
-            teacher, teacher_head = load_teacher(self._teacher_arg, self.device)
-        if cfg.init_head_from_teacher:
-            self._copy_teacher_head(head, teacher_head)
-        composer = build_composer(self.method, backbone, teacher, self.plan.kd_weights, self.plan.kd_params)
-        if composer.needs_teacher and teacher is None:
-            raise ValueError(f"method {cfg.method!r} needs a teacher: set teacher= (a teacher run directory "
-                             "or an external teacher)")
-        fcr = s.face_content_replacement
-        use_compile = compile_enabled(cfg.compile)
-        cache = None
-        if teacher is not None:
-            key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
-            cache = teacher_cache_for(cfg.teacher_cache, self._teacher_arg, teacher, composer, self.dataset,
-                                      key, self.device, str(self.amp_dtype), log=print if self.is_main else None,
-                                      center=s.teacher_center, teacher_head=teacher_head,
-                                      face_content_replacement=fcr, amp_dtype=self.amp_dtype)
-        self.distiller = Distiller(
-            compiled(backbone, use_compile), head, composer, teacher_cache=cache,
-            teacher=compiled(teacher, use_compile and cache is None) if teacher is not None else None,
-            teacher_head=teacher_head, role=cfg.role, scales=cfg.scales,
-            degradation=s.degradation, hflip=cfg.hflip, face_content_replacement=fcr,
-            channels_last=self.channels_last).to(self.device)
-        if self.channels_last:
-            self.distiller.to(memory_format=torch.channels_last)
-        params = [p for p in self.distiller.parameters() if p.requires_grad]
-        self.optimizer = sgd(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
-                             weight_decay=cfg.weight_decay)
-        self.model = self.distiller
-        if self.distributed:
-            self.model = nn.parallel.DistributedDataParallel(
-                self.distiller, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=True)
-        self.probe = CompileProbe(compiled_modules(self.distiller))
-        self.sampler = EpochSampler(len(self.dataset), cfg.seed, self.rank, self.world)
-        self.steps_per_epoch = len(self.dataset) // self.world // cfg.batch_size
-        if cfg.max_steps_per_epoch:
-            self.steps_per_epoch = min(self.steps_per_epoch, cfg.max_steps_per_epoch)
-        if self.steps_per_epoch < 1:
-            raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set ({len(self.dataset)} images)")
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(cfg.schedule, s / self.steps_per_epoch, epochs=cfg.epochs,
-                                                step_epochs=cfg.lr_step_epochs, gamma=cfg.lr_gamma,
-                                                warmup_epochs=cfg.warmup_epochs) * self.record.lr_scale())
-
-    def _copy_teacher_head(self, head: nn.Module, teacher_head: Optional[nn.Module]):
-        if teacher_head is None:
-            raise ValueError("init_head_from_teacher=True needs a teacher run with a margin head "
-                             f"(teacher={self.cfg.teacher!r})")
-        if teacher_head.weight.shape != head.weight.shape:
-            raise ValueError(f"cannot initialise the student head from the teacher: teacher head "
-                             f"{tuple(teacher_head.weight.shape)} vs student {tuple(head.weight.shape)} "
-                             "(train both on the same identities, or set init_head_from_teacher=False)")
-        head.weight.data.copy_(teacher_head.weight.data)
-
-    # ---- state
-    def _state(self, epoch: int, batch_in_epoch: int, step: int, gen: torch.Generator, sums: dict) -> dict:
-        rng = {"torch": torch.get_rng_state(), "gen": gen.get_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
-        d = self.distiller
-        return {
-            "model": unwrap(d.student).state_dict(), "head": d.head.state_dict(), "kd": d.composer.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "epoch": epoch,
-            "batch_in_epoch": batch_in_epoch, "step": step, "rng": rng,
-            "epoch_sums": {k: float(v) for k, v in sums.items()}, "config": self.cfg.to_dict(),
-            "num_classes": self.num_classes, "backbone_name": self.backbone_name, "backbone_kw": self.backbone_kw,
-            "head_name": self.head_name, "split": self.split, "teacher_id": self.teacher_id,
-            **self.record.state(),
-        }
-
-    def _save(self, epoch: int, batch_in_epoch: int, step: int, gen: torch.Generator, sums: dict):
-        """Rank 0 writes the checkpoint; under DDP it holds every rank's step generator (a collective:
-        every rank saves at the same steps), so a resumed rank continues its own stream."""
-        gens = None
-        if self.distributed:
-            gens = [None] * self.world
-            dist.all_gather_object(gens, gen.get_state().cpu())
-        if self.is_main:
-            state = self._state(epoch, batch_in_epoch, step, gen, sums)
-            if gens is not None:
-                state["rng"]["gen_ranks"] = gens
-            save_checkpoint(state, self.run_dir)
-
-    def _restore(self) -> Optional[dict]:
-        ck_path = self.run_dir / "checkpoint.pt"
-        if not (self.cfg.resume and ck_path.is_file()):
-            return None
-        ck = load_checkpoint(ck_path, map_location="cpu")
-        saved, mine = TrainConfig.upgrade(ck["config"]), self.cfg.to_dict()
-        default = TrainConfig().to_dict()  # a field added since the checkpoint was written: its default
-        changed = {k: (saved.get(k, default[k]), mine[k]) for k in mine
-                   if k not in RESUMABLE_CHANGES and saved.get(k, default[k]) != mine[k]}
-        if ck.get("teacher_id") is not None and ck["teacher_id"] != self.teacher_id:  # (older checkpoints: none)
-            changed["teacher weights"] = (ck["teacher_id"], self.teacher_id)
-        if changed:
-            self._move_aside(changed)
-            return None
-        d = self.distiller
-        unwrap(d.student).load_state_dict(ck["model"])
-        d.head.load_state_dict(ck["head"])
-        d.composer.load_state_dict(ck["kd"])
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["rng"]["torch"])
-        self.record.load_state(ck)
-        if ck["rng"].get("cuda") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(ck["rng"]["cuda"], self.device)
-        return ck
-
-    def _move_aside(self, changed: dict):
-        """A resume whose settings differ from the checkpoint's: keep the old run, next to the new one, as
-        ``<run dir>.old-<time>``, say what changed, and train from scratch (nothing is lost, no traceback)."""
-        old = self.run_dir.with_name(f"{self.run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
-        what = "; ".join(f"{k}: {a!r} → {b!r}" for k, a, b in ((k, *v) for k, v in sorted(changed.items())))
-        if self.is_main:
-            base, n = old, 1
-            while old.exists():
-                old, n = base.with_name(f"{base.name}-{n}"), n + 1
-            self.run_dir.rename(old)
-            print(f"NOTICE: {self.run_dir} was trained with other settings ({what}); moved it to {old} and "
-                  "training again from scratch (delete the old folder when you no longer need it)",
-                  file=sys.stderr, flush=True)
-        if self.distributed:
-            dist.barrier()
 
     # ---- signals
     def request_stop(self):
