@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import KDTerm, ModelOutputs, Progress, register_kd
-from ..models.interface import embedding_size, stage_channels
+from .base import EMBEDDING_SIZES, STAGE_CHANNELS, KDTerm, ModelOutputs, Progress, register_kd
 from .feature import paired_stage_features, stage_connectors
 
 
@@ -76,13 +75,7 @@ class AngularKD(KDTerm):
         self.connectors = stage_connectors(student_channels, teacher_channels) if self.use_stages else nn.ModuleList()
         self.embed_connector = embedding_connector(student_embedding, teacher_embedding)
 
-    @classmethod
-    def from_models(cls, student=None, teacher=None, **params):
-        params.setdefault("student_channels", stage_channels(student))
-        params.setdefault("teacher_channels", stage_channels(teacher))
-        params.setdefault("student_embedding", embedding_size(student))
-        params.setdefault("teacher_embedding", embedding_size(teacher))
-        return cls(**params)
+    reads = {**STAGE_CHANNELS, **EMBEDDING_SIZES}
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels, progress: Progress):
         loss = embedding_angle_loss(self.embed_connector, student.embedding, teacher.embedding)

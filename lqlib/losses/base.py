@@ -14,7 +14,7 @@ scalar. Class attributes declare what it needs so the training loop only compute
 * ``needs_labels`` — False for label-free terms.
 
 Terms are built by ``build_kd_term(name, student=..., teacher=..., **params)``; a term that needs
-shapes (connectors) reads them from the two models in ``from_models``.
+shapes (connectors) names them in ``reads`` and ``from_models`` reads them from the two models.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import ClassVar, Optional
 import torch
 from torch import nn
 
-from ..models.interface import ModelOutputs
+from ..models.interface import ModelOutputs, embedding_size, stage_channels
 from ..registry import registrar
 
 
@@ -48,14 +48,25 @@ class KDTerm(nn.Module):
     needs_labels: ClassVar[bool] = True
     ce_weight: float = 0.0
 
+    #: constructor arguments a term reads from the two models where not given (connector sizes):
+    #: ``{argument: ("student" | "teacher", reader)}``, e.g. ``{"student_embedding": ("student", embedding_size)}``
+    reads: ClassVar[dict] = {}
+
     @classmethod
     def from_models(cls, student: nn.Module | None = None, teacher: nn.Module | None = None, **params) -> "KDTerm":
+        models = {"student": student, "teacher": teacher}
+        for arg, (which, read) in cls.reads.items():
+            params.setdefault(arg, read(models[which]))
         return cls(**params)
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels: Optional[torch.Tensor],
                 progress: Progress) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+
+#: the connector sizes terms read (:attr:`KDTerm.reads`)
+STAGE_CHANNELS = {"student_channels": ("student", stage_channels), "teacher_channels": ("teacher", stage_channels)}
+EMBEDDING_SIZES = {"student_embedding": ("student", embedding_size), "teacher_embedding": ("teacher", embedding_size)}
 
 KD_TERMS: dict[str, type[KDTerm]] = {}
 

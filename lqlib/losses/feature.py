@@ -32,9 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.interface import stage_channels
 from ..models.maps import match_spatial
-from .base import KDTerm, ModelOutputs, Progress, register_kd
+from .base import STAGE_CHANNELS, KDTerm, ModelOutputs, Progress, register_kd
 
 
 def make_connector(in_channels: int, out_channels: int) -> nn.Module:
@@ -97,11 +96,7 @@ class HierarchicalFeatureKD(KDTerm):
         self.connectors = stage_connectors(student_channels, teacher_channels)
         self.stages = None if stages is None else [int(i) for i in stages]
 
-    @classmethod
-    def from_models(cls, student=None, teacher=None, **params):
-        params.setdefault("student_channels", stage_channels(student))
-        params.setdefault("teacher_channels", stage_channels(teacher))
-        return cls(**params)
+    reads = STAGE_CHANNELS
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels, progress: Progress):
         return hier_feature_loss(teacher.features, student.features, self.connectors, self.stages)

@@ -23,9 +23,8 @@ replaced image itself (see ``lqlib/augment.py``).
 """
 from __future__ import annotations
 
-from ..models.interface import embedding_size
 from .angular import embedding_angle_loss, embedding_connector
-from .base import KDTerm, ModelOutputs, Progress, register_kd
+from .base import EMBEDDING_SIZES, KDTerm, ModelOutputs, Progress, register_kd
 
 
 @register_kd("labelfree")
@@ -40,11 +39,7 @@ class LabelFreeKD(KDTerm):
         super().__init__()
         self.embed_connector = embedding_connector(student_embedding, teacher_embedding)
 
-    @classmethod
-    def from_models(cls, student=None, teacher=None, **params):
-        params.setdefault("student_embedding", embedding_size(student))
-        params.setdefault("teacher_embedding", embedding_size(teacher))
-        return cls(**params)
+    reads = EMBEDDING_SIZES
 
     def forward(self, student: ModelOutputs, teacher: ModelOutputs, labels, progress: Progress):
         return embedding_angle_loss(self.embed_connector, student.embedding, teacher.embedding)
