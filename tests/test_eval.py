@@ -357,3 +357,11 @@ def test_significance_identical_and_known():
     bt = paired_bootstrap(a, b, n_boot=2000, seed=1)
     assert bt["delta"] == pytest.approx(10.0) and bt["ci_low"] > 0 and bt["p_value"] < 0.01
     assert paired_bootstrap(a, b, n_boot=2000, seed=1) == bt  # seeded
+
+
+def test_table_order_puts_the_baselines_first_and_keeps_the_rest_in_order_of_appearance():
+    from lqlib.evaluation.tables import table_order
+
+    assert table_order(["+logit KD", "BasicNet-LR", "at", "+logit KD", "BasicNet-HR"]) == \
+        ["BasicNet-HR", "BasicNet-LR", "+logit KD", "at"]
+    assert table_order(["at"]) == ["at"]

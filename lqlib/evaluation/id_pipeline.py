@@ -205,11 +205,10 @@ def id_table(results, metric: str = "rank1", eval_mode: str = "cross", distracto
 
     import pandas as pd
 
-    from .tables import BASELINE_ROWS, scale_label
+    from .tables import scale_label, table_order
 
     df = results[(results["eval_mode"] == eval_mode) & (results["distractors"] == distractors)]
-    models = [m for m in BASELINE_ROWS if m in set(df["model"])]
-    models += [m for m in dict.fromkeys(df["model"]) if m not in models]
+    models = table_order(df["model"])
     scales = sorted(df["scale"].astype(float).unique())
     rows = []
     for m in models:

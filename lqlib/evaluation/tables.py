@@ -116,6 +116,13 @@ def aggregate_seeds(frames: Sequence[Any]):
 BASELINE_ROWS = ("BasicNet-HR", "BasicNet-LR")
 
 
+def table_order(models) -> list:
+    """The rows of a results table: :data:`BASELINE_ROWS` first (those present), then every other model in the
+    order it first appears in ``models``."""
+    seen = list(dict.fromkeys(models))
+    return [m for m in BASELINE_ROWS if m in seen] + [m for m in seen if m not in BASELINE_ROWS]
+
+
 def paper_table(results, eval_mode: str = "both", decimals: int = 2):
     """The paper's layout for one eval mode: rows = models (BasicNet-HR and BasicNet-LR first),
     columns ×1 ×2 ×4 ×8 as ``mean ± sd`` where **± is the std over training seeds (ddof = 1)** (no ±
@@ -127,8 +134,7 @@ def paper_table(results, eval_mode: str = "both", decimals: int = 2):
 
     df = results[results["eval_mode"] == eval_mode]
     summ = seed_summary(df, keys=("model", "scale"))
-    models = [m for m in BASELINE_ROWS if m in set(summ["model"])]
-    models += [m for m in dict.fromkeys(summ["model"]) if m not in models]
+    models = table_order(summ["model"])
     scales = sorted(summ["scale"].astype(float).unique())
     rows = []
     for m in models:
