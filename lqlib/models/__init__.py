@@ -21,6 +21,7 @@ from torch import nn
 from ..registry import registrar
 from .attention import ATTENTIONS, AttentionMaps, build_attention
 from .iresnet import DEPTHS, TINY_WIDTHS, IResNet
+from .mobilefacenet import MobileFaceNet
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 
@@ -42,7 +43,9 @@ for _att in ATTENTIONS:
 for _d in (50, 100):
     register_backbone(f"irx_cbam_{_d}", partial(_ir, _d, "cbam", 32))
 
-from . import mobilefacenet as _mobilefacenet  # noqa: E402,F401  (registers itself on import)
+register_backbone("mobilefacenet", MobileFaceNet)
+for _att in ("cbam", "esca"):
+    register_backbone(f"mobilefacenet_{_att}", partial(MobileFaceNet, attention=_att))
 
 
 def with_attention(backbone: str, attention: str | None) -> str:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from .attention import AttentionMaps, build_attention
+from .init import init_weights
 from .interface import pack_outputs
 
 DEPTHS: dict[int | str, tuple[int, int, int, int]] = {
@@ -109,15 +110,7 @@ class IResNet(nn.Module):
         self.features = nn.BatchNorm1d(embedding_size, eps=1e-5)
         nn.init.constant_(self.features.weight, 1.0)
         self.features.weight.requires_grad_(False)
-        self._init()
-
-    def _init(self):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)) and m.weight.requires_grad:
-                nn.init.constant_(m.weight, 1.0)
-                nn.init.constant_(m.bias, 0.0)
+        init_weights(self)
 
     @property
     def num_blocks(self) -> int:

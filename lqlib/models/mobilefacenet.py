@@ -37,14 +37,13 @@ served only the retired ``vladmandic-mobilefacenet`` teacher and was removed wit
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from . import register_backbone
 from .attention import AttentionMaps, build_attention
+from .init import init_weights
 from .interface import pack_outputs
 
 # (expansion t, output channels c, repeats n, first stride s): Table 1 of the paper.
@@ -135,19 +134,7 @@ class MobileFaceNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(CONV_WIDTH, embedding_size, bias=False)
         self.features = nn.BatchNorm1d(embedding_size, eps=1e-5)
-        self._init()
-
-    def _init(self):
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
+        init_weights(self, zero_conv_bias=True, linear_std=0.01)
 
     @property
     def num_blocks(self) -> int:
@@ -169,8 +156,3 @@ class MobileFaceNet(nn.Module):
         if self.attention_type == "none":
             maps = []
         return pack_outputs(emb, maps, feats, return_attention, return_features)
-
-
-register_backbone("mobilefacenet", MobileFaceNet)
-register_backbone("mobilefacenet_cbam", partial(MobileFaceNet, attention="cbam"))
-register_backbone("mobilefacenet_esca", partial(MobileFaceNet, attention="esca"))
