@@ -6,6 +6,8 @@ Layout (beside the verification results of :mod:`lqlib.study`)::
     runs/<name>/eval/<set>/<set>.split.json               the layout's sidecar (rule, counts, entries)
     runs/<name>/results/<set>/identification.{csv,md}          tidy rows and mean ± sd tables
 
+A blocked study's blocks (each its own run folder): :func:`pooled_identification`, into the preset's results.
+
 Identification sets: ``lfw-half-id`` (from the shared data) and ``tinyface`` (``$LQLIB_TINYFACE`` or a path), see
 :mod:`lqlib.data.id_layouts`; a layout CSV path works too. A missing data set is one printed line and ``None``.
 """
@@ -18,13 +20,16 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from . import paths
 from . import study as S
 from .data.memory import image_hashes, image_thumbnails
 from .data.id_layouts import ID_SETS, read_layout_csv, subset_probes, tinyface_root, write_layout_json
 from .data.sources import eval_set_key
+from .evaluation import to_markdown
 from .evaluation.id_pipeline import decoded_faces, layout_labels, load_faces
 from .io import save_dataframe_csv, write_text
 from .model_key import ModelKey
+from .presets import block_spec, load_preset
 
 CMC_RANKS = 20
 
@@ -133,8 +138,6 @@ def id_tables(results, distractors: bool = True) -> dict:
 
 def save_id_tables(study: S.Study, results) -> list:
     """Tidy CSV and the mean ± sd tables (markdown) to ``results/<set>/``."""
-    from .evaluation import to_markdown
-
     name = str(results["dataset"].iloc[0])
     out_dir = study.results_dir(name)
     md = [f"# {name}: identification, ± = std over training seeds (ddof 1)\n",
@@ -144,6 +147,49 @@ def save_id_tables(study: S.Study, results) -> list:
         md.append(f"## {title}\n\n{to_markdown(table)}\n")
     return [save_dataframe_csv(results, out_dir / "identification.csv", index=False),
             write_text(out_dir / "identification.md", "\n".join(md))]
+
+
+BLOCK_RUNS = "{preset}-b{block}"   # a blocked study's run folders, one per block, moved aside after its run
+
+
+def pooled_identification(preset: str, id_set: str = "lfw-half-id", runs: str = BLOCK_RUNS,
+                          scales: Sequence[float] = (1, 8), eval_modes: Sequence[str] = ("cross", "both"), *,
+                          external_teachers: Sequence[str] = (), publish: bool = True, **kw):
+    """Identification (exploratory) of every model of every block of a blocked ``preset`` on ``id_set``: block
+    ``k``'s run folder is ``runs/<runs formatted with preset and block=k>`` (its weights; by default
+    ``runs/<preset>-b<k>``), each evaluated by :func:`identify_study` (cached in that folder, so an interrupted
+    call resumes). Block k's own teacher is recorded as teacher seed k when the blocks are seeds; an external
+    teacher (frozen, the same in every block) is evaluated with the first block only. Returns the rows with a
+    ``block`` column (None when the set's data is not available) and, with ``publish``, writes
+    ``<publish>/identification/<set>.csv`` and ``.md`` (mean ± sd over blocks, :func:`id_tables`)."""
+    import pandas as pd
+
+    spec = load_preset(preset)
+    param, values = block_spec(spec)
+    studies = {v: S.Study(runs.format(preset=spec["name"], block=v)) for v in values}
+    missing = [str(st.root) for st in studies.values() if not st.root.is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{preset}: no run folder of block(s) {missing} (runs={runs!r}: each block's run "
+                                "folder with its weights, e.g. runs/verdict moved to runs/verdict-b0 after block 0)")
+    frames = []
+    for i, (v, study) in enumerate(studies.items()):
+        extra = S.external_teachers(list(external_teachers)) if i == 0 and external_teachers else None
+        df = identify_study(study, id_set, scales, eval_modes, extra_models=extra, **kw)
+        if df is None:
+            return None
+        if param.lower() == "seed":
+            df.loc[df["model_key"].astype(str) == "teacher", "seed"] = v   # block k's teacher is teacher seed k
+        frames.append(df.assign(block=v))
+    out = pd.concat(frames, ignore_index=True)
+    if publish:
+        root = paths.resolve(spec["publish"]) / "identification"
+        md = [f"# {id_set} (exploratory): identification of the {spec['name']} study's {len(values)} blocks, "
+              "± = std over blocks (ddof 1)\n",
+              "cross: gallery at HR, probes degraded; both: gallery and probes degraded. Gallery with distractors.\n"]
+        md += [f"## {title}\n\n{to_markdown(table)}\n" for title, table in id_tables(out).items()]
+        save_dataframe_csv(out, root / f"{eval_set_key(id_set)}.csv", index=False)
+        write_text(root / f"{eval_set_key(id_set)}.md", "\n".join(md))
+    return out
 
 
 def best_student(results, scale: float = 8, eval_mode: str = "cross", metric: str = "rank1") -> Optional[str]:

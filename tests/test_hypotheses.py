@@ -88,11 +88,12 @@ def test_the_registered_verdict_preset_reads_the_test_folds_only_in_its_last_ste
     require_registered(p["hypotheses"])
     assert "draft" not in p
     reads = [s.get("parameters", {}).get("PAIRS") for s in p["notebooks"]]
-    # the test folds: read by one step, the last that evaluates; after it only 06_verdict, which pools what the
-    # blocks published and evaluates no model
-    assert reads[-2] == p["hypotheses"]["pairs"] == "lfw-half" and reads[-1] is None
-    assert p["notebooks"][-1]["notebook"].startswith("06_verdict")
-    assert all(r in (None, p["hypotheses"]["validation"]) for r in reads[:-2])
+    # the test folds: read by one step, the last that evaluates them; after it only 06_verdict, which pools what the
+    # blocks published, and its exploratory identification step (lfw-half-id, after the verdicts)
+    assert reads[-3] == p["hypotheses"]["pairs"] == "lfw-half" and reads[-2:] == [None, None]
+    assert [n["notebook"] for n in p["notebooks"][-2:]] == ["06_verdict", "06_verdict"]
+    assert "ID_SET" not in p["notebooks"][-2]["parameters"] and p["notebooks"][-1]["parameters"]["ID_SET"]
+    assert all(r in (None, p["hypotheses"]["validation"]) for r in reads[:-3])
     # the family's models are the ones the preset trains: H5's student carries the weight chosen on validation
     sface = [s for s in p["notebooks"] if s.get("tag") == "sface"][0]["parameters"]
     assert sface["KD_WEIGHTS"] == {"angular": 50.0} and fam[4].model == "angular_emb_c[angular=50]@sface"

@@ -96,3 +96,45 @@ def test_identification_refuses_a_layout_of_the_models_own_training_faces(setup,
     res = IS.identify_study(st, str(tmp_path / "holiday.csv"), scales=(1,), eval_modes=("cross",), batch_size=8,
                             allow_leakage=True)
     assert len(res) > 0
+
+
+def test_pooled_identification_of_a_blocked_study(tmp_path, monkeypatch):
+    """The blocks' run folders (runs/<preset>-b<k>) evaluated one by one: block k's teacher is teacher seed k, an
+    external teacher is evaluated with the first block only, and the rows and tables go to
+    <publish>/identification/ (this was a driver script under results/)."""
+    import pandas as pd
+    import yaml
+
+    from lqlib import paths
+
+    monkeypatch.setattr(paths, "runs_dir", lambda: tmp_path / "runs")
+    preset = tmp_path / "blk.yaml"
+    preset.write_text(yaml.safe_dump({"name": "blk", "publish": str(tmp_path / "pub"),
+                                      "blocks": {"parameter": "SEED", "values": [0, 1]},
+                                      "notebooks": ["01_teacher_training"]}))
+    with pytest.raises(FileNotFoundError, match="blk-b0"):
+        IS.pooled_identification(str(preset))
+    for k in (0, 1):
+        (tmp_path / "runs" / f"blk-b{k}").mkdir(parents=True)
+    calls = []
+
+    def fake(study, id_set, scales, eval_modes, extra_models=None, **kw):
+        calls.append((study.name, sorted(extra_models or {})))
+        k = int(study.name[-1])
+        rows = [("BasicNet-HR", "teacher", 0, 40.0 + k), ("BasicNet-LR", "none", k, 20.0 + k)]
+        rows += [("sface", "teacher:sface", 0, 90.0)] if extra_models else []
+        return pd.DataFrame([{"model": m, "model_key": key, "seed": s, "scale": sc, "eval_mode": "cross",
+                              "distractors": True, "rank1": r + sc, "mAP": r, "dataset": id_set}
+                             for m, key, s, r in rows for sc in (1.0, 8.0)])
+
+    monkeypatch.setattr(IS, "identify_study", fake)
+    monkeypatch.setattr(S, "external_teachers", lambda names: {f"teacher:{n}": object() for n in names})
+    out = IS.pooled_identification(str(preset), external_teachers=["sface"])
+    assert calls == [("blk-b0", ["teacher:sface"]), ("blk-b1", [])]
+    teacher = out[out["model_key"] == "teacher"]
+    assert sorted(zip(teacher["block"], teacher["seed"])) == [(0, 0), (0, 0), (1, 1), (1, 1)]
+    assert (out["model_key"] == "teacher:sface").sum() == 2 and set(out["block"]) == {0, 1}
+    written = pd.read_csv(tmp_path / "pub" / "identification" / "lfw-half-id.csv")
+    assert len(written) == len(out) and list(written.columns)[-1] == "block"
+    md = (tmp_path / "pub" / "identification" / "lfw-half-id.md").read_text()
+    assert "blk study's 2 blocks" in md and "| BasicNet-HR | 41.50 ± 0.71 |" in md   # rank-1 ×1 of the teachers: 41, 42

@@ -68,8 +68,8 @@ def test_the_verdict_preset_runs_in_blocks():
               and "TRAIN_OVERRIDES" not in s.parameters]
     assert len(family) == 6 and all(s.parameters["SEED"] == 3 for s in family)
     test = [s for s in steps if s.key == "03_evaluation__test"][0]
-    assert test.parameters["PUBLISH_DIR"] == "results/cpu/blocks/seed-3" and steps[-2] is test
-    assert steps[-1].notebook == "06_verdict.ipynb" and steps[-1].parameters["PRESET"] == "verdict"   # pools, after
+    assert test.parameters["PUBLISH_DIR"] == "results/cpu/blocks/seed-3" and steps[-3] is test
+    assert [(s.notebook, s.parameters["PRESET"]) for s in steps[-2:]] == [("06_verdict.ipynb", "verdict")] * 2  # pool, after
 
 
 def test_a_block_draws_its_figures_into_its_own_folder(tmp_path, monkeypatch):
