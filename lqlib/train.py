@@ -39,7 +39,6 @@ from .callbacks import DegenerateTrainingError, EpochRecord, LossSums, NonFinite
 from .checkpoint import is_finished, write_training_data  # noqa: F401 (is_finished: public here too)
 from .config import TrainConfig, load_config, parse_overrides
 from .data.memory import batch_stream
-from .data.sampling import step_seed
 from .errors import command
 from .io import write_json
 from .losses import Progress
@@ -119,16 +118,8 @@ class Trainer(TrainerBuild, TrainerState):
             for epoch in range(start_epoch, cfg.epochs):
                 if self.record.stopped:
                     break  # a resumed run that had already met its stopping rule
-                gen = torch.Generator(device=self.device).manual_seed(step_seed(cfg.seed, epoch, self.rank))
                 b0 = start_batch if epoch == start_epoch else 0
-                if ck is not None and epoch == start_epoch and b0 > 0:
-                    states = ck["rng"].get("gen_ranks") or [ck["rng"]["gen"]]
-                    if self.rank < len(states):  # this rank's own stream (else: its fresh seed)
-                        gen.set_state(states[self.rank])
-                    losses = LossSums(names, self.device, ck["epoch_sums"], self.distributed)
-                else:
-                    torch.manual_seed(step_seed(cfg.seed, epoch))
-                    losses = LossSums(names, self.device, None, self.distributed)
+                gen, losses = self._epoch_streams(epoch, ck if epoch == start_epoch and b0 > 0 else None, names)
                 sums = losses.sums
                 self.sampler.set_epoch(epoch, b0 * cfg.batch_size)
                 self.model.train()

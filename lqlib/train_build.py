@@ -37,15 +37,22 @@ class TrainerBuild:
     ``device`` and process-group attributes set)."""
 
     def _build(self):
+        torch.manual_seed(self.cfg.seed)
+        self._build_data()
+        self._build_models()
+        self._build_optimiser()
+
+    def _build_data(self):
+        """The training set (decoded once), its split, class count and content fingerprint."""
         cfg = self.cfg
-        torch.manual_seed(cfg.seed)
         per_class = dict(min_per_class=cfg.min_images_per_class, max_per_class=cfg.max_images_per_class)
+        self.data_key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
         dataset, self.num_classes, self.split = build_dataset(
             cfg.data, cfg.data_dir, max_images=cfg.max_images, synthetic=cfg.synthetic, seed=cfg.seed, **per_class)
-        self.dataset = decoded(dataset, data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class))  # decode once
+        self.dataset = decoded(dataset, self.data_key)  # decode once
         # the training faces by content (8 bytes each): evaluations refuse pair sets that hold any of them
         # (cached per data key; synthetic sets, cheap to hash, never: their pixels depend on more than the key)
-        fp_key = None if cfg.data == "synthetic" else data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
+        fp_key = None if cfg.data == "synthetic" else self.data_key
         self.fingerprint = dataset_fingerprint(self.dataset, fp_key) if self.is_main else None
         if self.device.type == "cuda" and isinstance(self.dataset, DecodedDataset):
             self.dataset = self.dataset.to(self.device)  # the uint8 pack lives on the GPU
@@ -57,6 +64,10 @@ class TrainerBuild:
         if self.num_classes < 2:
             raise DegenerateTrainingError(f"the training set {cfg.data!r} (max_images={cfg.max_images}) has "
                                           f"{self.num_classes} class(es): a classifier needs at least 2")
+
+    def _build_models(self):
+        """Backbone, margin head, teacher (live or its cached outputs), KD terms: the :class:`Distiller`."""
+        cfg = self.cfg
         s = self.settings = self.plan.settings  # explicit config field > method > recipe, per setting
         self.backbone_name, self.backbone_kw, self.head_name = s.backbone, s.backbone_kw, s.head
         backbone = build_backbone(self.backbone_name, **self.backbone_kw)
@@ -74,9 +85,8 @@ class TrainerBuild:
         use_compile = compile_enabled(cfg.compile)
         cache = None
         if teacher is not None:
-            key = data_key(cfg.data, cfg.data_dir, cfg.max_images, **per_class)
             cache = teacher_cache_for(cfg.teacher_cache, self._teacher_arg, teacher, composer, self.dataset,
-                                      key, self.device, str(self.amp_dtype), log=print if self.is_main else None,
+                                      self.data_key, self.device, str(self.amp_dtype), log=print if self.is_main else None,
                                       center=s.teacher_center, teacher_head=teacher_head,
                                       face_content_replacement=fcr, amp_dtype=self.amp_dtype)
         self.distiller = Distiller(
@@ -87,6 +97,10 @@ class TrainerBuild:
             channels_last=self.channels_last).to(self.device)
         if self.channels_last:
             self.distiller.to(memory_format=torch.channels_last)
+
+    def _build_optimiser(self):
+        """SGD over the trainable parameters, DDP, the epoch sampler and the learning-rate schedule."""
+        cfg = self.cfg
         params = [p for p in self.distiller.parameters() if p.requires_grad]
         self.optimizer = sgd(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                              weight_decay=cfg.weight_decay)

@@ -11,8 +11,10 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from .callbacks import LossSums
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .data.sampling import step_seed
 from .models.interface import unwrap
 
 # config keys that may change between a run and its resume
@@ -49,6 +51,19 @@ class TrainerState:
             if gens is not None:
                 state["rng"]["gen_ranks"] = gens
             save_checkpoint(state, self.run_dir)
+
+    def _epoch_streams(self, epoch: int, ck: Optional[dict], names: list) -> tuple:
+        """(step generator, loss sums) of ``epoch``: fresh, from (seed, epoch, rank), or — resuming mid-epoch from
+        checkpoint ``ck`` — this rank's saved stream (else its fresh seed) and the epoch's sums so far."""
+        cfg = self.cfg
+        gen = torch.Generator(device=self.device).manual_seed(step_seed(cfg.seed, epoch, self.rank))
+        if ck is not None:
+            states = ck["rng"].get("gen_ranks") or [ck["rng"]["gen"]]
+            if self.rank < len(states):  # this rank's own stream (else: its fresh seed)
+                gen.set_state(states[self.rank])
+            return gen, LossSums(names, self.device, ck["epoch_sums"], self.distributed)
+        torch.manual_seed(step_seed(cfg.seed, epoch))
+        return gen, LossSums(names, self.device, None, self.distributed)
 
     def _restore(self) -> Optional[dict]:
         ck_path = self.run_dir / "checkpoint.pt"

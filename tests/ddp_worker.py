@@ -26,6 +26,7 @@ import torch
 torch.set_num_threads(1)
 
 import lqlib.train as train_mod  # noqa: E402
+import lqlib.train_state as train_state  # noqa: E402  (the trainer's checkpointing)
 from lqlib.distiller import Distiller  # noqa: E402
 from lqlib.models.interface import unwrap  # noqa: E402
 
@@ -51,7 +52,7 @@ def _recording_inputs(self, hr, generator):
 
 
 Distiller.inputs = _recording_inputs
-_save_checkpoint = train_mod.save_checkpoint
+_save_checkpoint = train_state.save_checkpoint
 
 
 def _recording_save(state, run_dir):
@@ -59,7 +60,7 @@ def _recording_save(state, run_dir):
     return _save_checkpoint(state, run_dir)
 
 
-train_mod.save_checkpoint = _recording_save
+train_state.save_checkpoint = _recording_save
 
 
 _forward = Distiller.forward

@@ -138,10 +138,11 @@ def test_the_trainer_lowers_the_rate_at_each_plateau(tmp_path, val_bin):
 
 def test_validation_pairs_of_the_training_split_are_refused(tmp_path, monkeypatch):
     import lqlib.train as T
+    import lqlib.train_build as TB
     from lqlib.data.synthetic import SyntheticFaces
 
     # the check runs once the training split is known; a stub dataset, so no face is decoded
-    monkeypatch.setattr(T, "build_dataset", lambda *a, **k: (SyntheticFaces(num_classes=4, images_per_class=4),
+    monkeypatch.setattr(TB, "build_dataset", lambda *a, **k: (SyntheticFaces(num_classes=4, images_per_class=4),
                                                              4, "lfw-half"))
     cfg = TrainConfig(name="l", out_dir=str(tmp_path / "l"), **{**BASE, "data": "lfw-half"}, epochs=1,
                       val_pairs="lfw-half-val")
