@@ -8,6 +8,10 @@ The notebooks share this layout through the run name::
     runs/<name>/results/<eval set>/            tables: tidy CSV, paper-layout markdown, tests across seeds
     figures/<name>/                            figures (PDF + PNG)
 
+A training run's folder holds its plan (``plan.json``, :mod:`lqlib.training_plan`: settings, KD terms, teacher, key,
+written before its first step), ``config.json``, ``metrics.csv``, ``summary.json`` and ``checkpoint.pt``; the study
+reads a model's key from its plan (from ``config.json`` for runs written before plans).
+
 Every model has a :class:`~lqlib.model_key.ModelKey` (its method, KD overrides, head, external teacher,
 head initialisation; :mod:`lqlib.model_key` is the one place its text is parsed). Results and
 caches are keyed by evaluation set, so AgeDB-30 and CPLFW runs of one study never overwrite each
