@@ -31,7 +31,7 @@ from .config_checks import accepted_keys, check_keys
 from .heads import HEADS
 from .io import write_json
 from .losses import KD_TERMS
-from .methods import Method, get_method
+from .methods import Method, get_method, term_weights
 from .model_key import ModelKey
 from .teachers import is_external_teacher
 
@@ -111,7 +111,7 @@ def kd_terms(name: str, kd_weights: Optional[dict], kd_params: Optional[dict]) -
             raise ValueError(f"KD_PARAMS[{term!r}] names parameter(s) {bad} the term does not take "
                              f"(it takes {sorted(takes)})")
         params[term] = {**method.params.get(term, {}), **own}
-    return {t: float(kd_weights.get(t, w)) for t, w in method.kd.items()}, params
+    return term_weights(method, kd_weights), params
 
 
 def _parameters(cls) -> Optional[set]:
