@@ -73,14 +73,18 @@ def make_tiny_study(tmp_path_factory):
     mp.undo()
 
 
-def same_batch_losses(live, cached, images, labels, idx, seed: int = 7) -> tuple[dict, dict]:
-    """The loss parts of two distillers (e.g. live teacher vs cached teacher outputs) on the same batch with the
-    same flips / replacements / degradations (one generator seed), without gradients."""
+@pytest.fixture
+def same_batch_losses():
+    """``same_batch_losses(live, cached, images, labels, idx, seed=7)`` → the loss parts of two distillers (e.g. live
+    teacher vs cached teacher outputs) on the same batch with the same flips / replacements / degradations (one
+    generator seed), without gradients. A fixture, so that no test imports ``conftest`` by name (there are two)."""
     from lqlib.losses import Progress
 
-    out = []
-    for d in (live, cached):
-        gen = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            out.append(d(images[idx], labels[idx], gen, Progress(), index=idx)[1])
-    return out[0], out[1]
+    def losses(live, cached, images, labels, idx, seed: int = 7) -> tuple[dict, dict]:
+        out = []
+        for d in (live, cached):
+            gen = torch.Generator().manual_seed(seed)
+            with torch.no_grad():
+                out.append(d(images[idx], labels[idx], gen, Progress(), index=idx)[1])
+        return out[0], out[1]
+    return losses

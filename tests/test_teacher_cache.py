@@ -1,7 +1,6 @@
 """Cached teacher embeddings: the same loss as the live teacher, stored once per (teacher, data)."""
 import pytest
 import torch
-from conftest import same_batch_losses
 
 from lqlib import paths
 from lqlib.data.memory import DecodedDataset
@@ -45,7 +44,7 @@ def _fn(teacher):
 
 
 @pytest.mark.parametrize("method", ["angular_emb", "relational", "labelfree", "labelfree_nofcr"])
-def test_cached_and_live_teacher_give_the_same_loss(setup, method):
+def test_cached_and_live_teacher_give_the_same_loss(setup, method, same_batch_losses):
     images, labels, teacher, student = setup
     cache = TeacherEmbeddingCache.build(_fn(teacher), images)
     live, cached = _distiller(method, teacher, student).eval(), _distiller(method, teacher, student, cache).eval()

@@ -12,7 +12,6 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from conftest import same_batch_losses
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -244,7 +243,7 @@ GOLDEN = [-0.045845, 0.248194, -0.133554, 0.336968]  # measured once (onnxruntim
 
 @needs_real
 @pytest.mark.parametrize("method", ["angular_emb", "relational", "labelfree"])
-def test_cached_and_live_sface_give_the_same_loss(tmp_path, method):
+def test_cached_and_live_sface_give_the_same_loss(tmp_path, method, same_batch_losses):
     from lqlib.distiller import Distiller
     from lqlib.heads import build_head
     from lqlib.images import normalize
