@@ -125,6 +125,16 @@ def near_methods(name: str, n: int = 3) -> list[str]:
     return difflib.get_close_matches(name.strip(), names, n=n, cutoff=0.75)
 
 
+def matches_teacher_embedding(method: Method | str) -> bool:
+    """Whether a student of ``method`` is trained to match its teacher's embedding itself (a KD term with
+    ``matches_embedding``: angular, angular_emb, labelfree), so that cos(teacher, student) is a meaningful number;
+    False for the rest, and for centred targets (``teacher_center``: the student matches e_T minus a mean)."""
+    from .losses import KD_TERMS
+
+    method = get_method(method) if isinstance(method, str) else method
+    return not method.teacher_center and any(KD_TERMS[t].matches_embedding for t in method.kd)
+
+
 def list_methods() -> list[str]:
     return sorted(METHODS)
 

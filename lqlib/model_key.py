@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from .heads import HEAD_NAMES
-from .methods import METHODS, get_method
+from .methods import METHODS, get_method, matches_teacher_embedding
 from .paths import slug
 from .teachers import teacher_label
 
@@ -106,6 +106,12 @@ class ModelKey:
     def is_teacher(self) -> bool:
         """A teacher's own row (the study's HR teacher or an external one), not a student."""
         return not self.method
+
+    @property
+    def in_teacher_space(self) -> bool:
+        """A student of the study's own teacher trained to match that teacher's embedding
+        (:func:`lqlib.methods.matches_teacher_embedding`): only then is cos(teacher, student) a meaningful number."""
+        return not self.is_teacher and not self.teacher and matches_teacher_embedding(self.method)
 
     @property
     def parts(self) -> list[str]:

@@ -32,12 +32,13 @@ from . import paths
 from .checkpoint import read_training_data
 from .data.fallback import data_available, load_eval_pairs, pair_faces, resolve_training_data  # noqa: F401
 from .data.sources import eval_set_key
-from .methods import get_method
+from .methods import METHODS, get_method
 from .model_key import ModelKey
 from .paths import slug  # noqa: F401  (the notebooks' file names: S.slug(group))
 from .study_config import training_config, training_plan  # noqa: F401
 from .study_eval import (LeakageError, Model, _check_leakage, compare, compare_all, evaluate_cached, evaluate_study,  # noqa: F401
-                         external_teachers, key_columns, model_groups, pair_correct_reader, save_tables, sort_models)
+                         external_teachers, key_columns, model_groups, pair_correct_reader, save_tables, sort_models,
+                         verification_thresholds)
 from .teachers import is_external_teacher
 from .training_plan import load_plan
 
@@ -76,6 +77,21 @@ class Study:
             b = json.loads(block.read_text())
             return paths.figures_dir() / self.name / paths.block_name(b["parameter"], b["value"])
         return paths.figures_dir() / self.name
+
+    def resolve_student(self, key: ModelKey | str, seed: int = 0) -> ModelKey:
+        """The key of a trained student named by ``key``: a full key (``angular_emb_c@faceapi-resnet``) as it is,
+        or a bare method name (``angular_emb_c``) when exactly one trained student with ``seed`` has that method
+        (e.g. its only student is the one of an external teacher). An ambiguous method name raises, listing the
+        keys it could mean; anything else is left to :meth:`student` (which names what is trained)."""
+        text = str(key).strip()
+        trained = [m.key for m in self.models() if m.key != "teacher" and m.seed == seed]
+        if text in trained or text not in METHODS and "+" not in text:
+            return ModelKey.parse(text)
+        same = [k for k in trained if k.method == text]
+        if len(same) > 1:
+            raise ValueError(f"student key {text!r} is ambiguous in {self.root} (seed {seed}): it is the method of "
+                             f"{', '.join(map(str, sorted(same)))}; give one of these keys")
+        return same[0] if same else ModelKey.parse(text)
 
     def student(self, key: ModelKey | str, seed: int = 0) -> Path:
         """The run dir of a trained (finished) student; raises listing the trained ones when it does not

@@ -154,6 +154,19 @@ def evaluate_cached(entries, out_dir: Path, key: dict, run_one: Callable, *, tag
     return frames
 
 
+def verification_thresholds(study, key, seed: int, eval_set: str, eval_mode: str = "both",
+                            protocol: str = "insightface") -> dict[float, float]:
+    """``{scale: threshold}`` of one model on ``eval_set`` from 03's cached evaluation (the mean of its
+    fold thresholds, ``threshold_mean``; squared distances for the InsightFace protocol); ``{}`` when 03 has not
+    evaluated the model there."""
+    p = study.eval_dir(eval_set) / f"{ModelKey.parse(key).file_name}_s{seed}.csv"
+    if not p.is_file():
+        return {}
+    df = pd.read_csv(p)
+    df = df[(df["eval_mode"] == eval_mode) & (df["protocol"] == protocol)]
+    return {float(s): float(t) for s, t in zip(df["scale"], df["threshold_mean"])}
+
+
 KEY_COLUMNS = ("model_key", "method", "teacher")
 
 

@@ -81,3 +81,25 @@ def test_every_code_cell_is_valid_python(path):
                 compile(src, f"{path.name}[{i}]", "exec")  # compile, not ast.parse: it checks repeated keywords
             except SyntaxError as e:
                 raise AssertionError(f"{path.name} cell {i}: {e}") from None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_unused_imports(path):
+    """Every name a notebook imports is used somewhere in it (a reader copies the first cell as it is)."""
+    import ast
+
+    code = "\n".join("".join(line for line in c["source"] if not line.lstrip().startswith(("%", "!")))
+                     for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    tree = ast.parse(code)
+    imported = {(a.asname or a.name).split(".")[0] for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in n.names}
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert not imported - used, f"{path.name} imports but never uses {sorted(imported - used)}"
+
+
+def test_run_all_of_06_publishes_nothing_unless_asked():
+    """06 defaults to PUBLISH=False (Run All in JupyterLab must not rewrite results/cpu/); the verdict preset's
+    pooling step passes True."""
+    assert parameters_cell(NB_DIR / "06_verdict.ipynb")["PUBLISH"] is False
+    pooled = [s for s in plan(load_preset("verdict"), "x") if s.notebook == "06_verdict.ipynb"]
+    assert pooled and all(s.parameters["PUBLISH"] is True for s in pooled)

@@ -101,3 +101,59 @@ def test_one_face_and_validation(pair):
     assert "pair" not in s.summary()
     with pytest.raises(ValueError, match="pair"):
         DegradationExplorer(model, model, torch.cat([pair, pair]))
+
+
+def _insightface_distance(model, pair) -> float:
+    """03's score of a pair, computed here from scratch: l2n(e(img) + e(flip)) of each face, squared L2."""
+    from lqlib.images import normalize
+
+    with torch.no_grad():
+        x = normalize(pair)
+        e = torch.nn.functional.normalize(model.eval()(x) + model(x.flip(-1)), dim=1)
+    return float(((e[0] - e[1]) ** 2).sum())
+
+
+def test_the_widget_opens_at_the_given_scale(tiny, pair):
+    ex = DegradationExplorer(tiny, tiny, pair)
+    ex.build_widget(scale=8.0)
+    assert ex.scale_slider.value == 8.0 and ex.state.scale == 8.0
+    assert ex.readout.value.startswith("<code>×8 ")
+    with pytest.raises(ValueError, match="1–16"):
+        ex.build_widget(scale=32)
+
+
+def test_cos_teacher_student_only_where_the_student_matches_the_teachers_embedding(tiny, pair):
+    plain = DegradationExplorer(tiny, tiny, pair).render(scale=4)
+    assert "cos(teacher HR" not in plain.summary() and "student pair score" in plain.summary()
+    matched = DegradationExplorer(tiny, tiny, pair, embedding_readout=True).render(scale=4)
+    assert f"cos(teacher HR, student LR) = {matched.similarity:.3f}" in matched.summary()
+
+
+def test_the_pair_is_judged_by_03s_threshold_at_the_nearest_evaluated_scale(tiny, pair):
+    from lqlib.degrade import degrade
+
+    d1 = _insightface_distance(tiny, pair)
+    d8 = _insightface_distance(tiny, degrade(pair, 8.0))
+    # thresholds between which the verdict flips: same at ×1 (d1 < t1), different at ×8 (d8 ≥ t8)
+    assert abs(d1 - d8) > 0.05
+    thr = {1.0: d1 + 0.02, 8.0: d8 - 0.02}
+    ex = DegradationExplorer(tiny, tiny, pair, same_person=False, thresholds=thr)
+    v1 = ex.render(scale=1).verdict
+    assert v1.distance == pytest.approx(d1, abs=2e-3)  # bf16 where the CPU has it, as 03
+    assert v1.judged_same and v1.threshold_scale == 1.0
+    assert "judged the same person" in ex.render(scale=1).summary() and "truth: two people — wrong" in v1.text()
+    v8 = ex.render(scale=8).verdict
+    assert v8.distance == pytest.approx(d8, abs=2e-3) and not v8.judged_same
+    assert "two people" in v8.text() and "— right" in v8.text() and "03's folds at ×8" in v8.text()
+    assert ex.render(scale=6).verdict.threshold_scale == 8.0  # the nearest scale 03 evaluated
+    assert ex.render(scale=3).verdict.threshold_scale == 1.0
+    ex.build_widget(scale=8)
+    ex.scale_slider.value = 1.0
+    assert "judged the same person" in ex.readout.value  # the read-out follows the slider
+
+
+def test_without_thresholds_the_truth_is_still_said(tiny, pair):
+    s = DegradationExplorer(tiny, tiny, pair, same_person=True).render(scale=2)
+    assert s.verdict is None and "truth: the same person (no threshold" in s.summary()
+    with pytest.raises(ValueError, match="pair"):
+        DegradationExplorer(tiny, tiny, pair[:1], same_person=True)

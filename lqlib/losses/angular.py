@@ -61,6 +61,7 @@ class AngularKD(KDTerm):
     """ShrinkTeaNet's angular distillation over stage features (optional) and embeddings."""
 
     needs = frozenset({"features", "embedding"})
+    matches_embedding = True
 
     def __init__(self, stages: bool | Sequence[int] = True, student_channels: Sequence[int] | None = None,
                  teacher_channels: Sequence[int] | None = None, student_embedding: int | None = None,

@@ -11,7 +11,10 @@ scalar. Class attributes declare what it needs so the training loop only compute
   ArcFace CE at weight 1 for every method);
 * ``ce_weight`` — the weight of the hard-label CE contained *inside* the term (logit KD's λ), for
   reporting the effective CE weight of a method;
-* ``needs_labels`` — False for label-free terms.
+* ``needs_labels`` — False for label-free terms;
+* ``matches_embedding`` — the term pulls the student's embedding towards the teacher's (1 − cos(e_T, h(e_S))),
+  so a student trained with it lives in its teacher's embedding space (``h`` is the identity when the sizes
+  agree).
 
 Terms are built by ``build_kd_term(name, student=..., teacher=..., **params)``; a term that needs
 shapes (connectors) names them in ``reads`` and ``from_models`` reads them from the two models.
@@ -46,6 +49,7 @@ class KDTerm(nn.Module):
     needs: ClassVar[frozenset] = frozenset()
     includes_ce: bool = False
     needs_labels: ClassVar[bool] = True
+    matches_embedding: ClassVar[bool] = False
     ce_weight: float = 0.0
 
     #: constructor arguments a term reads from the two models where not given (connector sizes):

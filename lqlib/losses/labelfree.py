@@ -34,6 +34,7 @@ class LabelFreeKD(KDTerm):
     needs = frozenset({"embedding"})
     includes_ce = False
     needs_labels = False
+    matches_embedding = True
 
     def __init__(self, student_embedding: int | None = None, teacher_embedding: int | None = None):
         super().__init__()
