@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import torch
 
@@ -35,8 +36,19 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+#: ``LQLIB_CPU_BF16=0`` / ``1`` overrides what the CPU's flags say about native bf16 — to reproduce on one machine
+#: what another does (with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2``: an AVX2-only CPU, for timings)
+ENV_CPU_BF16 = "LQLIB_CPU_BF16"
+
+
 def cpu_has_bf16() -> bool:
-    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16), so bf16 autocast pays off."""
+    """True when the CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16), so bf16 autocast pays off;
+    ``$LQLIB_CPU_BF16`` (``0``/``1``) overrides the flags."""
+    env = os.environ.get(ENV_CPU_BF16, "").strip()
+    if env in ("0", "1"):
+        return env == "1"
+    if env:
+        raise ValueError(f"{ENV_CPU_BF16} must be 0 or 1, got {env!r}")
     return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
 
 

@@ -66,6 +66,16 @@ def test_bf16_is_the_cpu_default_only_where_the_cpu_has_it():
     assert autocast_dtype("cpu") == (torch.bfloat16 if cpu_has_bf16() else None)
 
 
+def test_the_bf16_decision_can_be_overridden(monkeypatch):
+    """``LQLIB_CPU_BF16`` makes one machine decide as another (timings of an AVX2-only CPU on a bf16 one)."""
+    for env, want in (("0", None), ("1", torch.bfloat16)):
+        monkeypatch.setenv("LQLIB_CPU_BF16", env)
+        assert autocast_dtype("cpu") is want and autocast_dtype("cuda") is torch.bfloat16
+    monkeypatch.setenv("LQLIB_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match="LQLIB_CPU_BF16"):
+        cpu_has_bf16()
+
+
 def test_bf16_and_fp32_training_reach_the_same_accuracy(tmp_path):
     """The same small task trained with bf16 autocast and in fp32: verification accuracy within noise."""
     from lqlib.data import PairSet
