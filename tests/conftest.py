@@ -7,7 +7,12 @@ os.environ.setdefault("LQLIB_COMPILE", "0")
 if "LQLIB_CACHE" not in os.environ:
     import tempfile
 
-    os.environ["LQLIB_CACHE"] = tempfile.mkdtemp(prefix="lqlib-test-cache-")
+    _run = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # pytest -n: the workers of one run share one cache
+    if _run:
+        os.environ["LQLIB_CACHE"] = os.path.join(tempfile.gettempdir(), f"lqlib-test-cache-{_run}")
+        os.makedirs(os.environ["LQLIB_CACHE"], exist_ok=True)
+    else:
+        os.environ["LQLIB_CACHE"] = tempfile.mkdtemp(prefix="lqlib-test-cache-")
 
 import pytest
 import torch
