@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -208,7 +209,7 @@ class DegradationExplorer:
             verdict=self.pair_verdict(lq, scale), embedding_readout=self.embedding_readout,
             same_person=self.same_person,
         )
-        state.figure.suptitle(state.summary(), fontsize="small")
+        state.figure.suptitle("\n".join(textwrap.wrap(state.summary(), 160)), fontsize="small")
         self._cache[key] = state
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
