@@ -98,8 +98,11 @@ def test_no_unused_imports(path):
 
 
 def test_run_all_of_06_publishes_nothing_unless_asked():
-    """06 defaults to PUBLISH=False (Run All in JupyterLab must not rewrite results/cpu/); the verdict preset's
-    pooling step passes True."""
+    """06 defaults to PUBLISH=False (Run All in JupyterLab must not rewrite results/cpu/); the pooling step of
+    every blocked study's preset (verdict, ...) passes True."""
     assert parameters_cell(NB_DIR / "06_verdict.ipynb")["PUBLISH"] is False
-    pooled = [s for s in plan(load_preset("verdict"), "x") if s.notebook == "06_verdict.ipynb"]
-    assert pooled and all(s.parameters["PUBLISH"] is True for s in pooled)
+    blocked = [p for p in list_presets() if load_preset(p).get("blocks")]
+    assert "verdict" in blocked
+    for preset in blocked:
+        pooled = [s for s in plan(load_preset(preset), "x") if s.notebook == "06_verdict.ipynb"]
+        assert pooled and all(s.parameters.get("PUBLISH") is True for s in pooled), preset
