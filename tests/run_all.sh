@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # the cores the test command may use (default: all this process may run on, whatever OMP_NUM_THREADS says —
 # `nproc` would follow it): the unit tests run in that many processes of one thread each (pytest-xdist, one
 # test file per process at a time), the notebooks one after another with that many threads each
-jobs="${LQLIB_TEST_JOBS:-$(python -c 'import os; print(len(os.sched_getaffinity(0)))')}"
+jobs="${LQLIB_TEST_JOBS:-$(python -c 'import os; print(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())')}"
 lint-imports --no-cache | tail -n 2
 NO_MKDOCS_2_WARNING=1 mkdocs build --strict 2>&1 | grep -E "WARNING|ERROR|Aborted|Documentation built"  # the docs site (docs/, mkdocs.yml)
 python -m pytest -q -n "$jobs" --dist loadfile tests --ignore=tests/browser
