@@ -83,6 +83,22 @@ def data_dir(path: str | os.PathLike | None = None, *, must_exist: bool = True) 
     )
 
 
+def installed_package_file(package: str, member: str) -> Path | None:
+    """``member`` (a path inside a wheel, e.g. ``pkg/models/x.onnx``) of an installed ``package``, located
+    with ``importlib.util.find_spec`` without importing the package; None when absent."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root).parent / member
+        if path.is_file():
+            return path
+    return None
+
+
 def runs_dir() -> Path:
     return repo_root() / "runs"
 

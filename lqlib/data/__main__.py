@@ -1,12 +1,15 @@
 """Command line: ``python -m lqlib.data prepare --data-dir DIR --out DIR [--quality Q] [--max-mb 55] [--force]``
-and ``python -m lqlib.data validation --out DIR`` (the lfw-half-val split's definition: ``validation_pairs.txt``
+``python -m lqlib.data align --in RAW --out DIR`` (photographs → 112×112 ArcFace crops, see
+:mod:`lqlib.data.align`) and ``python -m lqlib.data validation --out DIR`` (the lfw-half-val split's definition: ``validation_pairs.txt``
 and ``validation_split.json``, for a study's results)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..paths import ENV_DATA, DataNotFoundError
+from .align import NO_FACE_POLICIES, PICKERS, DetectorUnavailable, align_folder
 from .datasets import ImageDecodeError
 from .prepare import DEFAULT_OUT, QUALITIES, prepare
 from .splits import SplitError
@@ -29,7 +32,32 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--data-dir", default=None,
                    help=f"face-data directory (default: ${ENV_DATA}, then ../shared/data beside the repository)")
     v.add_argument("--out", required=True, help="folder for validation_pairs.txt and validation_split.json")
+    a = sub.add_parser("align", help="detect faces (YuNet) and warp them onto the 112x112 ArcFace template")
+    a.add_argument("--in", dest="src", required=True, help="folder of photographs (<identity>/<file> or any tree)")
+    a.add_argument("--out", required=True, help="output folder: <identity>/<file>.jpg + manifest.json")
+    a.add_argument("--pick", default="largest", choices=sorted(PICKERS),
+                   help="the face kept when a photo holds several: largest (default) or center (LFW)")
+    a.add_argument("--no-face", default="skip", choices=NO_FACE_POLICIES,
+                   help="photos with no face: skip (listed in the manifest) or median (median landmarks of the run)")
+    a.add_argument("--quality", type=int, default=95, help="JPEG quality of the crops (default 95)")
+    a.add_argument("--size", type=int, default=112, help="crop size in pixels (default 112, the ArcFace template)")
+    a.add_argument("--threads", type=int, default=None, help="worker threads (default: min(4, CPU count))")
+    a.add_argument("--batch", type=int, default=64, help="photos per batch (progress is saved after each)")
+    a.add_argument("--score", type=float, default=0.6, help="detector score threshold (default 0.6)")
+    a.add_argument("--force", action="store_true", help="align everything again (ignore a previous run in --out)")
     return parser
+
+
+def _align(args) -> int:
+    m = align_folder(args.src, args.out, pick=args.pick, no_face=args.no_face, quality=args.quality, size=args.size,
+                     threads=args.threads or min(4, os.cpu_count() or 1), batch=args.batch,
+                     score_threshold=args.score, force=args.force)
+    c = m["counts"]
+    print(f"aligned {c['aligned']} photos, {c['no_face']} with no face ({args.no_face}), {c['corrupt']} unreadable "
+          f"→ {args.out} (manifest.json)")
+    for r in m["corrupt"]:
+        print(f"  unreadable: {r['file']}: {r['error']}", file=sys.stderr)
+    return 0
 
 
 def _prepare(args) -> int:
@@ -50,14 +78,14 @@ def _validation(args) -> int:
     return 0
 
 
-COMMANDS = {"prepare": _prepare, "validation": _validation}
+COMMANDS = {"prepare": _prepare, "validation": _validation, "align": _align}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (DataNotFoundError, FileNotFoundError, SplitError, ImageDecodeError) as e:
+    except (DataNotFoundError, FileNotFoundError, SplitError, ImageDecodeError, DetectorUnavailable, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
