@@ -274,6 +274,23 @@ def _uses_synthetic(params: dict) -> bool:
     return not _face_data_report(params["DATA_DIR"])[0]
 
 
+def _fetch_face_data(log) -> bool:
+    """No face data found: fetch LFW into the user cache and align it (``python -m lqlib.data fetch lfw``), so a
+    fresh machine trains on real faces; offline, one line says how (then the run goes on as without data)."""
+    from .data.fetch import FetchError, fetch_lfw, lfw_ready
+
+    if lfw_ready():
+        return False  # fetched already: the face-data directory was found (or a step names other data)
+    log(f"lqlib.run: no face data found: fetching LFW into {paths.user_cache_dir()} (python -m lqlib.data fetch lfw)")
+    try:
+        data = fetch_lfw(log=log)
+    except (FetchError, OSError) as e:
+        log(f"lqlib.run: {str(e).splitlines()[0]}")
+        return False
+    log(f"lqlib.run: face data: {data} (LFW; python -m lqlib.data fetch celeba adds lfw-half's CelebA-299 side)")
+    return True
+
+
 def _recipe_data(params: dict) -> str:
     from .config import recipe
 
@@ -348,6 +365,8 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
 
     all_steps, steps = select(out_dir.name)
     fallback = [s for s in steps if _uses_synthetic(s.effective())]
+    if fallback and not (synthetic or prepare_only) and _fetch_face_data(log):
+        fallback = [s for s in steps if _uses_synthetic(s.effective())]
     if synthetic and not fallback:
         log("lqlib.run: --synthetic: face data found, the run uses it (nothing falls back to synthetic data)")
     elif synthetic and not prepare_only and out_dir.resolve() == own.resolve():
@@ -362,7 +381,7 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
             f"no face data found — looked in: {'; '.join(where)}. Without it {len(fallback)} step(s) "
             f"({', '.join(s.label for s in fallback[:3])}{', ...' if len(fallback) > 3 else ''}) would train and "
             "evaluate on the SYNTHETIC identity set. Put the data there (README: ../shared/data), set $LQLIB_DATA "
-            "or the preset's DATA_DIR; or pass --synthetic to run on synthetic data anyway (it publishes nothing "
+            "or the preset's DATA_DIR, or fetch LFW (python -m lqlib.data fetch lfw [--from PATH]); or pass --synthetic to run on synthetic data anyway (it publishes nothing "
             f"into {preset.get('publish') or 'results/'}: its record goes to <out>/published/)")
     is_synthetic = bool(fallback) and not prepare_only
     owner = out_dir.resolve() == own.resolve() and not is_synthetic

@@ -22,6 +22,20 @@ def data_dir(tmp_path):
     return make_data_dir(tmp_path / "data")
 
 
+def test_lfw_half_from_lfw_alone(data_dir):
+    """A fresh machine with fetched LFW and no CelebA-299: the training side is LFW's disjoint identities, and
+    the statistics say where it came from."""
+    import shutil
+
+    shutil.rmtree(data_dir / "celeba299")
+    proto = get_split("lfw-half", data_dir)
+    assert proto.identities == ["lfw/Frank", "lfw/Gina", "lfw/Hank"]
+    assert proto.stats["train_celeba_identities"] == 0 and proto.stats["train_celeba_images"] == 0
+    assert proto.stats["train_sources"].startswith("LFW alone (no CelebA-299")
+    assert proto.stats["identity_overlap"] == 0 and len(proto.pairs) == 4
+    assert get_split("lfw-half", make_data_dir(data_dir.parent / "d2")).stats["train_sources"] == "CelebA-299 + LFW"
+
+
 def test_parse_pairs_folds(data_dir):
     specs = parse_pairs(data_dir / "lfw" / "pairs.txt")
     assert len(specs) == 8

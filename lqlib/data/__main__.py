@@ -1,5 +1,6 @@
 """Command line: ``python -m lqlib.data prepare --data-dir DIR --out DIR [--quality Q] [--max-mb 55] [--force]``
-``python -m lqlib.data align --in RAW --out DIR`` (photographs → 112×112 ArcFace crops, see
+``python -m lqlib.data fetch lfw|celeba [--from PATH]`` (public face data into the user cache, aligned; see
+:mod:`lqlib.data.fetch`), ``python -m lqlib.data align --in RAW --out DIR`` (photographs → 112×112 ArcFace crops, see
 :mod:`lqlib.data.align`) and ``python -m lqlib.data validation --out DIR`` (the lfw-half-val split's definition: ``validation_pairs.txt``
 and ``validation_split.json``, for a study's results)."""
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from ..paths import ENV_DATA, DataNotFoundError
 from .align import NO_FACE_POLICIES, PICKERS, DetectorUnavailable, align_folder
 from .datasets import ImageDecodeError
+from .fetch import FETCHERS, LFW_VARIANTS, FetchError
 from .prepare import DEFAULT_OUT, QUALITIES, prepare
 from .splits import SplitError
 
@@ -45,7 +47,28 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--batch", type=int, default=64, help="photos per batch (progress is saved after each)")
     a.add_argument("--score", type=float, default=0.6, help="detector score threshold (default 0.6)")
     a.add_argument("--force", action="store_true", help="align everything again (ignore a previous run in --out)")
+    f = sub.add_parser("fetch", help="download (or take --from), verify, extract and align a public face dataset "
+                                      "into the user cache")
+    f.add_argument("dataset", choices=sorted(FETCHERS), help="lfw: LFW photographs + pairs.txt; celeba: the "
+                   "CelebA-299 side of lfw-half from your own CelebA download")
+    f.add_argument("--from", dest="source", default=None,
+                   help="an archive, a folder holding the downloaded files, or an extracted folder (offline)")
+    f.add_argument("--cache", default=None, help="cache folder (default: $LQLIB_CACHE, else the platform's cache dir)")
+    f.add_argument("--variant", default="original", choices=sorted(LFW_VARIANTS), help="lfw: which archive")
+    f.add_argument("--threads", type=int, default=None, help="alignment threads (default: min(4, CPU count))")
+    f.add_argument("--sha256", action="append", default=[], metavar="FILE=HEX",
+                   help="expected SHA-256 of a file by name, instead of the published one (a mirror's own copy)")
     return parser
+
+
+def _fetch(args) -> int:
+    sums = dict(kv.split("=", 1) for kv in args.sha256 if "=" in kv)
+    bad = [kv for kv in args.sha256 if "=" not in kv]
+    if bad:
+        raise ValueError(f"--sha256 {bad[0]!r}: expected FILE=HEX")
+    kw = {"variant": args.variant} if args.dataset == "lfw" else {}
+    FETCHERS[args.dataset](args.source, cache=args.cache, checksums=sums, threads=args.threads, **kw)
+    return 0
 
 
 def _align(args) -> int:
@@ -78,14 +101,15 @@ def _validation(args) -> int:
     return 0
 
 
-COMMANDS = {"prepare": _prepare, "validation": _validation, "align": _align}
+COMMANDS = {"prepare": _prepare, "validation": _validation, "align": _align, "fetch": _fetch}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (DataNotFoundError, FileNotFoundError, SplitError, ImageDecodeError, DetectorUnavailable, ValueError) as e:
+    except (DataNotFoundError, FileNotFoundError, SplitError, ImageDecodeError, DetectorUnavailable, FetchError,
+            ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

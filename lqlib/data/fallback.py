@@ -46,7 +46,8 @@ def resolve_training_data(data: str, data_dir: str | None = None, synthetic_fall
         raise FileNotFoundError(f"training data {data!r} not found, and the face-data directory {where} has no "
                                 "lfw/pairs.txt" + (" (lqlib.run refuses synthetic data without --synthetic)"
                                                    if _synthetic_refused() else ""))
-    _loud("no face data found (see README: ../shared/data or $LQLIB_DATA): using a SYNTHETIC identity set")
+    _loud("no face data found (see README: ../shared/data, $LQLIB_DATA, or python -m lqlib.data fetch lfw): "
+          "using a SYNTHETIC identity set")
     return "synthetic"
 
 

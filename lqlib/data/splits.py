@@ -11,7 +11,8 @@ Splits (registry :data:`SPLITS`, looked up by :func:`get_split`):
 
 * ``lfw-half`` — evaluation on the first half of the folds (official folds 1–5: 3,000 pairs, 5 folds of
   600); training on every CelebA-299 identity (named ``celeba/<id>``) plus every LFW identity that
-  appears in no evaluation pair (named ``lfw/<Name>``, all its images). The identity overlap between
+  appears in no evaluation pair (named ``lfw/<Name>``, all its images). Without ``celeba299/`` (LFW
+  fetched on a fresh machine) the training side is LFW alone; ``stats["train_sources"]`` says which. The identity overlap between
   training and evaluation is computed and must be zero.
 * ``lfw-10fold`` — all pairs (6,000, 10 folds of 600) and no training set.
 * ``lfw-half-val`` — the validation split of lfw-half (:mod:`lqlib.data.validation`): training on
@@ -196,7 +197,9 @@ def lfw_half(data_dir: str | os.PathLike | None = None) -> Split:
     pairs = _eval_pairs(root, [s for s in specs if s.fold < eval_folds])
     eval_names = {n for s in specs if s.fold < eval_folds for n in (s.name1, s.name2)}
 
-    celeba = scan_identity_folders(_require_dir(root / CELEBA_IMAGES, "CelebA-299 image folder"))
+    # LFW alone (a fresh machine's fetched LFW, no CelebA-299 yet): the training side is LFW's identities only,
+    # and the statistics say so (python -m lqlib.data fetch celeba adds the CelebA side)
+    celeba = scan_identity_folders(root / CELEBA_IMAGES) if (root / CELEBA_IMAGES).is_dir() else []
     lfw = scan_identity_folders(root / LFW_IMAGES)
     named = [(p, f"celeba/{ident}") for p, ident in celeba]
     named += [(p, f"lfw/{ident}") for p, ident in lfw if ident not in eval_names]
@@ -218,6 +221,8 @@ def lfw_half(data_dir: str | os.PathLike | None = None) -> Split:
         "train_lfw_images": len(train) - len(celeba),
         "identity_overlap": identity_overlap,
         "image_overlap": image_overlap,
+        "train_sources": "CelebA-299 + LFW" if celeba else
+                         f"LFW alone (no CelebA-299: {root / CELEBA_IMAGES} not found; python -m lqlib.data fetch celeba)",
     }
     return Split("lfw-half", root, train, pairs, identities, stats)
 
