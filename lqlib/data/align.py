@@ -36,7 +36,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -205,8 +205,10 @@ NO_FACE_POLICIES = ("skip", "median")
 class _Worker:
     """Decode → detect → pick → warp → encode for one photograph; one detector per thread."""
 
-    def __init__(self, src: Path, out: Path, make_detector: Callable[[], YuNet], pick: str, quality: int, size: int):
+    def __init__(self, src: Path, out: Path, make_detector: Callable[[], YuNet], pick: str, quality: int, size: int,
+                 names: Mapping[str, str], given: Mapping[str, np.ndarray]):
         self.src, self.out, self.make, self.pick, self.quality, self.size = src, out, make_detector, pick, quality, size
+        self.names, self.given = names, given
         self.local = threading.local()
 
     def _detector(self) -> YuNet:
@@ -229,19 +231,25 @@ class _Worker:
         ok, buf = cv2.imencode(".jpg", warp(img, m, self.size), [cv2.IMWRITE_JPEG_QUALITY, self.quality])
         if not ok:
             raise RuntimeError(f"align: JPEG encoding failed for {self.src / rel}")
-        write_bytes(self.out / output_name(rel), buf.tobytes())
-        return {"out": output_name(rel), "transform": np.round(m, 6).tolist()}
+        write_bytes(self.out / self.names[rel], buf.tobytes())
+        return {"out": self.names[rel], "transform": np.round(m, 6).tolist()}
 
     def __call__(self, rel: str) -> dict:
         img, err = self.read(rel)
         if img is None:
             return {"file": rel, "status": "corrupt", "error": err, "action": "skipped"}
-        faces = self._detector().detect(img)
+        if rel in self.given:  # landmarks from the dataset's own file: no detection
+            faces = [Face(np.array([np.nan] * 4), np.asarray(self.given[rel], np.float64).reshape(5, 2), float("nan"))]
+        else:
+            faces = self._detector().detect(img)
         face = pick_face(faces, img.shape, self.pick)
         rec = {"file": rel, "width": int(img.shape[1]), "height": int(img.shape[0]), "faces": len(faces)}
+        if rel in self.given:
+            rec["landmarks_from"] = "given"
         if face is None:
             return {**rec, "status": "no_face", "out": None}
-        return {**rec, "status": "aligned", "score": round(face.score, 4), "box": np.round(face.box, 2).tolist(),
+        return {**rec, "status": "aligned", "score": None if np.isnan(face.score) else round(face.score, 4),
+                "box": None if np.isnan(face.box).any() else np.round(face.box, 2).tolist(),
                 "landmarks": np.round(face.landmarks, 2).tolist(), **self.save(rel, img, face.landmarks)}
 
 
@@ -266,8 +274,13 @@ def _median_landmarks(records: list[dict]) -> np.ndarray | None:
 def align_folder(src: str | os.PathLike, out: str | os.PathLike, *, pick: str = "largest", no_face: str = "skip",
                  quality: int = 95, size: int = TEMPLATE_SIZE, threads: int = 1, batch: int = 64,
                  force: bool = False, progress: bool = True, detector: str | os.PathLike | None = None,
-                 score_threshold: float = 0.6, max_side: int = 640) -> dict:
-    """Align every photograph under ``src`` into ``out`` (see the module docstring); returns the manifest."""
+                 score_threshold: float = 0.6, max_side: int = 640, files: Mapping[str, str] | None = None,
+                 landmarks: Mapping[str, np.ndarray] | None = None) -> dict:
+    """Align every photograph under ``src`` into ``out`` (see the module docstring); returns the manifest.
+
+    ``files`` aligns only these photographs (paths relative to ``src``) under the given output names (relative
+    to ``out``; a dataset whose files are named by a list, e.g. CelebA's); ``landmarks`` gives a photograph's
+    five landmarks ([5, 2], the template's order: a dataset's own landmark file) instead of detecting them."""
     from tqdm.auto import tqdm
 
     src, out = paths.resolve(src), paths.resolve(out)
@@ -281,16 +294,20 @@ def align_folder(src: str | os.PathLike, out: str | os.PathLike, *, pick: str = 
         raise ValueError(f"align: --quality must be in 1..100, got {quality}")
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise ValueError(f"align: --out {out} must not be inside --in {src}")
-    files = list_images(src)
-    if not files:
+    names = dict(files) if files is not None else {f: output_name(f) for f in list_images(src)}
+    if not names:
         raise FileNotFoundError(f"align: no images ({', '.join(IMAGE_SUFFIXES)}) under {src}")
-    clash = _name_clash(files)
+    clash = _name_clash(names)
     if clash:
-        raise ValueError(f"align: {clash[0]} and {clash[1]} would both be written as {output_name(clash[0])}")
+        raise ValueError(f"align: {clash[0]} and {clash[1]} would both be written as {names[clash[0]]}")
+    files = list(names)
+    given = dict(landmarks or {})
 
     make = lambda: YuNet(detector, score_threshold=score_threshold, max_side=max_side)  # noqa: E731
     settings = _settings(make(), pick, no_face, quality, size)
     settings["source"] = str(src)
+    settings["landmarks"] = "given for every photograph" if given and set(given) >= set(files) else \
+        (f"given for {len(given)} photographs, detected for the others" if given else "detected")
     prog_path = out / PROGRESS
     done: dict[str, dict] = {}
     if not force:
@@ -305,7 +322,7 @@ def align_folder(src: str | os.PathLike, out: str | os.PathLike, *, pick: str = 
                 if r["status"] != "aligned" or (out / r["out"]).is_file()}
     out.mkdir(parents=True, exist_ok=True)
     todo = [f for f in files if f not in done or done[f].get("action") == "median landmarks"]
-    work = _Worker(src, out, make, pick, quality, size)
+    work = _Worker(src, out, make, pick, quality, size, names, given)
     mode = "a" if done and prog_path.is_file() else "w"
     with open(prog_path, mode, encoding="utf-8") as log, ThreadPoolExecutor(max(1, threads)) as pool, \
             tqdm(total=len(files), initial=len(files) - len(todo), desc="align", unit="img",
@@ -339,10 +356,9 @@ def align_folder(src: str | os.PathLike, out: str | os.PathLike, *, pick: str = 
     return manifest
 
 
-def _name_clash(files: list[str]) -> tuple[str, str] | None:
+def _name_clash(names: Mapping[str, str]) -> tuple[str, str] | None:
     seen: dict[str, str] = {}
-    for f in files:
-        o = output_name(f)
+    for f, o in names.items():
         if o in seen:
             return seen[o], f
         seen[o] = f
