@@ -83,16 +83,20 @@ def verify(path: Path, sha256: str) -> Path:
     """``path`` if its SHA-256 is ``sha256``; else :class:`FetchError` naming both checksums."""
     got = sha256_file(path)
     if got != sha256:
-        raise FetchError(f"{path}: SHA-256 {got} is not the published {sha256} (a truncated or different file); "
-                         "delete it or download it again")
+        raise FetchError(f"{path}: SHA-256 {got} is not the published {sha256} (a truncated or different file): "
+                         f"fetch it again, or pass --sha256 {path.name}=HEX if this other copy is meant")
     return path
 
 
 def _fetch_file(url: str, folder: Path, filename: str, sha256: str) -> Path:
     """scikit-learn's verified download (the one downloader; tests replace this function)."""
+    import warnings
+
     from sklearn.datasets import fetch_file
 
-    return Path(fetch_file(url, folder=folder, local_filename=filename, sha256=sha256, n_retries=2, delay=1))
+    with warnings.catch_warnings():  # its "Retry downloading" warnings: the one error line says it all
+        warnings.simplefilter("ignore", UserWarning)
+        return Path(fetch_file(url, folder=folder, local_filename=filename, sha256=sha256, n_retries=2, delay=1))
 
 
 @contextlib.contextmanager
