@@ -269,7 +269,7 @@ def _uses_synthetic(params: dict) -> bool:
             return True
         if data and paths.resolve(data).exists():
             return False
-    elif str(params["PAIRS"]).endswith(".bin"):
+    elif str(params["PAIRS"]).endswith((".bin", ".txt")):
         return False
     return not _face_data_report(params["DATA_DIR"])[0]
 

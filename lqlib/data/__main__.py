@@ -13,7 +13,7 @@ from ..paths import ENV_DATA, DataNotFoundError
 from .align import NO_FACE_POLICIES, PICKERS, DetectorUnavailable, align_folder
 from .datasets import ImageDecodeError
 from .fetch import FETCHERS, LFW_VARIANTS, FetchError
-from .prepare import DEFAULT_OUT, QUALITIES, prepare
+from .prepare import DEFAULT_OUT, QUALITIES, prepare, prepare_insightface
 from .splits import SplitError
 
 
@@ -30,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size limit in MB (10^6 bytes) for train.rec + train.idx + lfw_half.bin (default 55)")
     p.add_argument("--force", action="store_true", help="rebuild even if the packs are up to date")
     p.add_argument("--threads", type=int, default=None, help="encoding threads (default: min(4, CPU count))")
+    p.add_argument("--images", default=None,
+                   help="InsightFace layout instead: a folder of aligned faces <identity>/<file> (align's or fetch's "
+                        "output); with --pairs, writes train.rec/.idx (identities in no pair) + <NAME>.bin per pair list")
+    p.add_argument("--pairs", action="append", default=[], metavar="NAME=PAIRS.txt",
+                   help="with --images: a test set, e.g. agedb_30=agedb_pairs.txt cplfw=cplfw_pairs.txt (LFW's "
+                        "pairs.txt format over --images)")
     v = sub.add_parser("validation", help="write the lfw-half-val split's definition (pairs.txt format + statistics)")
     v.add_argument("--data-dir", default=None,
                    help=f"face-data directory (default: ${ENV_DATA}, then ../shared/data beside the repository)")
@@ -87,6 +93,14 @@ def _prepare(args) -> int:
     if args.quality is not None and not 1 <= args.quality <= 100:
         print(f"error: --quality must be in 1..100, got {args.quality}", file=sys.stderr)
         return 2
+    if args.images or args.pairs:
+        bad = [kv for kv in args.pairs if "=" not in kv]
+        if not args.images or bad or not args.pairs:
+            raise ValueError("prepare: the InsightFace layout needs --images DIR and --pairs NAME=PAIRS.txt "
+                             f"(got --images {args.images!r}, --pairs {args.pairs})")
+        prepare_insightface(args.images, args.out, dict(kv.split("=", 1) for kv in args.pairs),
+                            quality=args.quality or 95, threads=args.threads)
+        return 0
     prepare(args.data_dir, args.out, quality=args.quality, max_mb=args.max_mb, force=args.force,
             threads=args.threads)
     return 0

@@ -144,13 +144,22 @@ def _require_dir(p: Path, what: str) -> Path:
 
 def _eval_pairs(data_dir: Path, specs: list[PairSpec]) -> list[EvalPair]:
     """Resolve pair specs to image paths; every referenced image must exist."""
-    images = _require_dir(data_dir / LFW_IMAGES, "LFW image folder")
+    return _resolve_pairs(_require_dir(data_dir / LFW_IMAGES, "LFW image folder"), specs, data_dir / LFW_PAIRS)
+
+
+def eval_pairs_at(images: str | os.PathLike, pairs_txt: str | os.PathLike) -> list[EvalPair]:
+    """The pairs of a ``pairs.txt``-format file over a folder of identity folders (``Name n`` is
+    ``<images>/<Name>/<Name>_NNNN.jpg``); every referenced image must exist."""
+    return _resolve_pairs(_require_dir(Path(images), "image folder"), parse_pairs(pairs_txt), Path(pairs_txt))
+
+
+def _resolve_pairs(images: Path, specs: list[PairSpec], listed_in: Path) -> list[EvalPair]:
     pairs = [EvalPair(lfw_image_path(images, s.name1, s.n1), lfw_image_path(images, s.name2, s.n2), s.issame, s.fold)
              for s in specs]
     referenced = sorted({p for pr in pairs for p in (pr.path1, pr.path2)})
     missing = [p for p in referenced if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} image(s) referenced by {data_dir / LFW_PAIRS} are missing, "
+        raise FileNotFoundError(f"{len(missing)} image(s) referenced by {listed_in} are missing, "
                                 f"e.g. {', '.join(map(str, missing[:3]))}")
     return pairs
 
@@ -320,7 +329,8 @@ def balanced_pair_subset(issame, folds, max_pairs: int) -> list[int]:
 
 def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
                bgr: bool = False, threads: int | None = None, max_pairs: int = 0) -> PairSet:
-    """A :class:`PairSet` from a ``.bin`` file or a split name.
+    """A :class:`PairSet` from a ``.bin`` file, a split name, or a ``pairs.txt``-format file (``.txt``) whose
+    images are ``<its folder>/images/<Name>/<Name>_NNNN.jpg`` (or ``<its folder>/<Name>/...``).
 
     A ``.bin``'s folds come from its ``.folds.json`` sidecar (written by lqlib's prepare step), else
     from the LFW layout (:func:`lqlib.data.binfile.bin_folds`: 600 pairs per fold).
@@ -329,6 +339,11 @@ def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = N
     directory (nothing is cached); folds are the official ones. ``max_pairs`` keeps a fold-balanced
     subset (:func:`balanced_pair_subset`; for a split only its images are decoded).
     """
+    if str(source).endswith(".txt"):  # a pairs.txt-format list over a folder of aligned photos
+        path = Path(source)
+        images_root = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
+        return _decode_pairs(eval_pairs_at(images_root, path), path.stem, bgr=bgr, threads=threads,
+                             max_pairs=max_pairs)
     if isinstance(source, os.PathLike) or str(source).endswith(".bin") or os.path.isfile(str(source)):
         path = Path(source)
         if not path.is_file():
@@ -344,8 +359,11 @@ def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = N
     if source not in SPLITS:
         raise KeyError(f"{source!r} is neither a .bin file nor a split; known splits: {', '.join(SPLITS)}")
     proto = get_split(str(source), data_dir)
-    pairs = proto.pairs
-    name = proto.name
+    return _decode_pairs(proto.pairs, proto.name, bgr=bgr, threads=threads, max_pairs=max_pairs)
+
+
+def _decode_pairs(pairs: list[EvalPair], name: str, *, bgr: bool, threads: int | None, max_pairs: int) -> PairSet:
+    """Decode the images of resolved pairs (each distinct image once) into a :class:`PairSet`."""
     if max_pairs and max_pairs < len(pairs):
         pairs = [pairs[i] for i in balanced_pair_subset([p.issame for p in pairs], [p.fold for p in pairs], max_pairs)]
         name = f"{name}[{len(pairs)}]"
