@@ -315,7 +315,7 @@ def align_folder(src: str | os.PathLike, out: str | os.PathLike, *, pick: str = 
         if prior is None and (out / MANIFEST).is_file():
             m = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
             prior, records = m.get("settings"), m.get("images", [])
-        if prior is not None and prior != settings:
+        if prior is not None and _comparable(prior) != _comparable(settings):
             raise ValueError(f"align: {out} was aligned with other settings ({_diff(prior, settings)}); "
                              "pass --force to align it again, or choose another --out")
         done = {r["file"]: r for r in records
@@ -365,7 +365,14 @@ def _name_clash(names: Mapping[str, str]) -> tuple[str, str] | None:
     return None
 
 
+def _comparable(settings: dict) -> dict:
+    """Settings that decide the crops (not where the detector file or the photographs happen to be)."""
+    return {**settings, "source": None, "detector": {k: v for k, v in settings.get("detector", {}).items()
+                                                     if k != "file"}}
+
+
 def _diff(a: dict, b: dict) -> str:
+    a, b = _comparable(a), _comparable(b)
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     return ", ".join(f"{k}: {a.get(k)!r} → {b.get(k)!r}" for k in keys)[:300]
 
