@@ -105,15 +105,19 @@ def verification(raw: Path, roots: dict[str, Path], threads: int) -> list[dict]:
 
 
 def contact_sheet(work: Path, records: list[dict], path: Path, n: int = 24) -> Path:
-    """``n`` crops, 6 per row: the photos with no face found first, then evenly spaced others; the detection
-    score (or 'no face') written under each."""
+    """``n`` crops, 6 per row: the photos with no face found first, then the 6 lowest detection scores, the 6
+    photos with the most faces (the picker's choice shows), then evenly spaced others; under each the detection
+    score and the number of faces found (or 'no face')."""
     import cv2
 
     from lqlib.io import write_bytes
 
-    noface = [r for r in records if r["status"] == "no_face" and r.get("out")]
-    rest = [r for r in records if r["status"] == "aligned"]
-    pick = noface[:n] + [rest[i] for i in np.linspace(0, len(rest) - 1, n - len(noface[:n])).astype(int)]
+    pick = [r for r in records if r["status"] == "no_face" and r.get("out")][:n]
+    aligned = [r for r in records if r["status"] == "aligned"]
+    for key in (lambda r: r["score"], lambda r: -r["faces"]):
+        pick += [r for r in sorted(aligned, key=key) if r not in pick][:max(0, min(6, n - len(pick)))]
+    rest = [r for r in aligned if r not in pick]
+    pick += [rest[i] for i in np.linspace(0, len(rest) - 1, n - len(pick)).astype(int)] if n > len(pick) else []
     tiles = []
     for r in pick:
         tile = np.full((130, 112, 3), 255, np.uint8)
