@@ -149,3 +149,18 @@ def test_lfw_half_on_real_data():
     assert proto.stats["train_identities"] >= 1000 and proto.stats["train_images"] >= 10_000
     assert proto.stats["identity_overlap"] == 0 and proto.stats["image_overlap"] == 0
     assert len(parse_pairs(_REAL / "lfw" / "pairs.txt")) == 6000
+
+
+def test_pairs_txt_over_a_photo_folder(data_dir):
+    """PAIRS may be a pairs.txt-format file over a folder of aligned photos (<its folder>/images/<Name>/...)."""
+    from lqlib.data.sources import eval_set_key, pairs_source
+
+    txt = data_dir / "lfw" / "pairs.txt"
+    ps = load_pairs(str(txt))
+    ref = load_pairs("lfw-10fold", data_dir)
+    assert ps.name == "pairs" and torch.equal(ps.images, ref.images) and torch.equal(ps.folds, ref.folds)
+    assert pairs_source(str(txt)).kind == "txt" and eval_set_key(str(txt)) == "pairs"
+    bad = data_dir / "lfw" / "bad.txt"
+    bad.write_text("1\t1\nZed\t1\t2\nAlice\t1\tBob\t1\n")
+    with pytest.raises(FileNotFoundError, match=r"referenced by .*bad\.txt are missing.*Zed_0001"):
+        load_pairs(str(bad))
