@@ -274,13 +274,20 @@ def _uses_synthetic(params: dict) -> bool:
     return not _face_data_report(params["DATA_DIR"])[0]
 
 
-def _fetch_face_data(log) -> bool:
-    """No face data found: fetch LFW into the user cache and align it (``python -m lqlib.data fetch lfw``), so a
-    fresh machine trains on real faces; offline, one line says how (then the run goes on as without data)."""
+def _fetch_face_data(steps: list, log) -> bool:
+    """A fresh machine — no face-data directory anywhere (no ``DATA_DIR``, no ``$LQLIB_DATA`` folder, no
+    ``../shared/data``, nothing fetched): fetch LFW into the user cache and align it (``python -m lqlib.data fetch
+    lfw``), so the run trains on real faces; offline, one line says how (then the run goes on as without data).
+    A data directory that exists but lacks LFW is the user's choice: nothing is fetched."""
     from .data.fetch import FetchError, fetch_lfw, lfw_ready
 
-    if lfw_ready():
-        return False  # fetched already: the face-data directory was found (or a step names other data)
+    if lfw_ready() or any(s.effective().get("DATA_DIR") for s in steps):
+        return False
+    try:
+        paths.data_dir()
+        return False
+    except paths.DataNotFoundError:
+        pass
     log(f"lqlib.run: no face data found: fetching LFW into {paths.user_cache_dir()} (python -m lqlib.data fetch lfw)")
     try:
         data = fetch_lfw(log=log)
@@ -365,7 +372,7 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
 
     all_steps, steps = select(out_dir.name)
     fallback = [s for s in steps if _uses_synthetic(s.effective())]
-    if fallback and not (synthetic or prepare_only) and _fetch_face_data(log):
+    if fallback and not (synthetic or prepare_only) and _fetch_face_data(fallback, log):
         fallback = [s for s in steps if _uses_synthetic(s.effective())]
     if synthetic and not fallback:
         log("lqlib.run: --synthetic: face data found, the run uses it (nothing falls back to synthetic data)")

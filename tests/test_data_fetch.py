@@ -160,8 +160,16 @@ def test_runner_fetches_lfw_when_no_face_data_and_says_how_offline(tmp_path, mon
 
     monkeypatch.setenv("LQLIB_CACHE", str(tmp_path / "c"))
     monkeypatch.setattr(fetch, "_fetch_file", lambda *a: (_ for _ in ()).throw(urllib.error.URLError("offline")))
+    steps = [run.Step(0, "01_teacher_training.ipynb", {"DATA_DIR": ""}, {}, "", {})]
+    # a data directory that exists without LFW is the user's choice: nothing is fetched
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("LQLIB_DATA", str(tmp_path / "empty"))
     lines = []
-    assert run._fetch_face_data(lines.append) is False
+    assert run._fetch_face_data(steps, lines.append) is False and lines == []
+    # a fresh machine: no face-data directory anywhere
+    monkeypatch.setenv("LQLIB_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setattr(paths, "default_data_dir", lambda: tmp_path / "no-shared")
+    assert run._fetch_face_data(steps, lines.append) is False
     assert lines[0].startswith("lqlib.run: no face data found: fetching LFW into " + str(tmp_path / "c"))
     assert len(lines) == 2 and "cannot download pairs.txt" in lines[1] and "--from" in lines[1]
     # with the archives at hand (here: served by the patched downloader) the runner fetches and aligns them
@@ -172,6 +180,6 @@ def test_runner_fetches_lfw_when_no_face_data_and_says_how_offline(tmp_path, mon
                         "pairs.txt": pairs}[n]) if n in ("lfw.tgz", "pairs.txt") else r.sha256)
                         for n, r in fetch.LFW_FILES.items()})
     lines.clear()
-    assert run._fetch_face_data(lines.append) is True
+    assert run._fetch_face_data(steps, lines.append) is True
     assert fetch.lfw_ready() and "face data: " + str(tmp_path / "c" / "data") in lines[-1]
-    assert run._fetch_face_data(lines.append) is False  # already there: nothing to do
+    assert run._fetch_face_data(steps, lines.append) is False  # already there: nothing to do
