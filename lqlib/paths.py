@@ -58,10 +58,17 @@ def default_data_dir() -> Path:
     return repo_root().parent / "shared" / "data"
 
 
+def fetched_data_dir() -> Path:
+    """Where ``python -m lqlib.data fetch`` puts aligned public face data (``lfw/``, ``celeba299/``): the
+    ``data`` folder of the user cache (:func:`user_cache_dir`)."""
+    return user_cache_dir() / "data"
+
+
 def data_dir(path: str | os.PathLike | None = None, *, must_exist: bool = True) -> Path:
     """Resolve the face-data directory.
 
-    Order: the ``path`` argument, then ``$LQLIB_DATA``, then ``../shared/data`` beside the repo.
+    Order: the ``path`` argument, then ``$LQLIB_DATA``, then ``../shared/data`` beside the repo, then the
+    fetched data in the user cache (:func:`fetched_data_dir`, once ``lfw/pairs.txt`` is there).
     Raises :class:`DataNotFoundError` naming every place that was tried.
     """
     tried = []
@@ -72,7 +79,11 @@ def data_dir(path: str | os.PathLike | None = None, *, must_exist: bool = True) 
     if env:
         candidates.append((f"${ENV_DATA}", resolve(env)))
     candidates.append(("default", default_data_dir()))
+    candidates.append(("fetched", fetched_data_dir()))
     for origin, cand in candidates:
+        if origin == "fetched" and not (cand / "lfw" / "pairs.txt").is_file():
+            tried.append(f"{origin}: {cand} (python -m lqlib.data fetch lfw)")
+            continue
         if cand.is_dir():
             return cand
         tried.append(f"{origin}: {cand}")
@@ -82,8 +93,25 @@ def data_dir(path: str | os.PathLike | None = None, *, must_exist: bool = True) 
         return candidates[0][1]
     raise DataNotFoundError(
         "No face-data directory found. Pass a data directory (data_dir=... / --data-dir) or set "
-        f"${ENV_DATA}; the default is ../shared/data beside the repository. Tried: " + "; ".join(tried)
+        f"${ENV_DATA}; the default is ../shared/data beside the repository, or fetch LFW once: "
+        "python -m lqlib.data fetch lfw. Tried: " + "; ".join(tried)
     )
+
+
+def installed_package_file(package: str, member: str) -> Path | None:
+    """``member`` (a path inside a wheel, e.g. ``pkg/models/x.onnx``) of an installed ``package``, located
+    with ``importlib.util.find_spec`` without importing the package; None when absent."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root).parent / member
+        if path.is_file():
+            return path
+    return None
 
 
 def runs_dir() -> Path:
@@ -99,6 +127,22 @@ def figures_dir() -> Path:
     ``figures/`` — ``--out`` elsewhere, synthetic data — at ``<out>/figures``)."""
     env = os.environ.get(ENV_FIGURES)
     return Path(env).expanduser() if env else repo_root() / "figures"
+
+
+def user_cache_dir() -> Path:
+    """The user's cache for downloaded public datasets: ``$LQLIB_CACHE``, else the platform's cache directory
+    (``$XDG_CACHE_HOME/lqlib`` or ``~/.cache/lqlib`` on Linux, ``~/Library/Caches/lqlib`` on macOS,
+    ``%LOCALAPPDATA%\\lqlib\\Cache`` on Windows)."""
+    import sys
+
+    env = os.environ.get("LQLIB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    if sys.platform == "win32":
+        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "lqlib" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "lqlib"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lqlib"
 
 
 def cache_dir() -> Path:

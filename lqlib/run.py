@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import paths
+from .data.fetch import fetch_when_no_face_data
 from .errors import LqlibError, command
 from .io import write_json
 from .presets import (PresetError, block_plan, block_publish, block_spec, claim_block, default_out, expand,  # noqa: F401
@@ -76,7 +77,7 @@ def _uses_synthetic(params: dict) -> bool:
             return True
         if data and paths.resolve(data).exists():
             return False
-    elif str(params["PAIRS"]).endswith(".bin"):
+    elif str(params["PAIRS"]).endswith((".bin", ".txt")):
         return False
     return not _face_data_report(params["DATA_DIR"])[0]
 
@@ -123,6 +124,9 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
 
     all_steps, steps = select(out_dir.name)
     fallback = [s for s in steps if _uses_synthetic(s.effective())]
+    data_dirs = [s.effective().get("DATA_DIR") for s in fallback]
+    if fallback and not (synthetic or prepare_only) and fetch_when_no_face_data(data_dirs, log):
+        fallback = [s for s in steps if _uses_synthetic(s.effective())]
     if synthetic and not fallback:
         log("lqlib.run: --synthetic: face data found, the run uses it (nothing falls back to synthetic data)")
     elif synthetic and not prepare_only and out_dir.resolve() == own.resolve():
@@ -137,7 +141,7 @@ def run(preset_name: str, out: Optional[str] = None, *, prepare_only: bool = Fal
             f"no face data found — looked in: {'; '.join(where)}. Without it {len(fallback)} step(s) "
             f"({', '.join(s.label for s in fallback[:3])}{', ...' if len(fallback) > 3 else ''}) would train and "
             "evaluate on the SYNTHETIC identity set. Put the data there (README: ../shared/data), set $LQLIB_DATA "
-            "or the preset's DATA_DIR; or pass --synthetic to run on synthetic data anyway (it publishes nothing "
+            "or the preset's DATA_DIR, or fetch LFW (python -m lqlib.data fetch lfw [--from PATH]); or pass --synthetic to run on synthetic data anyway (it publishes nothing "
             f"into {preset.get('publish') or 'results/'}: its record goes to <out>/published/)")
     is_synthetic = bool(fallback) and not prepare_only
     owner = out_dir.resolve() == own.resolve() and not is_synthetic

@@ -99,3 +99,27 @@ def test_cli(tmp_path, data_dir, monkeypatch, capsys):
     assert main(["prepare", "--data-dir", str(data_dir), "--out", str(tmp_path / "o"), "--quality", "85"]) == 0
     out = capsys.readouterr().out
     assert "training identities" in out and "identity overlap    : 0" in out
+
+
+def test_prepare_insightface_layout(tmp_path, data_dir, capsys):
+    """--images + --pairs: train.rec holds exactly the identities named in no pair list; one .bin per list."""
+    images = data_dir / "lfw" / "images"
+    fold0 = tmp_path / "fold0.txt"
+    fold0.write_text("1\t2\nAlice\t1\t2\nBob\t1\t2\nCarol\t1\tDave\t1\nAlice\t3\tEve\t1\n")
+    out = tmp_path / "webface"
+    assert main(["prepare", "--images", str(images), "--pairs", f"agedb_30={fold0}",
+                 "--pairs", f"cplfw={data_dir / 'lfw' / 'pairs.txt'}", "--out", str(out), "--quality", "90"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    # every LFW name of the two lists (Alice..Gina) is a test identity: only Hank (2 images) trains
+    assert m["label_names"] == ["Hank"] and m["train"] == {"identities": 1, "images": 2}
+    assert (out / "property").read_text() == "1,112,112\n"
+    assert len(RecordDataset(out / "train.rec")) == 2
+    a, c = load_pairs(out / "agedb_30.bin"), load_pairs(out / "cplfw.bin")
+    assert (len(a), a.num_folds, len(c), c.num_folds) == (4, 1, 8, 2)
+    assert a.issame.tolist() == [True, True, False, False]
+    assert "train.rec 2 images of 1 identities" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="referenced by .*missing.txt"):
+        (tmp_path / "missing.txt").write_text("1\t1\nZed\t1\t2\nAlice\t1\tBob\t1\n")
+        prep.prepare_insightface(images, tmp_path / "w2", {"agedb_30": tmp_path / "missing.txt"}, log=_quiet)
+    assert main(["prepare", "--images", str(images), "--out", str(tmp_path / "w3")]) == 2  # no --pairs: one line
+    assert "--pairs NAME=PAIRS.txt" in capsys.readouterr().err

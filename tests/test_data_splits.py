@@ -22,6 +22,20 @@ def data_dir(tmp_path):
     return make_data_dir(tmp_path / "data")
 
 
+def test_lfw_half_from_lfw_alone(data_dir):
+    """A fresh machine with fetched LFW and no CelebA-299: the training side is LFW's disjoint identities, and
+    the statistics say where it came from."""
+    import shutil
+
+    shutil.rmtree(data_dir / "celeba299")
+    proto = get_split("lfw-half", data_dir)
+    assert proto.identities == ["lfw/Frank", "lfw/Gina", "lfw/Hank"]
+    assert proto.stats["train_celeba_identities"] == 0 and proto.stats["train_celeba_images"] == 0
+    assert proto.stats["train_sources"].startswith("LFW alone (no CelebA-299")
+    assert proto.stats["identity_overlap"] == 0 and len(proto.pairs) == 4
+    assert get_split("lfw-half", make_data_dir(data_dir.parent / "d2")).stats["train_sources"] == "CelebA-299 + LFW"
+
+
 def test_parse_pairs_folds(data_dir):
     specs = parse_pairs(data_dir / "lfw" / "pairs.txt")
     assert len(specs) == 8
@@ -135,3 +149,18 @@ def test_lfw_half_on_real_data():
     assert proto.stats["train_identities"] >= 1000 and proto.stats["train_images"] >= 10_000
     assert proto.stats["identity_overlap"] == 0 and proto.stats["image_overlap"] == 0
     assert len(parse_pairs(_REAL / "lfw" / "pairs.txt")) == 6000
+
+
+def test_pairs_txt_over_a_photo_folder(data_dir):
+    """PAIRS may be a pairs.txt-format file over a folder of aligned photos (<its folder>/images/<Name>/...)."""
+    from lqlib.data.sources import eval_set_key, pairs_source
+
+    txt = data_dir / "lfw" / "pairs.txt"
+    ps = load_pairs(str(txt))
+    ref = load_pairs("lfw-10fold", data_dir)
+    assert ps.name == "pairs" and torch.equal(ps.images, ref.images) and torch.equal(ps.folds, ref.folds)
+    assert pairs_source(str(txt)).kind == "txt" and eval_set_key(str(txt)) == "pairs"
+    bad = data_dir / "lfw" / "bad.txt"
+    bad.write_text("1\t1\nZed\t1\t2\nAlice\t1\tBob\t1\n")
+    with pytest.raises(FileNotFoundError, match=r"referenced by .*bad\.txt are missing.*Zed_0001"):
+        load_pairs(str(bad))

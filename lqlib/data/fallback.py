@@ -46,7 +46,8 @@ def resolve_training_data(data: str, data_dir: str | None = None, synthetic_fall
         raise FileNotFoundError(f"training data {data!r} not found, and the face-data directory {where} has no "
                                 "lfw/pairs.txt" + (" (lqlib.run refuses synthetic data without --synthetic)"
                                                    if _synthetic_refused() else ""))
-    _loud("no face data found (see README: ../shared/data or $LQLIB_DATA): using a SYNTHETIC identity set")
+    _loud("no face data found (see README: ../shared/data, $LQLIB_DATA, or python -m lqlib.data fetch lfw): "
+          "using a SYNTHETIC identity set")
     return "synthetic"
 
 
@@ -55,8 +56,8 @@ def load_eval_pairs(source: str = "lfw-half", data_dir: str | None = None, max_p
     """Evaluation pairs: a split name (lfw-half, lfw-10fold) or a .bin path; optionally a fold-balanced
     subset; synthetic pairs (loud notice) when no face data is found."""
     src = pairs_source(source)
-    if src.kind == "bin" or data_available(data_dir) or not synthetic_fallback or _synthetic_refused():
-        return load_pairs(str(src.path) if src.kind == "bin" else source, data_dir or None, max_pairs=max_pairs)
+    if src.kind != "split" or data_available(data_dir) or not synthetic_fallback or _synthetic_refused():
+        return load_pairs(str(src.path) if src.kind != "split" else source, data_dir or None, max_pairs=max_pairs)
     _loud("no face data found: evaluating on SYNTHETIC pairs (numbers mean nothing about faces)")
     n = max_pairs or 200
     images, issame = SyntheticFaces(num_classes=20, images_per_class=10, seed=123).pairs(n)

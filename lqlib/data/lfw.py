@@ -9,8 +9,9 @@ from 0 in lqlib (official fold 1 is fold 0).
 
 * :func:`lfw_half` — evaluation on the first half of the folds (official folds 1–5: 3,000 pairs, 5 folds of
   600); training on every CelebA-299 identity (named ``celeba/<id>``) plus every LFW identity that
-  appears in no evaluation pair (named ``lfw/<Name>``, all its images). The identity overlap between
-  training and evaluation is computed and must be zero.
+  appears in no evaluation pair (named ``lfw/<Name>``, all its images). Without ``celeba299/`` (LFW
+  fetched on a fresh machine) the training side is LFW alone; ``stats["train_sources"]`` says which. The
+  identity overlap between training and evaluation is computed and must be zero.
 * :func:`lfw_10fold` — all pairs (6,000, 10 folds of 600) and no training set.
 
 The validation split built on lfw-half is :mod:`lqlib.data.validation`; the registry of all of them (and the
@@ -137,13 +138,22 @@ def require_dir(p: Path, what: str) -> Path:
 
 def eval_pairs(data_dir: Path, specs: list[PairSpec]) -> list[EvalPair]:
     """Resolve pair specs to image paths; every referenced image must exist."""
-    images = require_dir(data_dir / LFW_IMAGES, "LFW image folder")
+    return _resolve_pairs(require_dir(data_dir / LFW_IMAGES, "LFW image folder"), specs, data_dir / LFW_PAIRS)
+
+
+def eval_pairs_at(images: str | os.PathLike, pairs_txt: str | os.PathLike) -> list[EvalPair]:
+    """The pairs of a ``pairs.txt``-format file over a folder of identity folders (``Name n`` is
+    ``<images>/<Name>/<Name>_NNNN.jpg``); every referenced image must exist."""
+    return _resolve_pairs(require_dir(Path(images), "image folder"), parse_pairs(pairs_txt), Path(pairs_txt))
+
+
+def _resolve_pairs(images: Path, specs: list[PairSpec], listed_in: Path) -> list[EvalPair]:
     pairs = [EvalPair(lfw_image_path(images, s.name1, s.n1), lfw_image_path(images, s.name2, s.n2), s.issame, s.fold)
              for s in specs]
     referenced = sorted({p for pr in pairs for p in (pr.path1, pr.path2)})
     missing = [p for p in referenced if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} image(s) referenced by {data_dir / LFW_PAIRS} are missing, "
+        raise FileNotFoundError(f"{len(missing)} image(s) referenced by {listed_in} are missing, "
                                 f"e.g. {', '.join(map(str, missing[:3]))}")
     return pairs
 
@@ -190,7 +200,9 @@ def lfw_half(data_dir: str | os.PathLike | None = None) -> Split:
     pairs = eval_pairs(root, [s for s in specs if s.fold < eval_folds])
     eval_names = {n for s in specs if s.fold < eval_folds for n in (s.name1, s.name2)}
 
-    celeba = scan_identity_folders(require_dir(root / CELEBA_IMAGES, "CelebA-299 image folder"))
+    # LFW alone (a fresh machine's fetched LFW, no CelebA-299 yet): the training side is LFW's identities only,
+    # and the statistics say so (python -m lqlib.data fetch celeba adds the CelebA side)
+    celeba = scan_identity_folders(root / CELEBA_IMAGES) if (root / CELEBA_IMAGES).is_dir() else []
     lfw = scan_identity_folders(root / LFW_IMAGES)
     named = [(p, f"celeba/{ident}") for p, ident in celeba]
     named += [(p, f"lfw/{ident}") for p, ident in lfw if ident not in eval_names]
@@ -212,6 +224,8 @@ def lfw_half(data_dir: str | os.PathLike | None = None) -> Split:
         "train_lfw_images": len(train) - len(celeba),
         "identity_overlap": identity_overlap,
         "image_overlap": image_overlap,
+        "train_sources": "CelebA-299 + LFW" if celeba else
+                         f"LFW alone (no CelebA-299: {root / CELEBA_IMAGES} not found; python -m lqlib.data fetch celeba)",
     }
     return Split("lfw-half", root, train, pairs, identities, stats)
 

@@ -9,6 +9,9 @@ Outputs (in ``out``):
 * ``manifest.json`` — counts, the overlap check, file sizes, source paths and fingerprint, the JPEG
   quality and the lqlib version. Written last: a pack without a manifest is incomplete.
 
+:func:`prepare_insightface` packs any folder of aligned faces plus pair lists the same way, in InsightFace's
+layout (``train.rec``/``.idx``, ``<name>.bin`` test sets such as ``agedb_30.bin`` / ``cplfw.bin``).
+
 Every image is decoded (RGB) and re-encoded as JPEG at one quality. With no ``quality`` given, the
 highest of :data:`QUALITIES` whose projected ``train.rec + train.idx + lfw_half.bin`` fits ``max_mb``
 (1 MB = 10⁶ bytes) is chosen from a sample, then checked on the real files (stepping down if needed).
@@ -25,10 +28,11 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__, paths
-from ..io import write_json
+from ..io import write_json, write_text
 from .binfile import write_bin
 from .datasets import encode_jpeg, parallel_map, read_image_rgb, reencode_jpeg
-from .splits import LFW_PAIRS, Split, lfw_10fold, lfw_half
+from .folders import scan_identity_folders
+from .splits import LFW_PAIRS, Split, TrainSample, check_disjoint, eval_pairs_at as _eval_pairs_at, lfw_10fold, lfw_half
 from .recordio import write_rec
 
 FORMAT_VERSION = 1
@@ -199,4 +203,62 @@ def prepare(data_dir: str | os.PathLike | None = None, out: str | os.PathLike | 
     write_json(out / MANIFEST, manifest)
     log(f"prepare: wrote {out} in {manifest['elapsed_s']} s")
     log(_summary(manifest))
+    return manifest
+
+
+# --------------------------------------------------------------------------- a folder → InsightFace's layout
+
+PROPERTY = "property"  # InsightFace's "<classes>,<height>,<width>" beside train.rec
+
+
+def prepare_insightface(images: str | os.PathLike, out: str | os.PathLike, pairs: dict[str, str | os.PathLike], *,
+                        quality: int = 95, threads: int | None = None, log: Callable[[str], None] = print) -> dict:
+    """An InsightFace-layout folder (what arcface_torch reads, and the paper preset's ``$LQLIB_WEBFACE``) from
+    a folder of aligned 112×112 faces ``<images>/<identity>/<file>`` (``align``'s or ``fetch``'s output):
+
+    * ``<name>.bin`` (+ its ``.folds.json``) for each ``name → pairs file`` of ``pairs`` (LFW's ``pairs.txt``
+      format; ``Name n`` is ``<images>/<Name>/<Name>_NNNN.jpg``), e.g. ``{"agedb_30": ..., "cplfw": ...}``;
+    * ``train.rec`` / ``train.idx`` — every identity named in **no** pair set (disjoint by construction, and
+      checked), labels ``0..K-1``; ``property`` (``K,112,112``);
+    * ``manifest.json`` (written last): counts, the sources, the JPEG quality.
+
+    Every image is re-encoded as JPEG at ``quality``; every file is written atomically."""
+    t0 = time.perf_counter()
+    root, out = paths.resolve(images), paths.resolve(out)
+    if not root.is_dir():
+        raise FileNotFoundError(f"prepare: --images {root}: no such folder")
+    if not pairs:
+        raise ValueError("prepare: give at least one test pair set (--pairs NAME=PAIRS.txt)")
+    sets = {name: _eval_pairs_at(root, Path(p)) for name, p in pairs.items()}
+    test_names = {q.parent.name for prs in sets.values() for p in prs for q in (p.path1, p.path2)}
+    samples = [(p, ident) for p, ident in scan_identity_folders(root) if ident not in test_names]
+    if not samples:
+        raise ValueError(f"prepare: every identity of {root} is in a pair set: nothing is left to train on")
+    identities = sorted({ident for _, ident in samples})
+    label = {ident: i for i, ident in enumerate(identities)}
+    train = [TrainSample(p, label[ident], f"lfw/{ident}") for p, ident in samples]  # compared by name below
+    for prs in sets.values():
+        check_disjoint(train, prs)
+    sources = sorted({s.path for s in train} | {q for prs in sets.values() for p in prs for q in (p.path1, p.path2)})
+    encoded = dict(zip(sources, parallel_map(lambda p: reencode_jpeg(p.read_bytes(), quality, where=f"image file {p}"),
+                                             sources, threads)))
+    write_rec(out / TRAIN_REC, out / TRAIN_IDX, ((encoded[s.path], s.label) for s in train))
+    for name, prs in sets.items():
+        write_bin(out / f"{name}.bin", [encoded[q] for p in prs for q in (p.path1, p.path2)],
+                  [p.issame for p in prs], folds=[p.fold for p in prs])
+    write_text(out / PROPERTY, f"{len(identities)},112,112\n")
+    manifest = {"format": FORMAT_VERSION, "lqlib_version": __version__, "layout": "insightface",
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "split": str(out),
+                "source": {"images": str(root), "pairs": {n: str(paths.resolve(p)) for n, p in pairs.items()}},
+                "quality": quality, "colour": "RGB JPEG",
+                "train": {"identities": len(identities), "images": len(train)},
+                "eval": {name: {"file": f"{name}.bin", "pairs": len(prs), "folds": max(p.fold for p in prs) + 1,
+                                "same": sum(p.issame for p in prs)} for name, prs in sets.items()},
+                "overlap": {"identities": 0, "images": 0, "ok": True},
+                "files": {n: {"bytes": (out / n).stat().st_size}
+                          for n in (TRAIN_REC, TRAIN_IDX, *(f"{k}.bin" for k in sets))},
+                "elapsed_s": round(time.perf_counter() - t0, 1), "label_names": identities}
+    write_json(out / MANIFEST, manifest)
+    log(f"prepare: {out}: train.rec {len(train):,} images of {len(identities):,} identities; "
+        + ", ".join(f"{n}.bin {len(prs):,} pairs" for n, prs in sets.items()) + f" (JPEG q{quality})")
     return manifest

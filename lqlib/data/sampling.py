@@ -43,6 +43,8 @@ def build_dataset(spec: str, data_dir=None, *, max_images: int | None = None, sy
         from .splits import get_split
 
         split = get_split(src.split, data_dir)
+        if str(split.stats.get("train_sources", "")).startswith("LFW alone"):
+            print(f"NOTICE: {src.split}: training side from {split.stats['train_sources']}", file=sys.stderr)
         ds = FolderDataset.from_samples([(s.path, s.label) for s in split.train])
     n_cls = int(ds.num_classes)
     if min_per_class > 1 or max_per_class is not None:

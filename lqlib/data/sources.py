@@ -8,8 +8,8 @@ Training data (``TrainConfig.data``, the notebooks' ``DATA``):
   ``manifest.json`` names the split it was packed from);
 * a folder of identity folders (``<root>/<identity>/<image>``).
 
-Pair sets (the notebooks' ``PAIRS``): a split name (its evaluation pairs, official folds) or a
-``.bin`` file.
+Pair sets (the notebooks' ``PAIRS``): a split name (its evaluation pairs, official folds), a
+``.bin`` file, or a ``pairs.txt``-format ``.txt`` file over a folder of aligned photos.
 
 Every trained model records the name of its training split (:attr:`TrainingSource.split`:
 ``lfw-half``, ``synthetic``, or the path of custom data), so an evaluation can refuse pair sets
@@ -46,7 +46,7 @@ class TrainingSource:
 
 @dataclass(frozen=True)
 class PairsSource:
-    kind: str            # split | bin
+    kind: str            # split | bin | txt
     name: str            # split name, or the .bin's stem
     path: Path | None
 
@@ -90,15 +90,15 @@ def pairs_source(spec: str | os.PathLike) -> PairsSource:
     if spec in SPLITS:
         return PairsSource("split", spec, None)
     p = paths.resolve(spec)
-    if p.suffix == ".bin":
-        return PairsSource("bin", p.stem, p)
-    raise ValueError(f"pairs {spec!r}: neither a .bin file nor a split ({', '.join(SPLITS)})")
+    if p.suffix in (".bin", ".txt"):  # .txt: a pairs.txt-format list over a folder of aligned photos
+        return PairsSource(p.suffix[1:], p.stem, p)
+    raise ValueError(f"pairs {spec!r}: neither a .bin file, a pairs .txt file nor a split ({', '.join(SPLITS)})")
 
 
 def eval_set_key(name: str) -> str:
     """Canonical name of an evaluation set: ``lfw_half.bin``/``lfw-half[150]`` → ``lfw-half``,
     ``agedb_30`` → ``agedb-30``."""
-    base = re.sub(r"\[\d+\]$", "", Path(str(name)).stem if str(name).endswith(".bin") else str(name))
+    base = re.sub(r"\[\d+\]$", "", Path(str(name)).stem if str(name).endswith((".bin", ".txt")) else str(name))
     return base.lower().replace("_", "-")
 
 

@@ -22,7 +22,7 @@ from .. import paths
 from .binfile import bin_folds, load_bin
 from .datasets import parallel_map, read_image_rgb, stack_images
 from .lfw import (CELEBA_IMAGES, LFW_IMAGES, LFW_PAIRS, EvalPair, PairSpec, Split, SplitError,  # noqa: F401
-                  TrainSample, check_disjoint, lfw_10fold, lfw_half, lfw_image_path, parse_pairs)
+                  TrainSample, check_disjoint, eval_pairs_at, lfw_10fold, lfw_half, lfw_image_path, parse_pairs)
 from .validation import lfw_half_val
 
 SPLITS: dict[str, Callable[[str | os.PathLike | None], Split]] = {
@@ -105,7 +105,8 @@ def balanced_pair_subset(issame, folds, max_pairs: int) -> list[int]:
 
 def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = None, *,
                bgr: bool = False, threads: int | None = None, max_pairs: int = 0) -> PairSet:
-    """A :class:`PairSet` from a ``.bin`` file or a split name.
+    """A :class:`PairSet` from a ``.bin`` file, a split name, or a ``pairs.txt``-format file (``.txt``) whose
+    images are ``<its folder>/images/<Name>/<Name>_NNNN.jpg`` (or ``<its folder>/<Name>/...``).
 
     A ``.bin``'s folds come from its ``.folds.json`` sidecar (written by lqlib's prepare step), else
     from the LFW layout (:func:`lqlib.data.binfile.bin_folds`: 600 pairs per fold).
@@ -114,6 +115,11 @@ def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = N
     directory (nothing is cached); folds are the official ones. ``max_pairs`` keeps a fold-balanced
     subset (:func:`balanced_pair_subset`; for a split only its images are decoded).
     """
+    if str(source).endswith(".txt"):  # a pairs.txt-format list over a folder of aligned photos
+        path = Path(source)
+        images_root = path.parent / "images" if (path.parent / "images").is_dir() else path.parent
+        return _decode_pairs(eval_pairs_at(images_root, path), path.stem, bgr=bgr, threads=threads,
+                             max_pairs=max_pairs)
     if isinstance(source, os.PathLike) or str(source).endswith(".bin") or os.path.isfile(str(source)):
         path = Path(source)
         if not path.is_file():
@@ -129,8 +135,11 @@ def load_pairs(source: str | os.PathLike, data_dir: str | os.PathLike | None = N
     if source not in SPLITS:
         raise KeyError(f"{source!r} is neither a .bin file nor a split; known splits: {', '.join(SPLITS)}")
     proto = get_split(str(source), data_dir)
-    pairs = proto.pairs
-    name = proto.name
+    return _decode_pairs(proto.pairs, proto.name, bgr=bgr, threads=threads, max_pairs=max_pairs)
+
+
+def _decode_pairs(pairs: list[EvalPair], name: str, *, bgr: bool, threads: int | None, max_pairs: int) -> PairSet:
+    """Decode the images of resolved pairs (each distinct image once) into a :class:`PairSet`."""
     if max_pairs and max_pairs < len(pairs):
         pairs = [pairs[i] for i in balanced_pair_subset([p.issame for p in pairs], [p.fold for p in pairs], max_pairs)]
         name = f"{name}[{len(pairs)}]"

