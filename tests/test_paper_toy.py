@@ -26,11 +26,9 @@ TINY = {"backbone": "ir_cbam_tiny", "epochs": 3, "batch_size": 16, "lr": 0.1, "s
         "head_kw": {"s": 32.0, "m": 0.5}, "device": "cpu", "num_workers": 0, "compile": False, "progress": False,
         "log_every": 1}
 
-# Known gap (open): the path runs prepare → teacher → student → 03, where 03's study check (check_study: the
-# teacher at x1 must beat chance by 10 points) stops a toy teacher (53 % on 32 pairs); a toy-scale switch for that
-# check is still to be added. Strict: the test reports as soon as the path goes through.
-pytestmark = [pytest.mark.slow, pytest.mark.xfail(strict=True, reason="03's study check stops a toy-scale teacher",
-                                                   raises=__import__("lqlib.run", fromlist=["RunError"]).RunError)]
+# a toy teacher (36 people) cannot pass 03's study check (BasicNet-HR at x1 beating chance by 10 points): the
+# path is what these tests check, so 03 runs with CHECK_STUDY=False; the tables are printed
+pytestmark = pytest.mark.slow
 
 
 def toy_faces(root: Path) -> Path:
@@ -67,7 +65,7 @@ def pairs_txt(path: Path, names: list[str]) -> Path:
 
 
 def tiny_paper(tmp: Path, data: str = "", pairs: list[str] | None = None) -> Path:
-    """The paper preset with tiny overrides: one student (logit+attention, seed 0), CPU, two scales."""
+    """The paper preset with tiny overrides: BasicNet-LR and one KD student (logit+attention), seed 0, CPU, two scales."""
     from lqlib.run import load_preset
 
     preset = load_preset("paper")
@@ -79,9 +77,9 @@ def tiny_paper(tmp: Path, data: str = "", pairs: list[str] | None = None) -> Pat
             if data:
                 p["DATA"] = data
         if nb == "02_kd_ablation":
-            item["grid"] = {"METHOD": ["logit+attention"], "SEED": [0]}
+            item["grid"] = {"METHOD": ["none", "logit+attention"], "SEED": [0]}  # 03 tests against BasicNet-LR
         if nb == "03_evaluation":
-            p.update(DEVICE="cpu", EVAL_SCALES=[1, 8], TEST_SCALES=[8], ID_SET="", BATCH_SIZE=32)
+            p.update(DEVICE="cpu", EVAL_SCALES=[1, 8], TEST_SCALES=[8], ID_SET="", BATCH_SIZE=32, CHECK_STUDY=False)
             if pairs:
                 item["grid"] = {"PAIRS": pairs}
         if nb == "04_attention_maps":
@@ -122,7 +120,7 @@ def _run(preset: Path, out: Path) -> None:
 
 def _assert_evaluated(out: Path, sets: tuple[str, ...]):
     executed = sorted(p.name for p in (out / "notebooks").glob("*.ipynb"))
-    assert [n[:2] for n in executed] == ["01", "02", *["03"] * len(sets), "04"], executed
+    assert [n[:2] for n in executed] == ["01", "02", "02", *["03"] * len(sets), "04"], executed
     for nb in (out / "notebooks").glob("*.ipynb"):
         cells = json.loads(nb.read_text())["cells"]
         errors = [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
