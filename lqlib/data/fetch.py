@@ -27,7 +27,6 @@ With no network and no ``--from``, one line says what to download and where to p
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 import tarfile
@@ -41,6 +40,7 @@ from typing import Callable, Mapping, Sequence
 from .. import paths
 from ..errors import LqlibError
 from ..io import write_bytes
+from ..store import file_digest
 
 
 @dataclass(frozen=True)
@@ -72,12 +72,7 @@ class OfflineError(FetchError):
     """The network is unreachable and nothing was given with ``--from``; the message says what to download."""
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_file = file_digest  # lqlib's one file digest (SHA-256 hex, read in blocks, memoised per path/size/mtime)
 
 
 def verify(path: Path, sha256: str) -> Path:
