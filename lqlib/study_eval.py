@@ -159,7 +159,7 @@ def verification_thresholds(study, key, seed: int, eval_set: str, eval_mode: str
     """``{scale: threshold}`` of one model on ``eval_set`` from 03's cached evaluation (the mean of its
     fold thresholds, ``threshold_mean``; squared distances for the InsightFace protocol); ``{}`` when 03 has not
     evaluated the model there."""
-    p = study.eval_dir(eval_set) / f"{ModelKey.parse(key).file_name}_s{seed}.csv"
+    p = study.eval_dir(eval_set) / f"{cache_stem(key, seed)}.csv"
     if not p.is_file():
         return {}
     df = pd.read_csv(p)
@@ -216,10 +216,16 @@ def external_teachers(names: Sequence[str]) -> dict:
     return {str(ModelKey.external_teacher(n)): build_teacher(n) for n in names}
 
 
+def cache_stem(key: str, seed: int) -> str:
+    """One model × seed's file stem in the evaluation cache (``<stem>.csv`` rows, ``<stem>.npz`` per-pair
+    correctness) and in packed correctness files."""
+    return f"{ModelKey.parse(key).file_name}_s{int(seed)}"
+
+
 def correctness_names(key: str, seed: int, eval_mode: str, scale: float) -> tuple[str, str]:
     """(file stem, array name) of one model × seed × eval mode × scale's per-pair correctness, in the
     evaluation cache (``<stem>.npz``) and in a packed file (:mod:`lqlib.evaluation.correctness`) alike."""
-    return f"{ModelKey.parse(key).file_name}_s{int(seed)}", f"{eval_mode}_x{float(scale):g}"
+    return cache_stem(key, seed), f"{eval_mode}_x{float(scale):g}"
 
 
 def pair_correct_reader(study, eval_set: str, eval_mode: str = "both"):
