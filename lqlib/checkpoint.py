@@ -138,7 +138,9 @@ def file_digest(path: str | Path, chars: int = 16) -> str:
 
 
 def teacher_identity(spec) -> Optional[str]:
-    """What a student's training depends on of its teacher, by content: ``ckpt:<digest>`` of a teacher run's
+    """What a student's training depends on of its teacher, by content: ``weights:<digest>`` of a published
+    teacher's fp16 weights (:mod:`lqlib.weights`: the run that published them and a run folder rebuilt from
+    them on another day name the same teacher), else ``ckpt:<digest>`` of a teacher run's
     checkpoint (a retrained teacher is another teacher), ``file:<digest>`` of an external teacher's file
     (``.onnx``, spec ``.json`` plus the weights it names), ``name:<name>`` of a registered one; None when
     ``spec`` is an object or names nothing that exists yet."""
@@ -166,7 +168,19 @@ def teacher_identity(spec) -> Optional[str]:
                 parts.append(file_digest(w))
         return "file:" + "+".join(parts)
     ck = checkpoint_path(p)
-    return f"ckpt:{file_digest(ck)}" if ck.is_file() else None
+    if not ck.is_file():
+        return None
+    digest = file_digest(ck)
+    if digest not in _WEIGHTS_IDS:   # a published teacher is its published weights, wherever its checkpoint came from
+        try:
+            _WEIGHTS_IDS[digest] = load_checkpoint(ck).get("weights_digest")
+        except CheckpointError:      # not a checkpoint lqlib can read: named by its bytes (loading it will say more)
+            _WEIGHTS_IDS[digest] = None
+    published = _WEIGHTS_IDS[digest]
+    return f"weights:{published}" if published else f"ckpt:{digest}"
+
+
+_WEIGHTS_IDS: dict = {}   # checkpoint digest → the published weights' digest (None: never published)
 
 
 def is_finished(run_dir: str | Path, epochs: Optional[int] = None) -> bool:

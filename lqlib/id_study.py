@@ -80,11 +80,14 @@ def layout_faces(layout, chunk: int = 2048) -> tuple:
 def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence[float] = (1, 2, 4, 8),
                    eval_modes: Sequence[str] = ("cross", "both"), *, data_dir: str = "", tinyface: str = "",
                    max_probes: int = 0, device=None, batch_size: int = 256, use_templates: bool = False,
-                   extra_models: Optional[dict] = None, force: bool = False, allow_leakage: bool = False):
+                   extra_models: Optional[dict] = None, force: bool = False, allow_leakage: bool = False,
+                   models: Optional[Sequence] = None, publish_dir: str = ""):
     """Identification of every model of the study on ``id_set`` (cached per model) → one tidy DataFrame
     (model, model_key, method, teacher, seed, eval_mode, scale, distractors, rank1 ... mAP, dir_fpir0.01 ...), or ``None`` (one line
     on stderr) when the set's data is not available. The layout's sidecar is written to the eval folder;
-    models trained on identities of the set are refused as in verification."""
+    models trained on identities of the set are refused as in verification. ``models`` and ``publish_dir``
+    as in :func:`lqlib.study.evaluate_study` (only these models; each model's files also published under
+    ``<publish_dir>/eval/<set>/``, and models published there read back)."""
     import pandas as pd
 
     from .evaluation.id_pipeline import evaluate_identification
@@ -98,7 +101,7 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
     write_layout_json(layout, out_dir / f"{eval_set_key(layout.name)}.split.json")
     key = {"set": layout.name, "digest": layout.digest(), "scales": [float(s) for s in scales],
            "eval_modes": list(eval_modes), "templates": bool(use_templates)}
-    entries = [(m, None) for m in study.models()]
+    entries = [(m, None) for m in (study.models() if models is None else models)]
     entries += [(S.Model(ModelKey.parse(k), 0, None, "external"), mdl) for k, mdl in (extra_models or {}).items()]
     faces = None if allow_leakage else layout_faces(layout)
     for model, _ in entries:  # every model is checked before any is evaluated: a refusal leaves nothing half-done
@@ -117,7 +120,8 @@ def identify_study(study: S.Study, id_set: str = "lfw-half-id", scales: Sequence
                 arrays[f"topscore_{name}"] = res.top_score.astype(np.float16)
         return df, arrays
 
-    frames = S.evaluate_cached(entries, out_dir, key, run_one, tag_suffix="_id", force=force)
+    frames = S.evaluate_cached(entries, out_dir, key, run_one, tag_suffix="_id", force=force,
+                               publish=S.published_eval_dir(publish_dir, layout.name), read_published=models is None)
     if not frames:
         raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
     results = pd.concat(frames, ignore_index=True)

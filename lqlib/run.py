@@ -31,7 +31,8 @@ from .errors import LqlibError, command
 from .io import write_json
 from .presets import (PresetError, block_plan, block_publish, block_spec, claim_block, default_out, expand,  # noqa: F401
                       list_presets, load_preset, notebooks_dir, params_hash, plan, selected)
-from .run_record import RUN_INFO, environment, legacy_done, publish_run_info, teacher_dependency  # noqa: F401  (run.environment: public)
+from .run_record import (RUN_INFO, environment, legacy_done, publish_changes, publish_run_info,  # noqa: F401  (run.environment: public)
+                         publish_snapshot, published_step, teacher_dependency)
 
 
 def _status_path(out: Path) -> Path:
@@ -205,6 +206,14 @@ def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, 
         digest = params_hash(params)
         depends = teacher_dependency(step.effective(), run_name)
         earlier = status.get(step.key, {})
+        if not (prepare_only or force) and earlier.get("status") != "done" and publish_dir is not None:
+            record = published_step(publish_dir, preset["name"], step.key, params, digest, depends)
+            if record is not None:  # a student trained and evaluated on an earlier day: its products are committed
+                status[step.key] = {**record, "status": "done", "published": True}
+                write_json(_status_path(out_dir), status)
+                log(f"[{i}/{len(steps)}] {step.label}: published earlier ({len(record['products'])} files in "
+                    f"{publish_dir}), skipped")
+                continue
         if not (prepare_only or force) and earlier.get("status") == "done" and target.is_file():
             same_deps = earlier.get("depends") == depends or (
                 "depends" not in earlier and depends is not None and legacy_done(earlier, target, step.effective(), run_name))
@@ -218,6 +227,7 @@ def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, 
             why = "parameters changed" if earlier.get("params_hash") != digest else "its teacher changed"
             log(f"[{i}/{len(steps)}] {step.label}: {why} since the earlier run, running again")
         t0 = time.time()
+        before = publish_snapshot(publish_dir)
         log(f"[{i}/{len(steps)}] {step.label} ...")
         try:
             pm.execute_notebook(str(notebooks_dir() / step.notebook), str(target), parameters=params,
@@ -237,7 +247,8 @@ def _run_steps(pm, preset, steps, all_steps, status, out_dir, nb_out, run_name, 
             depends = teacher_dependency(step.effective(), run_name)  # after the step: what it trained against
             status[step.key] = {"status": "done", "output": str(target), "seconds": round(dt, 1),
                                 "parameters": params, "params_hash": digest,
-                                **({"depends": depends} if depends is not None else {})}
+                                **({"depends": depends} if depends is not None else {}),
+                                "products": publish_changes(publish_dir, before)}
             write_json(_status_path(out_dir), status)
             if publish_dir is not None:  # after every step: a stopped or partial run is recorded too
                 publish_run_info(preset, out_dir, status, all_steps, publish_dir)

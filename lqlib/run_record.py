@@ -49,7 +49,8 @@ def publish_run_info(preset: dict, out_dir: Path, status: dict, steps: list, dst
     dst = paths.resolve(dst if dst is not None else preset["publish"])
     done = {k: v for k, v in status.items() if v.get("status") == "done"}
     record = {k: {"seconds": v.get("seconds"), "parameters": v.get("parameters"), **_reads(v.get("parameters") or {}),
-                  **({"note": v["note"]} if v.get("note") else {})} for k, v in done.items()}
+                  **{f: v[f] for f in ("note", "params_hash", "depends", "products", "recorded", "environment")
+                     if v.get(f)}} for k, v in done.items()}
     keys = [s.key for s in steps]
     for k, v in _earlier_steps(dst / RUN_INFO, preset["name"]).items():
         if k in keys and k not in record:
@@ -79,6 +80,43 @@ def _earlier_steps(path: Path, preset_name: str) -> dict:
             for k, v in (earlier.get("steps") or {}).items() if isinstance(v, dict)}
 
 
+def publish_snapshot(publish_dir: Optional[Path]) -> dict:
+    """``{relative path: (size, mtime)}`` of every file under ``publish_dir`` ({} without one)."""
+    if publish_dir is None or not Path(publish_dir).is_dir():
+        return {}
+    root = Path(publish_dir)
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*")
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def publish_changes(publish_dir: Optional[Path], before: dict) -> list[str]:
+    """The files under ``publish_dir`` a step wrote (new or changed since ``before``), run_info.json aside."""
+    after = publish_snapshot(publish_dir)
+    return sorted(k for k, v in after.items() if before.get(k) != v and k != RUN_INFO)
+
+
+# a step whose committed products stand for it on another day: a student evaluated and published as soon as it
+# was trained (notebook 02's TEST_EVAL, lqlib.model_eval) needs nothing of its run folder afterwards; a teacher
+# is restored by its own step (lqlib.weights), and the test and attention steps run after the block's students
+STANDS_FOR_ITSELF = "TEST_EVAL"
+
+
+def published_step(publish_dir: Path, preset_name: str, key: str, params: dict, params_hash: str,
+                   depends: Optional[dict]) -> Optional[dict]:
+    """The record in ``<publish_dir>/run_info.json`` of step ``key`` when it counts as done without its run
+    folder: a step with ``TEST_EVAL`` whose record has the same parameters (``params_hash``) and the same
+    teacher (``depends``: :func:`teacher_dependency`, by content) and whose published files all exist; else None."""
+    if not params.get(STANDS_FOR_ITSELF):
+        return None
+    rec = _earlier_steps(Path(publish_dir) / RUN_INFO, preset_name).get(key)
+    if not rec or rec.get("params_hash") != params_hash or rec.get("depends") != depends:
+        return None
+    products = rec.get("products") or []
+    if not products or not all((Path(publish_dir) / p).is_file() for p in products):
+        return None
+    return rec
+
+
 def _reads(params: dict) -> dict:
     """What a step's pair set is for (``reads``: validation / test / other, :func:`lqlib.data.sources.eval_role`),
     so run_info says which set every decision and every verdict read."""
@@ -102,4 +140,5 @@ def legacy_done(earlier: dict, target: Path, params: dict, run_name: str) -> boo
     return not ck.is_file() or ck.stat().st_mtime <= target.stat().st_mtime
 
 
-__all__ = ["RUN_INFO", "environment", "publish_run_info", "teacher_dependency", "legacy_done"]
+__all__ = ["RUN_INFO", "environment", "publish_run_info", "publish_snapshot", "publish_changes", "published_step",
+           "teacher_dependency", "legacy_done"]

@@ -37,8 +37,8 @@ from .model_key import ModelKey
 from .paths import slug  # noqa: F401  (the notebooks' file names: S.slug(group))
 from .study_config import training_config, training_plan  # noqa: F401
 from .study_eval import (LeakageError, Model, _check_leakage, compare, compare_all, evaluate_cached, evaluate_study,  # noqa: F401
-                         external_teachers, key_columns, model_groups, pair_correct_reader, save_tables, sort_models,
-                         verification_thresholds)
+                         external_teachers, key_columns, model_groups, pair_correct_reader, published_eval_dir, save_tables,
+                         sort_models, verification_thresholds)
 from .teachers import is_external_teacher
 from .training_plan import load_plan
 

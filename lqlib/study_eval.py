@@ -19,10 +19,10 @@ import torch
 from . import paths
 from .checkpoint import load_backbone, read_training_data
 from .data.memory import image_hashes, image_thumbnails, shared_faces
-from .data.sources import leaks, overlapping_eval_sets
+from .data.sources import eval_set_key, leaks, overlapping_eval_sets
 from .errors import LqlibError
 from .evaluation import compare_to_baseline, evaluate, paper_table, to_markdown
-from .io import atomic_write, save_dataframe_csv, write_json, write_text
+from .io import atomic_write, save_dataframe_csv, write_bytes, write_json, write_text
 from .model_key import ModelKey, reading_order
 from .teachers import build_teacher
 
@@ -89,14 +89,17 @@ def evaluate_study(study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
                    eval_modes: Sequence[str] = ("both", "cross"), protocol: str = "insightface", device=None,
                    batch_size: int = 256, extra_models: Optional[dict] = None, force: bool = False,
                    allow_leakage: bool = False, models: Optional[Sequence[Model]] = None,
-                   load: Optional[Callable[[Path], torch.nn.Module]] = None):
+                   load: Optional[Callable[[Path], torch.nn.Module]] = None, publish_dir: str = ""):
     """Evaluate every model of the study on ``pairs`` (cached per model and evaluation set) → one tidy
     DataFrame: model (display name), model_key, method ("" for a teacher's own row), teacher (the external
     teacher, "" for the study's own), seed, eval_mode, scale, acc_mean, acc_std, ... Per-pair correctness is kept in ``eval/<set>/<model>.npz`` for the pair-level
     tests. ``extra_models`` maps a key (e.g. :func:`external_teachers`) to a frozen model (e.g. an external teacher) evaluated the same
     way. A model trained on identities of this pair set is refused (:class:`LeakageError`). ``models``: only
     these of the study's models (default all); ``load``: run dir → backbone (default
-    :func:`lqlib.checkpoint.load_backbone`; the GPU block loads every model into one compiled module)."""
+    :func:`lqlib.checkpoint.load_backbone`; the GPU block loads every model into one compiled module).
+    ``publish_dir``: each model's files are also published under ``<publish_dir>/eval/<set>/``, and, when
+    ``models`` is not given, models published there but not trained in this run folder are read back
+    (:func:`evaluate_cached`: a study block that spans days)."""
     eval_set = getattr(pairs, "name", "pairs")
     out_dir = study.eval_dir(eval_set)
     key = {"pairs": eval_set, "n": int(len(pairs.issame)), "scales": [float(s) for s in scales],
@@ -115,28 +118,45 @@ def evaluate_study(study, pairs, scales: Sequence[float] = (1, 2, 4, 8),
         return df, {f"{k[0]}_x{k[1]:g}" if isinstance(k, tuple) else f"{eval_modes[0]}_x{float(k):g}": np.asarray(v)
                     for k, v in details.items()}
 
-    frames = evaluate_cached(entries, out_dir, key, run_one, force=force, load=load)
+    frames = evaluate_cached(entries, out_dir, key, run_one, force=force, load=load,
+                             publish=published_eval_dir(publish_dir, eval_set), read_published=models is None)
     if not frames:
         raise FileNotFoundError(f"no trained models under {study.root}: run 01_teacher_training and 02_kd_ablation first")
     results = pd.concat(frames, ignore_index=True)
     return sort_models(results)
 
 
+def published_eval_dir(publish_dir: str | os.PathLike, eval_set: str) -> Optional[Path]:
+    """``<publish_dir>/eval/<set>/``: where a study block publishes each model's evaluation files (None without
+    ``publish_dir``)."""
+    return paths.resolve(publish_dir) / "eval" / eval_set_key(eval_set) if publish_dir else None
+
+
 def evaluate_cached(entries, out_dir: Path, key: dict, run_one: Callable, *, tag_suffix: str = "",
-                    force: bool = False, load: Optional[Callable[[Path], torch.nn.Module]] = None) -> list:
+                    force: bool = False, load: Optional[Callable[[Path], torch.nn.Module]] = None,
+                    publish: Optional[Path] = None, read_published: bool = True) -> list:
     """The per-model loop every study evaluation shares: for each ``(Model, frozen model or None)`` of
     ``entries``, reuse ``<out_dir>/<file name>_s<seed><tag_suffix>.{csv,npz,json}`` when its ``key`` and the
     checkpoint's time match, else load the model, ``run_one(net) → (DataFrame, {name: array})``, prefix the
-    rows with the model's key columns and seed, and write the three files (atomically). Returns the frames."""
-    frames = []
+    rows with the model's key columns and seed, and write the three files (atomically). Returns the frames.
+
+    ``publish`` (a folder in results/, :func:`published_eval_dir`): every model's three files are copied there
+    as soon as they exist, so a finished model's rows and per-pair correctness can be committed before its
+    weights are gone; and (``read_published``) a model published there with the same ``key`` that is not among
+    ``entries`` — trained on an earlier day, its run folder lost — is read from there (and copied into
+    ``out_dir``, so the pair-level tests and packed correctness see it) instead of being evaluated."""
+    frames, local = [], set()
     for model, mdl in entries:
         tag = f"{model.key.file_name}_s{model.seed}{tag_suffix}"
-        csv_p, npz_p, meta_p = (out_dir / f"{tag}.{ext}" for ext in ("csv", "npz", "json"))
+        local.add(tag)
+        files = [out_dir / f"{tag}.{ext}" for ext in CACHE_PARTS]
+        csv_p, npz_p, meta_p = files
         stamp = os.path.getmtime(model.run_dir / "checkpoint.pt") if model.run_dir is not None else 0.0
         if not force and csv_p.is_file() and npz_p.is_file() and meta_p.is_file():
             meta = json.loads(meta_p.read_text())
             if meta.get("key") == key and meta.get("checkpoint_mtime") == stamp:
                 frames.append(key_columns(pd.read_csv(csv_p).rename(columns={"preset": "degradation"})))  # older caches
+                _copy_new(files, publish)
                 continue
         net = mdl if mdl is not None else (load or load_backbone)(model.run_dir)
         df, arrays = run_one(net)
@@ -147,11 +167,48 @@ def evaluate_cached(entries, out_dir: Path, key: dict, run_one: Callable, *, tag
         with atomic_write(npz_p, "wb") as f:
             np.savez_compressed(f, **arrays)
         write_json(meta_p, {"key": key, "checkpoint_mtime": stamp})
+        _copy_new(files, publish)
         frames.append(df)
         del net
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+    for tag in (_published_tags(publish, key, tag_suffix, local) if read_published else []):
+        files = [publish / f"{tag}.{ext}" for ext in CACHE_PARTS]
+        _copy_new(files, out_dir)
+        frames.append(key_columns(pd.read_csv(files[0])))
     return frames
+
+
+CACHE_PARTS = ("csv", "npz", "json")   # one model's rows, per-pair arrays and cache key
+
+
+def _copy_new(files: Sequence[Path], dst: Optional[Path]):
+    """Copy ``files`` into ``dst`` (atomically) where the copy is missing or differs; nothing without ``dst``."""
+    if dst is None:
+        return
+    for f in files:
+        target = dst / f.name
+        data = f.read_bytes()
+        if not target.is_file() or target.read_bytes() != data:
+            write_bytes(target, data)
+
+
+def _published_tags(publish: Optional[Path], key: dict, tag_suffix: str, skip: set) -> list[str]:
+    """The file stems published in ``publish`` with this cache ``key`` (all three files present), but not in ``skip``."""
+    if publish is None or not publish.is_dir():
+        return []
+    out = []
+    for meta_p in sorted(publish.glob(f"*{tag_suffix}.json")):
+        tag = meta_p.stem
+        if tag in skip or not all((publish / f"{tag}.{ext}").is_file() for ext in CACHE_PARTS):
+            continue
+        try:
+            meta = json.loads(meta_p.read_text())
+        except ValueError as e:
+            raise LqlibError(f"{meta_p}: not a valid published evaluation record ({e})") from None
+        if isinstance(meta, dict) and meta.get("key") == key:
+            out.append(tag)
+    return out
 
 
 def verification_thresholds(study, key, seed: int, eval_set: str, eval_mode: str = "both",

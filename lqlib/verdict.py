@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,18 +47,20 @@ TEACHER_ON_LR = "BasicNet-HR (teacher on LR)"
 
 def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: float = 8.0, kind: str = "spatial",
                             measure: str = "pearson", include_teacher: bool = True, n_boot: int = 2000,
-                            device=None):
+                            device=None, models: Optional[Sequence] = None):
     """One tidy frame (:func:`lqlib.attention_similarity.attention_measure` columns plus ``scale`` and
     ``pairs``): teacher on the first ``n_faces`` distinct HR faces of ``pairs`` vs each own student (all
     its seeds) on their deterministic ×``scale`` copies (:func:`lqlib.evaluation.degrade_eval`); models are
-    loaded one at a time. Students of an external teacher are left out (their teacher has no CBAM maps)."""
+    loaded one at a time. Students of an external teacher are left out (their teacher has no CBAM maps).
+    ``models``: only these of the study's models (:class:`lqlib.study.Model`; default all)."""
     if str(getattr(pairs, "name", "")) == "synthetic":   # no face data: the stand-in set has fewer faces (loud notice given)
         n_faces = min(n_faces, len(unique_images(pairs.images)[0]))
     faces = distinct_faces(pairs, n_faces)
     lr = degrade_eval(faces, float(scale))
     teacher = load_backbone(study.teacher_dir)
     groups: dict = {TEACHER_ON_LR: {0: teacher}} if include_teacher else {}
-    for m in sorted(study.models(), key=lambda m: (reading_order(m.key), m.seed)):   # the tables' order
+    chosen = study.models() if models is None else models
+    for m in sorted(chosen, key=lambda m: (reading_order(m.key), m.seed)):   # the tables' order
         if m.key.is_teacher or m.external_teacher:
             continue
         groups.setdefault(m.name, {})[m.seed] = (lambda d=m.run_dir: load_backbone(d))
@@ -72,12 +74,22 @@ def attention_measure_study(study: Study, pairs, n_faces: int = 200, scale: floa
 
 def save_attention_measure(study: Study, measure, publish_dir: str = "") -> Path:
     """``runs/<study>/results/<pairs>/attention_measure.csv`` (atomically), also into ``publish_dir`` when
-    given (as ``attention_measure_<pairs>.csv``); returns the study's path."""
+    given (as ``attention_measure_<pairs>.csv``); returns the study's path. Each table keeps the rows it held
+    of models not in ``measure`` (a student measured as soon as it was trained, notebook 02's
+    ``ATTENTION_EVAL``, whose weights a later day no longer has), named in one printed line; the rows of the
+    models in ``measure`` are replaced."""
     name = str(measure["pairs"].iloc[0])
     out = study.results_dir(name) / "attention_measure.csv"
-    save_dataframe_csv(measure, out, index=False)
-    if publish_dir:
-        save_dataframe_csv(measure, paths.resolve(publish_dir) / f"attention_measure_{eval_set_key(name)}.csv", index=False)
+    targets = [out] + ([paths.resolve(publish_dir) / f"attention_measure_{eval_set_key(name)}.csv"] if publish_dir else [])
+    for target in targets:
+        table = measure
+        if target.is_file():
+            earlier = pd.read_csv(target)
+            kept = earlier[~earlier["model"].isin(set(measure["model"]))]
+            if len(kept):
+                print(f"{target}: kept the earlier rows of {', '.join(dict.fromkeys(kept['model']))} (not measured now)")
+                table = pd.concat([kept, measure], ignore_index=True)
+        save_dataframe_csv(table, target, index=False)
     return out
 
 

@@ -57,6 +57,7 @@ def publish_teacher(run_dir: str | os.PathLike, publish_dir: str | os.PathLike) 
     ck["weights"] = "fp16-rounded (published)"
     tensors = {f"{part}.{k}": (v.to(torch.float16) if torch.is_floating_point(v) else v).contiguous()
                for part in _TENSOR_PARTS for k, v in ck[part].items()}
+    ck["weights_digest"] = weights_digest(tensors)   # the teacher's identity here and in a restored run folder
     tensors |= {f"rng.{k}": v for k, v in ck["rng"].items() if isinstance(v, torch.Tensor)}
     size = sum(t.numel() * t.element_size() for t in tensors.values())
     out = paths.resolve(publish_dir) / FILE
@@ -67,6 +68,19 @@ def publish_teacher(run_dir: str | os.PathLike, publish_dir: str | os.PathLike) 
     save_checkpoint(ck, run_dir)            # the students distil from exactly what is published
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_bytes(out, save(tensors, metadata={"format": "lqlib-teacher-1", "checkpoint": header}))
+
+
+def weights_digest(tensors: dict) -> str:
+    """SHA-256 of the published tensors (name, dtype, shape and bytes, in name order): the same for the run
+    that published them and for every run folder rebuilt from them."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def _load(path: Path) -> tuple[dict, dict]:
@@ -108,6 +122,7 @@ def restore_teacher(run_dir: str | os.PathLike, publish_dir: str | os.PathLike) 
         return False
     header, tensors = _load(src / FILE)
     ck = _checkpoint(header, tensors)
+    ck["weights_digest"] = weights_digest({k: v for k, v in tensors.items() if k.split(".", 1)[0] in _TENSOR_PARTS})
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in ("metrics.csv", "summary.json"):
         if (src / f"teacher_{name}").is_file():
@@ -130,4 +145,4 @@ def read_teacher(path: str | os.PathLike):
     return backbone.eval(), head.eval(), ck["config"]
 
 
-__all__ = ["FILE", "MAX_BYTES", "publish_teacher", "restore_teacher", "read_teacher"]
+__all__ = ["FILE", "MAX_BYTES", "publish_teacher", "restore_teacher", "read_teacher", "weights_digest"]

@@ -250,3 +250,63 @@ def test_notebooks_of_a_run_that_refuses_synthetic_data_do_not_fall_back(tmp_pat
         S.resolve_training_data("lfw-half")
     with pytest.raises(FileNotFoundError):
         S.load_eval_pairs("lfw-half")
+
+
+def test_a_student_published_on_an_earlier_day_counts_as_done(tmp_path, fake_runs, monkeypatch):
+    """A block that spans days keeps only its teachers' weights: a student step with TEST_EVAL whose products
+    (curve, per-model evaluation) are committed is skipped on a fresh run folder — but only with the same
+    parameters, the same teacher and every product still there."""
+    import json
+    import shutil
+
+    from lqlib import run
+
+    pub = tmp_path / "pub"
+    preset = tmp_path / "s.yaml"
+    preset.write_text(f"publish: {pub}\nnotebooks:\n  - notebook: 02_kd_ablation\n"
+                      f"    parameters: {{PUBLISH_DIR: {pub}, TEST_EVAL: {{PAIRS: lfw-half}}}}\n"
+                      "    grid: {METHOD: [none]}\n  - notebook: 02_kd_ablation\n    tag: plain\n"
+                      f"    parameters: {{PUBLISH_DIR: {pub}}}\n    grid: {{METHOD: [logit]}}\n")
+    executed = list(fake_runs)
+    fake = __import__("papermill").execute_notebook
+
+    def student(src, dst, parameters, **kw):   # what notebook 02 publishes
+        fake(src, dst, parameters, **kw)
+        d = Path(parameters["PUBLISH_DIR"])
+        (d / "eval" / "lfw-half").mkdir(parents=True, exist_ok=True)
+        (d / f"{parameters['METHOD']}_s0_summary.json").write_text("{}")
+        if parameters.get("TEST_EVAL"):
+            (d / "eval" / "lfw-half" / f"{parameters['METHOD']}_s0.npz").write_bytes(b"bits")
+    monkeypatch.setattr("papermill.execute_notebook", student)
+    teacher = tmp_path / "runs" / "s" / "teacher"
+
+    def new_day(weights=b"teacher one"):   # the run folder is gone; the teacher is rebuilt from its published file
+        shutil.rmtree(tmp_path / "runs", ignore_errors=True)
+        teacher.mkdir(parents=True)
+        (teacher / "checkpoint.pt").write_bytes(weights)
+
+    new_day()
+    run.run(str(preset), log=lambda *a: None)
+    assert [p["METHOD"] for p in fake_runs] == ["none", "logit"]
+    rec = json.loads((pub / "run_info.json").read_text())["steps"]["02_kd_ablation__METHOD-none"]
+    assert rec["products"] == ["eval/lfw-half/none_s0.npz", "none_s0_summary.json"]
+    assert rec["depends"]["teacher"].startswith("ckpt:") and rec["params_hash"]
+
+    new_day()
+    logs = []
+    run.run(str(preset), log=logs.append)
+    assert [p["METHOD"] for p in fake_runs] == ["none", "logit", "logit"]   # only the step without TEST_EVAL ran
+    assert any("02_kd_ablation METHOD=none: published earlier (2 files in" in m for m in logs)
+    status = json.loads((tmp_path / "runs" / "s" / "status.json").read_text())
+    assert status["02_kd_ablation__METHOD-none"]["published"] is True
+    again = json.loads((pub / "run_info.json").read_text())["steps"]["02_kd_ablation__METHOD-none"]
+    assert again["products"] == rec["products"] and again["recorded"]   # kept, with when it was recorded
+
+    new_day()
+    (pub / "eval" / "lfw-half" / "none_s0.npz").unlink()                # a product missing: trained again
+    run.run(str(preset), log=lambda *a: None)
+    assert [p["METHOD"] for p in fake_runs][3:] == ["none", "logit"]
+    new_day(b"teacher two")                                             # another teacher: trained again
+    run.run(str(preset), log=lambda *a: None)
+    assert [p["METHOD"] for p in fake_runs][5:] == ["none", "logit"]
+    assert executed == []

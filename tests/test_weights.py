@@ -76,3 +76,23 @@ def test_refusals_name_the_file_and_write_nothing(teacher, monkeypatch):
     shutil.copyfile(run / "checkpoint.pt", run.parent / "u" / "checkpoint.pt")
     with pytest.raises(CheckpointError, match="not finished"):
         weights.publish_teacher(run.parent / "u", pub)
+
+
+def test_the_published_teacher_keeps_its_identity_in_a_rebuilt_run_folder(teacher):
+    """A student's record names its teacher by content; the folder rebuilt on another day is the same teacher."""
+    from lqlib.checkpoint import teacher_identity
+
+    cfg, run, pub = teacher
+    trained = teacher_identity(run)
+    assert trained.startswith("ckpt:")                      # never published: its checkpoint's bytes
+    weights.publish_teacher(run, pub)
+    published = teacher_identity(run)
+    assert published.startswith("weights:") and published != trained
+    shutil.rmtree(run.parent)
+    weights.restore_teacher(run, pub)
+    assert teacher_identity(run) == published
+    train_teacher(cfg)                                      # the resume leaves the identity as it is
+    assert teacher_identity(run) == published
+    zero, one = torch.zeros(2, dtype=torch.float16), torch.ones(2, dtype=torch.float16)
+    assert weights.weights_digest({"model.x": zero}) != weights.weights_digest({"model.x": one})  # by value
+    assert weights.weights_digest({"model.x": zero}) != weights.weights_digest({"model.y": zero})  # and by name
