@@ -37,7 +37,7 @@ from .evaluation.hierarchical import hierarchical_bootstrap, pair_identities
 from .evaluation.hypotheses import HypothesesError, family_tests, parse_family, require_registered
 from .evaluation.tables import to_markdown
 from .io import atomic_write, save_dataframe_csv
-from .model_key import reading_order
+from .model_key import ModelKey, reading_order
 from .presets import block_folders, block_spec, load_preset, published
 from .study import Study, pair_correct_reader
 from .study_eval import correctness_names
@@ -299,6 +299,30 @@ def pooled_teacher_metrics(preset: str):
     return df[["block"] + [c for c in df.columns if c != "block"]]
 
 
+def pooled_student_metrics(preset: str):
+    """Every published block's curve (``<run>_metrics.csv``, one row per epoch; notebook 02's ``PUBLISH_DIR``) of
+    each student the family compares, in one frame with ``block``, ``model`` (display name) and ``model_key``
+    first; block k holds seed k. Empty while no block has published a student."""
+    spec = load_preset(preset)
+    keys = []
+    for h in parse_family(spec.get("hypotheses") or {}):
+        keys += [ModelKey.parse(k) for k in (h.model, h.baseline) if not ModelKey.parse(k).is_teacher]
+    keys = sorted(dict.fromkeys(keys), key=ModelKey.sort_key)
+    frames = []
+    for v, d in block_folders(preset).items():
+        for key in keys:
+            path = d / f"{key.file_name}_s{v}_metrics.csv"
+            if path.is_file():
+                df = pd.read_csv(path)
+                df.insert(0, "block", v)
+                df.insert(1, "model", key.display_name)
+                df.insert(2, "model_key", str(key))
+                frames.append(df)
+    if not frames:
+        return pd.DataFrame(columns=["block", "model", "model_key", "epoch"])
+    return pd.concat(frames, ignore_index=True)
+
+
 def block_status(preset: str):
     """One row per block of a blocked ``preset``: which of its outputs are published (results, per-pair
     correctness, the attention measure), its teacher's stopping (epochs trained, best validation ×1 accuracy
@@ -341,6 +365,6 @@ def verdict_table(family):
     return pd.DataFrame(rows)
 
 
-__all__ = ["attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
+__all__ = ["pooled_student_metrics", "attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
            "pooled_family_verdicts", "pooled_results", "packed_reader", "block_folders", "published",
            "pooled_attention_measure", "pooled_teacher_metrics", "block_status", "verdict_table", "TEACHER_ON_LR"]

@@ -308,3 +308,35 @@ def test_verdict_table_states_each_hypothesis_with_its_numbers():
     assert r["p (Holm)"] == "0.0155" and r["MDE (80 %)"] == "1.23" and r["bootstrap 95 % CI"] == "[+0.40, +2.60]"
     assert r["accuracy (model / baseline)"] == "70.50 / 69.00" and r["verdict"] == "supported"
     assert t.iloc[1]["Δ points (sd)"] == "-2.50 (n=5)" and t.iloc[1]["bootstrap 95 % CI"] == "—"
+
+
+def test_student_curves_of_the_published_blocks_mark_rate_drops_and_the_kept_epoch(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import pandas as pd
+
+    from lqlib import plotting
+
+    preset, _ = _blocked_preset(tmp_path, values=(0, 1))
+    for k in (0, 1):
+        d = tmp_path / "pub" / "blocks" / f"seed-{k}"
+        d.mkdir(parents=True)
+        pd.DataFrame({"epoch": [1, 2, 3, 4, 5], "lr": [0.1, 0.1, 0.01, 0.01, 0.001],
+                      "val_acc_x8": [60.0, 65.0, 70.0 + k, 71.0, 71.5]}).to_csv(d / f"none_s{k}_metrics.csv", index=False)
+    pd.DataFrame({"epoch": [1, 2, 3], "lr": [0.1, 0.1, 0.01], "val_acc_x8": [62.0, 66.0, 72.0]}).to_csv(
+        tmp_path / "pub" / "blocks" / "seed-0" / "logit_s0_metrics.csv", index=False)
+    (tmp_path / "pub" / "blocks" / "seed-0" / "at_s0_metrics.csv").write_text("epoch,val_acc_x8\n1,50\n")  # not in the family
+    m = V.pooled_student_metrics(preset)
+    assert list(m.columns[:3]) == ["block", "model", "model_key"]
+    assert sorted(set(zip(m["block"], m["model_key"]))) == [(0, "logit"), (0, "none"), (1, "none")]
+    assert list(m[(m.block == 1)]["val_acc_x8"]) == [60.0, 65.0, 71.0, 71.0, 71.5]
+    fig = plotting.student_curves(m)
+    first = fig.axes[0]
+    assert [a.get_title() for a in fig.axes] == ["block 0", "block 1"]
+    line, last, drops = first.lines[:3]                       # BasicNet-LR in block 0
+    assert list(line.get_ydata()) == [60.0, 65.0, 70.0, 71.0, 71.5]
+    assert (last.get_xdata()[0], last.get_ydata()[0]) == (5, 71.5)
+    assert list(drops.get_xdata()) == [3, 5]                  # the two epochs whose rate was lowered
+    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["+logit KD", "BasicNet-LR"]
+    with pytest.raises(ValueError, match="val_acc_x8"):
+        plotting.student_curves(m.drop(columns="val_acc_x8"))

@@ -1,5 +1,5 @@
 """Training curves: loss terms, accuracy and learning rate per epoch of one run, and the teachers of a
-blocked study side by side."""
+blocked study side by side, and the students of each block."""
 from __future__ import annotations
 
 import os
@@ -108,3 +108,43 @@ def teacher_curves(metrics: pd.DataFrame, *, y: str = "val_acc_x1", hue: str = "
     if title:
         ax.set_title(title)
     return ax
+
+
+def student_curves(metrics: pd.DataFrame, *, y: str = "val_acc_x8", hue: str = "model", col: str = "block",
+                   title: str | None = None):
+    """Validation accuracy per epoch of several students, one panel per ``col`` value (a blocked study's
+    blocks: :func:`lqlib.verdict.pooled_student_metrics`) and one line per ``hue`` value; each line's last
+    epoch (the model kept) is squared and the epochs where its learning rate was lowered are ringed, so where
+    two curves meet — or do not — can be read off. Returns the Figure."""
+    missing = {"epoch", y, hue, col} - set(metrics.columns)
+    if missing:
+        raise ValueError(f"student metrics lack columns {sorted(missing)}; got {list(metrics.columns)}")
+    panels = list(dict.fromkeys(metrics[col]))
+    if not panels:
+        raise ValueError("no student metrics to draw")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.6, 3.2), layout="constrained",
+                             squeeze=False, sharey=True)
+    palette = house_palette(metrics[hue])
+    labelled = set()
+    for ax, panel in zip(axes[0], panels):
+        part = metrics[metrics[col] == panel]
+        for key, g in part.groupby(hue, sort=False):
+            per = g.dropna(subset=[y]).groupby("epoch").agg({y: "mean", **({"lr": "last"} if "lr" in g else {})})
+            if per.empty:
+                continue
+            c = palette[key]
+            ax.plot(per.index, per[y], lw=1.3, color=c, label=None if key in labelled else key)
+            labelled.add(key)
+            ax.plot([per.index[-1]], [per[y].iloc[-1]], marker="s", ms=5, color=c, ls="none")
+            if "lr" in per:
+                drops = per.index[1:][per["lr"].to_numpy()[1:] < per["lr"].to_numpy()[:-1]]
+                ax.plot(drops, per.loc[drops, y], marker="o", ms=7, mfc="none", color=c, ls="none")
+        ax.set_title(f"{col} {panel}", fontsize="small")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[0][0].set_ylabel(accuracy_label([y]))
+    fig.legend(fontsize="x-small", title="■ last epoch (kept), ○ rate lowered ×0.1", title_fontsize="x-small",
+               loc="outside right upper", frameon=False)
+    if title:
+        fig.suptitle(title)
+    return fig
