@@ -173,7 +173,7 @@ def teacher_identity(spec) -> Optional[str]:
     digest = file_digest(ck)
     if digest not in _WEIGHTS_IDS:   # a published teacher is its published weights, wherever its checkpoint came from
         try:
-            _WEIGHTS_IDS[digest] = load_checkpoint(ck).get("weights_digest")
+            _WEIGHTS_IDS[digest] = published_weights_digest(load_checkpoint(ck))
         except CheckpointError:      # not a checkpoint lqlib can read: named by its bytes (loading it will say more)
             _WEIGHTS_IDS[digest] = None
     published = _WEIGHTS_IDS[digest]
@@ -181,6 +181,53 @@ def teacher_identity(spec) -> Optional[str]:
 
 
 _WEIGHTS_IDS: dict = {}   # checkpoint digest → the published weights' digest (None: never published)
+
+
+def same_teacher(recorded: Optional[str], spec) -> bool:
+    """Whether ``recorded`` (a student's record of its teacher) names the teacher ``spec`` is now: its
+    :func:`teacher_identity`, or — for a record written before published teachers were named by their weights —
+    ``ckpt:<digest>`` of the very checkpoint file that is there now."""
+    now = teacher_identity(spec)
+    if recorded == now:
+        return True
+    if not (isinstance(recorded, str) and recorded.startswith("ckpt:") and now and now.startswith("weights:")):
+        return False
+    from . import paths
+
+    ck = checkpoint_path(paths.resolve(spec))
+    return ck.is_file() and recorded == f"ckpt:{file_digest(ck)}"
+
+
+PUBLISHED = "fp16-rounded (published)"          # a checkpoint whose weights were published (lqlib.weights)
+PUBLISHED_PARTS = ("model", "head", "kd")       # the state dicts a published teacher keeps
+
+
+def published_tensors(ck: dict) -> dict:
+    """The tensors a published teacher file holds for checkpoint ``ck``: ``<part>.<name>``, floating ones as fp16."""
+    return {f"{part}.{k}": (v.to(torch.float16) if torch.is_floating_point(v) else v).contiguous()
+            for part in PUBLISHED_PARTS for k, v in ck[part].items()}
+
+
+def weights_digest(tensors: dict) -> str:
+    """SHA-256 of published tensors (name, dtype, shape and bytes, in name order): the same for the run that
+    published them, for every run folder rebuilt from them, and for a checkpoint rounded before publishing."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def published_weights_digest(ck: dict) -> Optional[str]:
+    """The digest of the weights a checkpoint's teacher was published with, or None (never published)."""
+    if ck.get("weights_digest"):
+        return str(ck["weights_digest"])
+    if ck.get("weights") == PUBLISHED:          # published before checkpoints recorded the digest
+        return weights_digest(published_tensors(ck))
+    return None
 
 
 def is_finished(run_dir: str | Path, epochs: Optional[int] = None) -> bool:

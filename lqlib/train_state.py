@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from .callbacks import LossSums
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, same_teacher, save_checkpoint
 from .config import TrainConfig
 from .data.sampling import step_seed
 from .models.interface import unwrap
@@ -74,7 +74,8 @@ class TrainerState:
         default = TrainConfig().to_dict()  # a field added since the checkpoint was written: its default
         changed = {k: (saved.get(k, default[k]), mine[k]) for k in mine
                    if k not in RESUMABLE_CHANGES and saved.get(k, default[k]) != mine[k]}
-        if ck.get("teacher_id") is not None and ck["teacher_id"] != self.teacher_id:  # (older checkpoints: none)
+        if ck.get("teacher_id") is not None and ck["teacher_id"] != self.teacher_id and \
+                not same_teacher(ck["teacher_id"], self.plan.teacher):  # (older checkpoints: none)
             changed["teacher weights"] = (ck["teacher_id"], self.teacher_id)
         if changed:
             self._move_aside(changed)

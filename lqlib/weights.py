@@ -22,11 +22,12 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, is_finished, load_checkpoint, save_checkpoint
+from .checkpoint import (PUBLISHED, PUBLISHED_PARTS, CheckpointError, is_finished, load_checkpoint, published_tensors,
+                         save_checkpoint, weights_digest)
 
 FILE = "teacher.safetensors"
 MAX_BYTES = 8 * 2**20          # the project's rule for committed weights
-_TENSOR_PARTS = ("model", "head", "kd")
+_TENSOR_PARTS = PUBLISHED_PARTS
 
 
 def _rounded(state: dict) -> dict:
@@ -54,9 +55,8 @@ def publish_teacher(run_dir: str | os.PathLike, publish_dir: str | os.PathLike) 
     ck = load_checkpoint(run_dir)
     for part in _TENSOR_PARTS:
         ck[part] = _rounded(ck[part])
-    ck["weights"] = "fp16-rounded (published)"
-    tensors = {f"{part}.{k}": (v.to(torch.float16) if torch.is_floating_point(v) else v).contiguous()
-               for part in _TENSOR_PARTS for k, v in ck[part].items()}
+    ck["weights"] = PUBLISHED
+    tensors = published_tensors(ck)
     ck["weights_digest"] = weights_digest(tensors)   # the teacher's identity here and in a restored run folder
     tensors |= {f"rng.{k}": v for k, v in ck["rng"].items() if isinstance(v, torch.Tensor)}
     size = sum(t.numel() * t.element_size() for t in tensors.values())
@@ -68,19 +68,6 @@ def publish_teacher(run_dir: str | os.PathLike, publish_dir: str | os.PathLike) 
     save_checkpoint(ck, run_dir)            # the students distil from exactly what is published
     out.parent.mkdir(parents=True, exist_ok=True)
     return write_bytes(out, save(tensors, metadata={"format": "lqlib-teacher-1", "checkpoint": header}))
-
-
-def weights_digest(tensors: dict) -> str:
-    """SHA-256 of the published tensors (name, dtype, shape and bytes, in name order): the same for the run
-    that published them and for every run folder rebuilt from them."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def _load(path: Path) -> tuple[dict, dict]:

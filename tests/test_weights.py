@@ -96,3 +96,40 @@ def test_the_published_teacher_keeps_its_identity_in_a_rebuilt_run_folder(teache
     zero, one = torch.zeros(2, dtype=torch.float16), torch.ones(2, dtype=torch.float16)
     assert weights.weights_digest({"model.x": zero}) != weights.weights_digest({"model.x": one})  # by value
     assert weights.weights_digest({"model.x": zero}) != weights.weights_digest({"model.y": zero})  # and by name
+
+
+def test_a_teacher_published_before_digests_were_recorded_keeps_its_students(teacher, tmp_path):
+    """Block 0 of the converged study: its teacher was published (rounded, marked) before checkpoints carried the
+    weights' digest, and its students recorded it as ``ckpt:<file digest>``. The teacher is named by its weights
+    (as a folder rebuilt from the file is), and those students still resume instead of being trained again."""
+    from lqlib.checkpoint import file_digest, load_checkpoint, save_checkpoint, same_teacher, teacher_identity
+    from lqlib.train import train_student
+
+    cfg, run, pub = teacher
+    weights.publish_teacher(run, pub)
+    ck = load_checkpoint(run)
+    del ck["weights_digest"]                                 # as the older publish left it
+    save_checkpoint(ck, run)
+    named = teacher_identity(run)
+    old_name = f"ckpt:{file_digest(run / 'checkpoint.pt')}"
+    shutil.rmtree(tmp_path / "re", ignore_errors=True)
+    weights.restore_teacher(tmp_path / "re" / "teacher", pub)
+    assert named.startswith("weights:") and named == teacher_identity(tmp_path / "re" / "teacher")
+    assert same_teacher(old_name, run) and same_teacher(named, run)
+    assert not same_teacher("ckpt:0123456789abcdef", run)
+
+    scfg = TrainConfig(name="s", out_dir=str(tmp_path / "run" / "students" / "none_s0"), **{**BASE, "role": "student"},
+                       method="logit", teacher=str(run))
+    train_student(scfg)
+    sdir = tmp_path / "run" / "students" / "none_s0"
+    sck = load_checkpoint(sdir)
+    assert sck["teacher_id"] == named
+    sck["teacher_id"] = old_name                             # what the older code recorded
+    save_checkpoint(sck, sdir)
+    train_student(scfg)                                      # resumes as finished: nothing moved aside
+    assert not [p for p in sdir.parent.iterdir() if ".old-" in p.name]
+    sck = load_checkpoint(sdir)
+    sck["teacher_id"] = "ckpt:0123456789abcdef"              # another teacher: trained anew, the old run kept aside
+    save_checkpoint(sck, sdir)
+    train_student(scfg)
+    assert [p for p in sdir.parent.iterdir() if ".old-" in p.name]
