@@ -175,6 +175,20 @@ class Trainer(TrainerBuild, TrainerState):
         """Compiled or eager (and why), compile seconds, and the probed step times."""
         return self.probe.report()
 
+    def _engine_of_the_run(self) -> dict:
+        """This call's engine report; for a call that trained too little to decide (a finished run resumed), the
+        engine the earlier call recorded in ``summary.json`` — the one the run trained with."""
+        report = self.engine_report()
+        earlier = self.run_dir / "summary.json"
+        if report.get("engine") == "probing" and self.is_main and earlier.is_file():
+            try:
+                before = json.loads(earlier.read_text()).get("engine") or {}
+            except ValueError:
+                before = {}
+            if before.get("engine") not in (None, "probing"):
+                return before
+        return report
+
     def _step(self, images, labels, gen, progress, index=None):
         t0 = time.perf_counter() if self.probe.active else 0.0
         hr = images.to(self.device, non_blocking=True)
@@ -209,7 +223,7 @@ class Trainer(TrainerBuild, TrainerState):
             "num_images": len(self.dataset), "split": self.split, "epochs": self.cfg.epochs,
             "steps_per_epoch": self.steps_per_epoch, "final": rows[-1] if rows else {},
             "seconds_this_call": round(seconds, 2), "device": str(self.device), "world_size": self.world,
-            "torch": torch.__version__, "amp": str(self.amp_dtype), "engine": self.engine_report(),
+            "torch": torch.__version__, "amp": str(self.amp_dtype), "engine": self._engine_of_the_run(),
             "effective_ce_weight": self.distiller.composer.effective_ce_weight, "run_dir": str(self.run_dir),
             "teacher_id": self.teacher_id,
         }

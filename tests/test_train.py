@@ -385,3 +385,18 @@ def test_adaface_resume_is_exact_including_the_running_statistics(tmp_path):
     assert all(torch.equal(a["head"][k], b["head"][k]) for k in a["head"])
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert mid["batch_mean"].item() != a["head"]["batch_mean"].item()  # the statistics moved after the cut
+
+
+@pytest.mark.slow   # compiles the tiny backbone once (the probe needs a compiled run)
+def test_a_finished_run_resumed_keeps_the_engine_it_trained_with(tmp_path):
+    """Before, resuming a finished run (no step trained) rewrote its summary's engine as "probing"."""
+    import json
+
+    cfg = _cfg(tmp_path, "done", epochs=1, compile=True, synthetic={"num_classes": 4, "images_per_class": 16})
+    train_teacher(cfg)                                  # 8 steps: the compile probe decides within the epoch
+    summary = tmp_path / "done" / "summary.json"
+    first = json.loads(summary.read_text())["engine"]
+    assert first["engine"] != "probing" and "step_ms" in first
+    again = train_teacher(cfg)
+    assert again["seconds_this_call"] < first.get("compile_s", 0) + 60 and again["engine"] == first
+    assert json.loads(summary.read_text())["engine"] == first
