@@ -90,6 +90,7 @@ class Trainer(TrainerBuild, TrainerState):
         self._teacher_arg = teacher if teacher is not None else self.plan.teacher
         # the teacher by content (a retrained teacher is another one: a resume against it starts over)
         self.teacher_id = self.plan.teacher_id
+        self._steps_this_call = 0      # steps this call trained (a finished run resumed trains none)
         # per epoch: progress bar, metrics.csv, validation, the stopping rule (lqlib.callbacks)
         self.record = EpochRecord(cfg, self.run_dir, self.is_main, self.distributed)
 
@@ -176,11 +177,11 @@ class Trainer(TrainerBuild, TrainerState):
         return self.probe.report()
 
     def _engine_of_the_run(self) -> dict:
-        """This call's engine report; for a call that trained too little to decide (a finished run resumed), the
-        engine the earlier call recorded in ``summary.json`` — the one the run trained with."""
+        """This call's engine report; for a call that trained no step (a finished run resumed), the engine the
+        earlier call recorded in ``summary.json`` — the one the run trained with."""
         report = self.engine_report()
         earlier = self.run_dir / "summary.json"
-        if report.get("engine") == "probing" and self.is_main and earlier.is_file():
+        if not self._steps_this_call and self.is_main and earlier.is_file():
             try:
                 before = json.loads(earlier.read_text()).get("engine") or {}
             except ValueError:
@@ -190,6 +191,7 @@ class Trainer(TrainerBuild, TrainerState):
         return report
 
     def _step(self, images, labels, gen, progress, index=None):
+        self._steps_this_call += 1
         t0 = time.perf_counter() if self.probe.active else 0.0
         hr = images.to(self.device, non_blocking=True)
         labels = labels.to(self.device, non_blocking=True)

@@ -387,16 +387,17 @@ def test_adaface_resume_is_exact_including_the_running_statistics(tmp_path):
     assert mid["batch_mean"].item() != a["head"]["batch_mean"].item()  # the statistics moved after the cut
 
 
-@pytest.mark.slow   # compiles the tiny backbone once (the probe needs a compiled run)
 def test_a_finished_run_resumed_keeps_the_engine_it_trained_with(tmp_path):
-    """Before, resuming a finished run (no step trained) rewrote its summary's engine as "probing"."""
+    """Before, resuming a finished run (no step trained) rewrote its summary's engine with this call's probe
+    ("probing" where the run had been compiled)."""
     import json
 
-    cfg = _cfg(tmp_path, "done", epochs=1, compile=True, synthetic={"num_classes": 4, "images_per_class": 16})
-    train_teacher(cfg)                                  # 8 steps: the compile probe decides within the epoch
+    cfg = _cfg(tmp_path, "done", epochs=1)
+    train_teacher(cfg)
     summary = tmp_path / "done" / "summary.json"
-    first = json.loads(summary.read_text())["engine"]
-    assert first["engine"] != "probing" and "step_ms" in first
-    again = train_teacher(cfg)
-    assert again["seconds_this_call"] < first.get("compile_s", 0) + 60 and again["engine"] == first
-    assert json.loads(summary.read_text())["engine"] == first
+    record = json.loads(summary.read_text())
+    trained_with = {"engine": "compiled", "compile_s": 2.6, "step_ms": {"compiled": 475.8, "eager": 541.8}}
+    summary.write_text(json.dumps({**record, "engine": trained_with}))   # as a compiled run records it
+    again = train_teacher(cfg)                                            # finished: no step trained
+    assert again["engine"] == trained_with and json.loads(summary.read_text())["engine"] == trained_with
+    assert again["seconds_this_call"] < 60
