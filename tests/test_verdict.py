@@ -337,6 +337,6 @@ def test_student_curves_of_the_published_blocks_mark_rate_drops_and_the_kept_epo
     assert list(line.get_ydata()) == [60.0, 65.0, 70.0, 71.0, 71.5]
     assert (last.get_xdata()[0], last.get_ydata()[0]) == (5, 71.5)
     assert list(drops.get_xdata()) == [3, 5]                  # the two epochs whose rate was lowered
-    assert sorted(t.get_text() for t in fig.legends[0].get_texts()) == ["+logit KD", "BasicNet-LR"]
+    assert sorted(t.get_text() for t in fig.axes[-1].get_legend().get_texts()) == ["+logit KD", "BasicNet-LR"]
     with pytest.raises(ValueError, match="val_acc_x8"):
         plotting.student_curves(m.drop(columns="val_acc_x8"))

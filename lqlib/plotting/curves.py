@@ -143,8 +143,10 @@ def student_curves(metrics: pd.DataFrame, *, y: str = "val_acc_x8", hue: str = "
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     axes[0][0].set_ylabel(accuracy_label([y]))
-    fig.legend(fontsize="x-small", title="■ last epoch (kept), ○ rate lowered ×0.1", title_fontsize="x-small",
-               loc="outside right upper", frameon=False)
+    handles = {h.get_label(): h for a in axes[0] for h in a.lines if not h.get_label().startswith("_")}
+    axes[0][-1].legend(list(handles.values()), list(handles), fontsize="x-small", frameon=False,
+                       title="■ last epoch (kept)\n○ first epoch at a lowered rate", title_fontsize="x-small",
+                       loc="upper left", bbox_to_anchor=(1.02, 1.0))
     if title:
         fig.suptitle(title)
     return fig
