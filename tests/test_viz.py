@@ -229,3 +229,15 @@ def test_method_comparison_shows_each_bars_seed_count_and_hatches_a_single_seed(
     assert "error bars: sd over 1–3 seeds (1 seed: no bar, hatched)" in texts
     # the caption of a line plot, where nothing is hatched, keeps its wording
     assert plotting.error_bar_note(seeds, "acc", ["model"]) == "error bars: sd over 1–3 seeds (1 seed: none)"
+
+
+def test_cmc_curves_rank_ticks_are_whole_numbers():
+    """A CMC axis counts ranks: no tick at rank 2.5 (20 ranks used to get ticks 2.5, 5.0, …)."""
+    curves = {"a": np.linspace(10, 60, 20), "b": np.vstack([np.linspace(5, 40, 20), np.linspace(7, 44, 20)])}
+    ax = plotting.cmc_curves(curves)
+    ax.figure.canvas.draw()
+    ticks = [t for t in ax.get_xticks() if 1 <= t <= 20]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    assert np.allclose(lines["b"].get_ydata(), np.linspace(6, 42, 20))  # the mean over seeds is drawn
+    plt.close(ax.figure)

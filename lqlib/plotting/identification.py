@@ -6,6 +6,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
 from .style import legend_outside_if_long, new_axes
 
@@ -26,6 +27,7 @@ def cmc_curves(curves: Mapping[str, np.ndarray], *, ax=None, title: str | None =
             sd = c.std(0, ddof=1)
             ax.fill_between(r, mean - sd, mean + sd, alpha=0.2, color=palette[label], lw=0)
     ax.set_xlabel("rank")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # ranks are whole numbers
     ax.set_ylabel("identification rate (%)")
     ax.legend(frameon=False, fontsize="small")
     legend_outside_if_long(ax, list(curves))
