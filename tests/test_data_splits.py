@@ -164,3 +164,22 @@ def test_pairs_txt_over_a_photo_folder(data_dir):
     bad.write_text("1\t1\nZed\t1\t2\nAlice\t1\tBob\t1\n")
     with pytest.raises(FileNotFoundError, match=r"referenced by .*bad\.txt are missing.*Zed_0001"):
         load_pairs(str(bad))
+
+
+def test_pair_faces_shows_distinct_photos_first():
+    """LFW lists reuse a photo in consecutive pairs: a four-face figure must not show the same photo twice
+    (04's figures showed pair 1's and pair 2's shared first photo in two rows)."""
+    from lqlib.data.fallback import pair_faces
+    from lqlib.data.splits import PairSet
+
+    photo = [torch.full((3, 4, 4), v, dtype=torch.uint8) for v in range(8)]
+    # pairs (A, B, same): 0 (p0,p1,T) 1 (p0,p2,T) 2 (p3,p4,F) 3 (p5,p6,T) 4 (p5,p7,T)
+    spec = [(0, 1, True), (0, 2, True), (3, 4, False), (5, 6, True), (5, 7, True)]
+    pairs = PairSet(images=torch.stack([photo[i] for a, b, _ in spec for i in (a, b)]),
+                    issame=torch.tensor([s for *_, s in spec]), folds=torch.zeros(5, dtype=torch.int64))
+    a, b = pair_faces(pairs, 2)
+    assert [int(x[0, 0, 0]) for x in a] == [0, 5] and [int(x[0, 0, 0]) for x in b] == [1, 6]
+    a, b = pair_faces(pairs, 3)  # only two distinct first photos: a repeat fills in, in list order
+    assert [int(x[0, 0, 0]) for x in a] == [0, 5, 0] and [int(x[0, 0, 0]) for x in b] == [1, 6, 2]
+    a, _ = pair_faces(pairs, 1, same=False)
+    assert [int(x[0, 0, 0]) for x in a] == [3]

@@ -65,8 +65,18 @@ def load_eval_pairs(source: str = "lfw-half", data_dir: str | None = None, max_p
 
 
 def pair_faces(pairs, n: int = 4, same: bool = True):
-    """The two images (A, B) of the first ``n`` same-person (or different-person) pairs."""
-    idx = np.flatnonzero(pairs.issame.numpy() == same)[:n]
+    """The two images (A, B) of the first ``n`` same-person (or different-person) pairs whose A photo has not
+    been shown yet: LFW's pair lists reuse a photo in consecutive pairs ("Name 1 2", "Name 1 3"), and a figure of
+    four faces should show four photos. Pairs repeating a photo fill in only when there are too few others."""
+    candidates = np.flatnonzero(pairs.issame.numpy() == same)
+    seen, fresh, repeats = set(), [], []
+    for i in candidates:
+        key = pairs.images[2 * i].numpy().tobytes()
+        (repeats if key in seen else fresh).append(i)
+        seen.add(key)
+        if len(fresh) == n:
+            break
+    idx = np.asarray((fresh + repeats)[:n], dtype=np.int64)
     return pairs.images[2 * idx], pairs.images[2 * idx + 1]
 
 
