@@ -40,7 +40,7 @@ from .io import atomic_write, save_dataframe_csv
 from .model_key import ModelKey, reading_order
 from .presets import block_folders, block_spec, load_preset, published
 from .study import Study, pair_correct_reader
-from .study_eval import correctness_names
+from .study_eval import cache_stem, correctness_names
 
 TEACHER_ON_LR = "BasicNet-HR (teacher on LR)"
 
@@ -228,11 +228,16 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
               f"{missing}: the family is tested when every block has published")
         return None
     results = pooled_results(preset, eval_set)
-    correctness = {}
-    for d in folders.values():
+    correctness, own_teacher = {}, cache_stem("teacher", 0)
+    for v, d in folders.items():
         for stem, arrays in load_correctness(d / f"correctness_{key}.npz").items():
-            correctness[stem] = arrays    # students: one seed per block, so no two blocks share a stem
-    out = family_report(None, results[_is_student(results)], hyp, n_boot=n_boot, data_dir=data_dir,
+            if stem == own_teacher and param.lower() == "seed":   # block k's teacher is teacher seed k
+                stem = cache_stem("teacher", int(v))
+            correctness[stem] = arrays    # one seed of each model per block, so no two blocks share a stem
+    # the family compares students with students or with the block's own teacher (H6: BasicNet-LR vs BasicNet-HR);
+    # an external teacher is one frozen model, not a seed of anything
+    own = _is_student(results) | (results["model_key"].astype(str) == "teacher")
+    out = family_report(None, results[own], hyp, n_boot=n_boot, data_dir=data_dir,
                         reader=lambda mode: packed_reader(correctness, mode))
     out.insert(0, "pairs", eval_set)
     out.insert(1, "role", "test")

@@ -340,3 +340,55 @@ def test_student_curves_of_the_published_blocks_mark_rate_drops_and_the_kept_epo
     assert sorted(t.get_text() for t in fig.axes[-1].get_legend().get_texts()) == ["+logit KD", "BasicNet-LR"]
     with pytest.raises(ValueError, match="val_acc_x8"):
         plotting.student_curves(m.drop(columns="val_acc_x8"))
+
+
+def test_pooled_family_tests_each_block_against_its_own_teacher(tmp_path, monkeypatch):
+    """H6 of the converged study (BasicNet-LR vs BasicNet-HR): every block publishes its own teacher as
+    ``teacher`` with seed 0 (rows and per-pair correctness ``teacher_s0``); pooled, block k's teacher is seed k,
+    paired with block k's students — in the t-test and in the bootstrap alike. (The pooled family once kept only
+    the students' rows and let the last block's ``teacher_s0`` stand for every block's.)"""
+    import pandas as pd
+    import yaml
+
+    from lqlib.evaluation.correctness import pack_correctness
+    from lqlib.evaluation.hierarchical import hierarchical_bootstrap
+    from lqlib.study_eval import correctness_names
+
+    n_pairs = 40
+    ids = np.repeat(np.arange(n_pairs // 2), 2)
+    monkeypatch.setattr(V, "pair_identities", lambda *a, **k: (ids, ids[::-1].copy()))
+    hyp = {"status": "registered", "alpha": 0.05, "pairs": "lfw-half",
+           "family": [{"id": "H1", "comparison": {"model": "logit", "baseline": "none"}, "scale": 8, "seeds": 3},
+                      {"id": "H6", "comparison": {"model": "none", "baseline": "teacher"}, "scale": 8, "seeds": 3}]}
+    preset = tmp_path / "blocked.yaml"
+    preset.write_text(yaml.safe_dump({"name": "blocked", "publish": str(tmp_path / "pub"), "hypotheses": hyp,
+                                      "blocks": {"parameter": "SEED", "values": [0, 1, 2]},
+                                      "notebooks": ["03_evaluation"]}))
+    rng = np.random.default_rng(3)
+    truth = {}   # (model key, block) → per-pair correctness
+    for k in range(3):
+        d, one = tmp_path / "pub" / "blocks" / f"seed-{k}", tmp_path / f"eval-{k}"
+        d.mkdir(parents=True)
+        one.mkdir()
+        rows = []
+        for key, method, seed, p_correct in (("teacher", "", 0, 0.55 + 0.15 * k), ("none", "none", k, 0.8),
+                                             ("logit", "logit", k, 0.85), ("teacher:sface", "", 0, 0.7)):
+            c = rng.random(n_pairs) < p_correct
+            truth[key, k] = c
+            stem = correctness_names(key, seed, "both", 8)[0]
+            np.savez(one / f"{stem}.npz", both_x8=c)
+            rows.append({"model": key, "model_key": key, "method": method,
+                         "teacher": "sface" if key == "teacher:sface" else "", "seed": seed, "scale": 8,
+                         "eval_mode": "both", "acc_mean": 100 * c.mean(), "dataset": "lfw-half"})
+        pd.DataFrame(rows).to_csv(d / "results.csv", index=False)
+        pack_correctness(one, d / "correctness_lfw-half.npz")
+    out = V.pooled_family_verdicts(str(preset), "lfw-half", n_boot=300, publish=False).set_index("id")
+    h6 = out.loc["H6"]
+    deltas = [100 * (truth["none", k].mean() - truth["teacher", k].mean()) for k in range(3)]
+    assert h6["n"] == 3 and h6["seeds_ok"] and h6["delta"] == pytest.approx(np.mean(deltas))
+    assert h6["delta_sd"] == pytest.approx(np.std(deltas, ddof=1))
+    want = hierarchical_bootstrap({k: truth["none", k] for k in range(3)}, {k: truth["teacher", k] for k in range(3)},
+                                  ids, ids[::-1].copy(), n_boot=300)
+    assert (h6["boot_ci_low"], h6["boot_ci_high"], h6["boot_p"]) == pytest.approx(
+        (want["ci_low"], want["ci_high"], want["p_value"]))
+    assert out.loc["H1", "n"] == 3 and np.isfinite(out.loc["H1", "boot_p"])
