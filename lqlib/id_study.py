@@ -6,7 +6,8 @@ Layout (beside the verification results of :mod:`lqlib.study`)::
     runs/<name>/eval/<set>/<set>.split.json               the layout's sidecar (rule, counts, entries)
     runs/<name>/results/<set>/identification.{csv,md}          tidy rows and mean ± sd tables
 
-A blocked study's blocks (each its own run folder): :func:`pooled_identification`, into the preset's results.
+A blocked study's blocks, into the preset's results: :func:`pooled_identification` (each block's run folder, with
+its weights) or :func:`published_identification` (what each block published per model, no weights).
 
 Identification sets: ``lfw-half-id`` (from the shared data) and ``tinyface`` (``$LQLIB_TINYFACE`` or a path), see
 :mod:`lqlib.data.id_layouts`; a layout CSV path works too. A missing data set is one printed line and ``None``.
@@ -29,7 +30,8 @@ from .evaluation import to_markdown
 from .evaluation.id_pipeline import decoded_faces, layout_labels, load_faces
 from .io import save_dataframe_csv, write_text
 from .model_key import ModelKey
-from .presets import block_spec, load_preset
+from .presets import block_folders, block_spec, load_preset
+from .study_eval import published_eval_dir
 
 CMC_RANKS = 20
 
@@ -186,13 +188,57 @@ def pooled_identification(preset: str, id_set: str = "lfw-half-id", runs: str = 
         frames.append(df.assign(block=v))
     out = pd.concat(frames, ignore_index=True)
     if publish:
-        root = paths.resolve(spec["publish"]) / "identification"
-        md = [f"# {id_set} (exploratory): identification of the {spec['name']} study's {len(values)} blocks, "
-              "± = std over blocks (ddof 1)\n",
-              "cross: gallery at HR, probes degraded; both: gallery and probes degraded. Gallery with distractors.\n"]
-        md += [f"## {title}\n\n{to_markdown(table)}\n" for title, table in id_tables(out).items()]
-        save_dataframe_csv(out, root / f"{eval_set_key(id_set)}.csv", index=False)
-        write_text(root / f"{eval_set_key(id_set)}.md", "\n".join(md))
+        _publish_pooled(spec, id_set, out, len(values))
+    return out
+
+
+def _publish_pooled(spec: dict, id_set: str, rows, n_blocks: int) -> None:
+    """``<publish>/identification/<set>.csv`` (rows with their block) and ``.md`` (mean ± sd over blocks)."""
+    root = paths.resolve(spec["publish"]) / "identification"
+    md = [f"# {id_set} (exploratory): identification of the {spec['name']} study's {n_blocks} blocks, "
+          "± = std over blocks (ddof 1)\n",
+          "cross: gallery at HR, probes degraded; both: gallery and probes degraded. Gallery with distractors.\n"]
+    md += [f"## {title}\n\n{to_markdown(table)}\n" for title, table in id_tables(rows).items()]
+    save_dataframe_csv(rows, root / f"{eval_set_key(id_set)}.csv", index=False)
+    write_text(root / f"{eval_set_key(id_set)}.md", "\n".join(md))
+
+
+def published_identification(preset: str, id_set: str = "lfw-half-id", *, partial: bool = False,
+                             publish: bool = True):
+    """Identification (exploratory) of a blocked ``preset`` from what its blocks published, no weights needed:
+    each model's rows as it was evaluated (``blocks/<block>/eval/<set>/*_id.csv``, notebook 02's ``TEST_EVAL``
+    and the block's test step with ``PUBLISH_MODELS``). Block k's own teacher is teacher seed k when the blocks
+    are seeds; an external teacher (frozen, the same in every block) is kept once, from the first block. Returns
+    the rows with a ``block`` column — or None, naming the blocks without files, unless ``partial`` (then the
+    blocks that have them, written nowhere). With ``publish`` and every block present, writes
+    ``<publish>/identification/<set>.{csv,md}`` as :func:`pooled_identification` does."""
+    import pandas as pd
+
+    spec = load_preset(preset)
+    param, values = block_spec(spec)
+    frames, missing, external_seen = [], [], False
+    for v, folder in block_folders(spec).items():
+        files = sorted(published_eval_dir(folder, id_set).glob("*_id.csv"))
+        if not files:
+            missing.append(v)
+            continue
+        df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+        key = df["model_key"].astype(str)
+        external = df["method"].fillna("").astype(str).eq("") & key.ne("teacher")
+        if param.lower() == "seed":
+            df.loc[key == "teacher", "seed"] = v   # block k's teacher is teacher seed k
+        if external_seen:
+            df = df[~external]
+        external_seen = external_seen or bool(external.any())
+        frames.append(df.assign(block=v))
+    if missing:
+        print(f"{spec['name']}: no published identification on {id_set} in block(s) {param} {missing}"
+              + ("; pooling the others" if partial and frames else ""))
+        if not partial or not frames:
+            return None
+    out = pd.concat(frames, ignore_index=True)
+    if publish and not missing:
+        _publish_pooled(spec, id_set, out, len(values))
     return out
 
 

@@ -138,3 +138,41 @@ def test_pooled_identification_of_a_blocked_study(tmp_path, monkeypatch):
     assert len(written) == len(out) and list(written.columns)[-1] == "block"
     md = (tmp_path / "pub" / "identification" / "lfw-half-id.md").read_text()
     assert "blk study's 2 blocks" in md and "| BasicNet-HR | 41.50 ± 0.71 |" in md   # rank-1 ×1 of the teachers: 41, 42
+
+
+def test_published_identification_pools_what_the_blocks_published(tmp_path):
+    """A study that spans days keeps no weights: its identification is pooled from each block's published
+    per-model rows (blocks/seed-K/eval/<set>/*_id.csv). Block k's teacher becomes teacher seed k, an external
+    teacher counts once; a block without files makes the pooled table wait (or, partial, pool the others)."""
+    import pandas as pd
+    import yaml
+
+    preset = tmp_path / "blk.yaml"
+    preset.write_text(yaml.safe_dump({"name": "blk", "publish": str(tmp_path / "pub"),
+                                      "blocks": {"parameter": "SEED", "values": [0, 1, 2]},
+                                      "notebooks": ["01_teacher_training"]}))
+
+    def publish(k):
+        d = tmp_path / "pub" / "blocks" / f"seed-{k}" / "eval" / "lfw-half-id"
+        d.mkdir(parents=True)
+        for stem, model, key, method, seed, r in (("teacher_s0", "BasicNet-HR", "teacher", "", 0, 40.0 + k),
+                                                  ("teacher-sface_s0", "teacher:sface", "teacher:sface", "", 0, 90.0),
+                                                  (f"none_s{k}", "BasicNet-LR", "none", "none", k, 20.0 + 2 * k)):
+            pd.DataFrame([{"model": model, "model_key": key, "method": method, "teacher": "", "seed": seed,
+                           "scale": sc, "eval_mode": "cross", "distractors": True, "rank1": r + sc, "mAP": r,
+                           "dataset": "lfw-half-id"} for sc in (1.0, 8.0)]).to_csv(d / f"{stem}_id.csv", index=False)
+
+    publish(0)
+    publish(2)
+    assert IS.published_identification(str(preset)) is None                     # block 1 has published nothing
+    part = IS.published_identification(str(preset), partial=True)
+    assert set(part["block"]) == {0, 2} and not (tmp_path / "pub" / "identification").exists()
+    publish(1)
+    out = IS.published_identification(str(preset))
+    teacher = out[out["model_key"] == "teacher"]
+    assert sorted(set(zip(teacher["block"], teacher["seed"]))) == [(0, 0), (1, 1), (2, 2)]
+    assert (out["model_key"] == "teacher:sface").sum() == 2 and set(out.loc[out["model_key"] == "teacher:sface",
+                                                                                "block"]) == {0}
+    md = (tmp_path / "pub" / "identification" / "lfw-half-id.md").read_text()
+    assert "blk study's 3 blocks" in md
+    assert "| BasicNet-LR | 23.00 ± 2.00 |" in md and "| BasicNet-HR | 42.00 ± 1.00 |" in md   # rank-1 ×1 over blocks
