@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,8 +21,28 @@ from .io import write_json
 from .precision import cpu_flags
 
 
+def source_revision(root: Optional[Path] = None) -> dict:
+    """Which lqlib a run used: its version and, when the source is a git checkout, the commit and whether tracked
+    files of the package or the notebooks differ from it (``modified``)."""
+    from . import __version__
+
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent
+    out = {"version": __version__}
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"], capture_output=True,
+                              text=True, timeout=20)
+        top, sha = (head.stdout.split() + ["", ""])[:2] if head.returncode == 0 else ("", "")
+        if top and Path(top).resolve() == root.resolve():
+            diff = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                   "lqlib", "notebooks"], capture_output=True, text=True, timeout=20)
+            out.update(commit=sha, modified=bool(diff.stdout.strip()))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
 def environment() -> dict:
-    """Where a run ran: CPU model and flags, cores, torch, Python, GPU."""
+    """Where a run ran: CPU model and flags, cores, torch, Python, GPU, and which lqlib (:func:`source_revision`)."""
     model = ""
     try:
         model = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "")
@@ -31,7 +52,8 @@ def environment() -> dict:
             "cpu_flags": sorted(f for f in cpu_flags() if f.startswith(("avx512", "amx", "avx2", "fma"))),
             "torch": torch.__version__, "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ}}
+            "omp": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY") if k in os.environ},
+            "lqlib": source_revision()}
 
 
 RUN_INFO = "run_info.json"

@@ -310,3 +310,30 @@ def test_a_student_published_on_an_earlier_day_counts_as_done(tmp_path, fake_run
     run.run(str(preset), log=lambda *a: None)
     assert [p["METHOD"] for p in fake_runs][5:] == ["none", "logit"]
     assert executed == []
+
+
+def test_run_record_names_the_lqlib_commit(tmp_path):
+    """run_info.json's environment says which lqlib ran: the commit of a git checkout (and whether its package or
+    notebooks were modified); a source that is no checkout of its own gives the version only."""
+    import subprocess
+
+    from lqlib import __version__
+    from lqlib.run_record import environment, source_revision
+
+    repo = Path(__file__).resolve().parent.parent
+    env = environment()["lqlib"]
+    assert env["version"] == __version__
+    if (repo / ".git").exists():
+        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+        assert env["commit"] == head.strip() and isinstance(env["modified"], bool)
+    (tmp_path / "lqlib").mkdir()
+    assert source_revision(tmp_path) == {"version": __version__}     # inside no repository of its own
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / "lqlib" / "a.py").write_text("x = 1\n")
+    subprocess.run(["git", "-C", str(tmp_path), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a"],
+                   check=True)
+    clean = source_revision(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["modified"] is False
+    (tmp_path / "lqlib" / "a.py").write_text("x = 2\n")
+    assert source_revision(tmp_path)["modified"] is True
