@@ -32,6 +32,7 @@ from .io import save_dataframe_csv, write_text
 from .model_key import ModelKey
 from .presets import block_folders, block_spec, load_preset
 from .study_eval import published_eval_dir
+from .verdict import pool_block_rows
 
 CMC_RANKS = 20
 
@@ -177,16 +178,13 @@ def pooled_identification(preset: str, id_set: str = "lfw-half-id", runs: str = 
     if missing:
         raise FileNotFoundError(f"{preset}: no run folder of block(s) {missing} (runs={runs!r}: each block's run "
                                 "folder with its weights, e.g. runs/verdict moved to runs/verdict-b0 after block 0)")
-    frames = []
+    frames = {}
     for i, (v, study) in enumerate(studies.items()):
         extra = S.external_teachers(list(external_teachers)) if i == 0 and external_teachers else None
-        df = identify_study(study, id_set, scales, eval_modes, extra_models=extra, **kw)
-        if df is None:
+        frames[v] = identify_study(study, id_set, scales, eval_modes, extra_models=extra, **kw)
+        if frames[v] is None:
             return None
-        if param.lower() == "seed":
-            df.loc[df["model_key"].astype(str) == "teacher", "seed"] = v   # block k's teacher is teacher seed k
-        frames.append(df.assign(block=v))
-    out = pd.concat(frames, ignore_index=True)
+    out = pool_block_rows(frames, param)
     if publish:
         _publish_pooled(spec, id_set, out, len(values))
     return out
@@ -216,27 +214,19 @@ def published_identification(preset: str, id_set: str = "lfw-half-id", *, partia
 
     spec = load_preset(preset)
     param, values = block_spec(spec)
-    frames, missing, external_seen = [], [], False
+    frames, missing = {}, []
     for v, folder in block_folders(spec).items():
         files = sorted(published_eval_dir(folder, id_set).glob("*_id.csv"))
-        if not files:
+        if files:
+            frames[v] = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+        else:
             missing.append(v)
-            continue
-        df = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
-        key = df["model_key"].astype(str)
-        external = df["method"].fillna("").astype(str).eq("") & key.ne("teacher")
-        if param.lower() == "seed":
-            df.loc[key == "teacher", "seed"] = v   # block k's teacher is teacher seed k
-        if external_seen:
-            df = df[~external]
-        external_seen = external_seen or bool(external.any())
-        frames.append(df.assign(block=v))
     if missing:
         print(f"{spec['name']}: no published identification on {id_set} in block(s) {param} {missing}"
               + ("; pooling the others" if partial and frames else ""))
         if not partial or not frames:
             return None
-    out = pd.concat(frames, ignore_index=True)
+    out = pool_block_rows(frames, param)
     if publish and not missing:
         _publish_pooled(spec, id_set, out, len(values))
     return out

@@ -37,7 +37,7 @@ from .evaluation.hierarchical import hierarchical_bootstrap, pair_identities
 from .evaluation.hypotheses import HypothesesError, family_tests, parse_family, require_registered
 from .evaluation.tables import to_markdown
 from .io import atomic_write, save_dataframe_csv
-from .model_key import ModelKey, reading_order
+from .model_key import EXTERNAL_TEACHER, OWN_TEACHER, ModelKey, reading_order
 from .presets import block_folders, block_spec, load_preset, published
 from .study import Study, pair_correct_reader
 from .study_eval import cache_stem, correctness_names
@@ -182,30 +182,39 @@ def _is_student(results):
     return results["method"].fillna("").astype(str) != ""
 
 
-def pooled_results(preset: str, eval_set: str = "lfw-half"):
-    """Every published block's ``results.csv`` rows of ``eval_set``, one frame with a ``block`` column first.
-    A block holds its own seed of every student (checked: a block's student rows carry seed = block value when
-    the blocks are seeds); its own teacher's row (``model_key`` teacher, recorded with seed 0) gets the block's
-    seed too, since block k's teacher is teacher seed k. An external teacher (a frozen model, the same in every
-    block) is kept once, from the first block. Empty (no rows) while no block has published."""
-    param, _ = block_spec(load_preset(preset))
-    frames, external_seen = [], False
-    for v, path in published(preset, "results.csv").items():
-        df = pd.read_csv(path)
-        df = df[df["dataset"].astype(str) == eval_set].copy()
-        own = df[_is_student(df)]
-        if param.lower() == "seed":
-            if not own.empty and set(own["seed"].astype(int)) != {int(v)}:
-                raise ValueError(f"{path}: block {param}={v} holds student seeds "
-                                 f"{sorted(set(own['seed'].astype(int)))}")
-            df.loc[df["model_key"].astype(str) == "teacher", "seed"] = int(v)
-        external = (~_is_student(df)) & (df["model_key"].astype(str) != "teacher")
+def pool_block_rows(frames, param: str):
+    """One frame from each block's rows (``{block value: frame}``), with a ``block`` column (last). When the blocks
+    are seeds, block k's own teacher (``model_key`` teacher, recorded with seed 0) becomes teacher seed k, since
+    block k's teacher is teacher seed k; an external teacher (``teacher:<label>``: one frozen model, the same in
+    every block) is kept once, from the first block that has it."""
+    out, external_seen = [], False
+    for v, df in frames.items():
+        key = df["model_key"].astype(str)
+        df = df.assign(seed=df["seed"].where(key != OWN_TEACHER, int(v))) if param.lower() == "seed" else df
+        external = key.str.startswith(EXTERNAL_TEACHER)
         if external_seen:
             df = df[~external]
         external_seen = external_seen or bool(external.any())
-        df.insert(0, "block", v)
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["block"])
+        out.append(df.assign(block=v))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=["block"])
+
+
+def pooled_results(preset: str, eval_set: str = "lfw-half"):
+    """Every published block's ``results.csv`` rows of ``eval_set``, one frame with a ``block`` column first
+    (:func:`pool_block_rows`). A block holds its own seed of every student (checked: a block's student rows carry
+    seed = block value when the blocks are seeds). Empty (no rows) while no block has published."""
+    param, _ = block_spec(load_preset(preset))
+    frames = {}
+    for v, path in published(preset, "results.csv").items():
+        df = pd.read_csv(path)
+        df = df[df["dataset"].astype(str) == eval_set]
+        own = df[_is_student(df)]
+        if param.lower() == "seed" and not own.empty and set(own["seed"].astype(int)) != {int(v)}:
+            raise ValueError(f"{path}: block {param}={v} holds student seeds {sorted(set(own['seed'].astype(int)))}")
+        frames[v] = df
+    out = pool_block_rows(frames, param)
+    out.insert(0, "block", out.pop("block"))
+    return out
 
 
 def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Optional[str] = None,
@@ -228,15 +237,15 @@ def pooled_family_verdicts(preset: str, eval_set: str = "lfw-half", data_dir: Op
               f"{missing}: the family is tested when every block has published")
         return None
     results = pooled_results(preset, eval_set)
-    correctness, own_teacher = {}, cache_stem("teacher", 0)
+    correctness, own_teacher = {}, cache_stem(OWN_TEACHER, 0)
     for v, d in folders.items():
         for stem, arrays in load_correctness(d / f"correctness_{key}.npz").items():
             if stem == own_teacher and param.lower() == "seed":   # block k's teacher is teacher seed k
-                stem = cache_stem("teacher", int(v))
+                stem = cache_stem(OWN_TEACHER, int(v))
             correctness[stem] = arrays    # one seed of each model per block, so no two blocks share a stem
     # the family compares students with students or with the block's own teacher (H6: BasicNet-LR vs BasicNet-HR);
     # an external teacher is one frozen model, not a seed of anything
-    own = _is_student(results) | (results["model_key"].astype(str) == "teacher")
+    own = _is_student(results) | (results["model_key"].astype(str) == OWN_TEACHER)
     out = family_report(None, results[own], hyp, n_boot=n_boot, data_dir=data_dir,
                         reader=lambda mode: packed_reader(correctness, mode))
     out.insert(0, "pairs", eval_set)
@@ -370,6 +379,6 @@ def verdict_table(family):
     return pd.DataFrame(rows)
 
 
-__all__ = ["pooled_student_metrics", "attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
+__all__ = ["pool_block_rows", "pooled_student_metrics", "attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
            "pooled_family_verdicts", "pooled_results", "packed_reader", "block_folders", "published",
            "pooled_attention_measure", "pooled_teacher_metrics", "block_status", "verdict_table", "TEACHER_ON_LR"]
