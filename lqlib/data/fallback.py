@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from .. import paths
+from .memory import pixel_hashes
 from .sources import pairs_source
 from .splits import PairSet, load_pairs
 from .synthetic import SyntheticFaces
@@ -69,14 +70,10 @@ def pair_faces(pairs, n: int = 4, same: bool = True):
     been shown yet: LFW's pair lists reuse a photo in consecutive pairs ("Name 1 2", "Name 1 3"), and a figure of
     four faces should show four photos. Pairs repeating a photo fill in only when there are too few others."""
     candidates = np.flatnonzero(pairs.issame.numpy() == same)
-    seen, fresh, repeats = set(), [], []
-    for i in candidates:
-        key = pairs.images[2 * i].numpy().tobytes()
-        (repeats if key in seen else fresh).append(i)
-        seen.add(key)
-        if len(fresh) == n:
-            break
-    idx = np.asarray((fresh + repeats)[:n], dtype=np.int64)
+    _, first = np.unique(pixel_hashes(pairs.images[2 * candidates]), return_index=True)
+    fresh = np.zeros(len(candidates), dtype=bool)
+    fresh[first] = True
+    idx = np.concatenate([candidates[fresh], candidates[~fresh]])[:n]
     return pairs.images[2 * idx], pairs.images[2 * idx + 1]
 
 
