@@ -169,8 +169,6 @@ def pooled_identification(preset: str, id_set: str = "lfw-half-id", runs: str = 
     teacher (frozen, the same in every block) is evaluated with the first block only. Returns the rows with a
     ``block`` column (None when the set's data is not available) and, with ``publish``, writes
     ``<publish>/identification/<set>.csv`` and ``.md`` (mean ± sd over blocks, :func:`id_tables`)."""
-    import pandas as pd
-
     spec = load_preset(preset)
     param, values = block_spec(spec)
     studies = {v: S.Study(runs.format(preset=spec["name"], block=v)) for v in values}
