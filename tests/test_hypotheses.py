@@ -73,7 +73,10 @@ def test_errors_name_the_problem():
         parse_family({"family": [{"id": "X", "scale": 8}]})
     with pytest.raises(HypothesesError, match="duplicate"):
         parse_family({"family": [HYP["family"][0], HYP["family"][0]]})
-    with pytest.raises(HypothesesError, match="not 'registered'"):
+    one_seed = _results(extra_seeds=1)            # one block so far: no paired t, and the error says why
+    with pytest.raises(HypothesesError, match=r"H1 \(none \(n < 2\), n = 1\).*at least 2"):
+        family_tests(one_seed, HYP)
+    with pytest.raises(HypothesesError, match=r"not 'registered'"):
         require_registered({"status": "draft"})
     require_registered(HYP)
 

@@ -130,8 +130,10 @@ def family_tests(results, hypotheses: dict):
                      "mde": mde(sd, n, a1, power) if n >= 2 and sd > 0 else float("nan")})
     out = pd.DataFrame(rows)
     if any(t != "paired t" for t in out["test"]):
-        bad = out.loc[out["test"] != "paired t", "id"].tolist()
-        raise HypothesesError(f"{bad}: the family's tests are paired over seeds; give both sides the same seeds")
+        bad = out.loc[out["test"] != "paired t", ["id", "test", "n"]]
+        what = ", ".join(f"{r.id} ({r.test}, n = {r.n})" for r in bad.itertuples())
+        raise HypothesesError(f"{what}: the family's tests are paired t-tests over seeds; both sides need the same "
+                              f"seeds, at least 2")
     out["p_holm"] = holm(out["p"].to_numpy())
     out["verdict"] = [_verdict(h, r.delta, r.delta_sd, r.n, r.p_holm, alpha, a1, min_effect)
                       for h, r in zip(fam, out.itertuples())]
