@@ -183,3 +183,9 @@ def test_pair_faces_shows_distinct_photos_first():
     assert [int(x[0, 0, 0]) for x in a] == [0, 5, 0] and [int(x[0, 0, 0]) for x in b] == [1, 6, 2]
     a, _ = pair_faces(pairs, 1, same=False)
     assert [int(x[0, 0, 0]) for x in a] == [3]
+    # the second column repeats too (LFW "X 1 4", "X 2 4"): 04's Grad-CAM figure showed one B photo in two rows
+    spec = [(0, 1, True), (2, 1, True), (3, 4, True), (4, 5, True), (6, 7, True)]
+    pairs = PairSet(images=torch.stack([photo[i] for a, b, _ in spec for i in (a, b)]),
+                    issame=torch.tensor([s for *_, s in spec]), folds=torch.zeros(5, dtype=torch.int64))
+    a, b = pair_faces(pairs, 3)
+    assert [int(x[0, 0, 0]) for x in a] == [0, 3, 6] and [int(x[0, 0, 0]) for x in b] == [1, 4, 7]

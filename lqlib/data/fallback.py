@@ -66,13 +66,17 @@ def load_eval_pairs(source: str = "lfw-half", data_dir: str | None = None, max_p
 
 
 def pair_faces(pairs, n: int = 4, same: bool = True):
-    """The two images (A, B) of the first ``n`` same-person (or different-person) pairs whose A photo has not
-    been shown yet: LFW's pair lists reuse a photo in consecutive pairs ("Name 1 2", "Name 1 3"), and a figure of
-    four faces should show four photos. Pairs repeating a photo fill in only when there are too few others."""
+    """The two images (A, B) of the first ``n`` same-person (or different-person) pairs neither of whose photos
+    has been shown yet, in either column: LFW's pair lists reuse a photo in nearby pairs ("Name 1 2", "Name 1 3";
+    also "Name 1 4", "Name 2 4"), and a figure of four faces should show four photos in each column. Pairs
+    repeating a photo fill in, in list order, only when there are too few others."""
     candidates = np.flatnonzero(pairs.issame.numpy() == same)
-    _, first = np.unique(pixel_hashes(pairs.images[2 * candidates]), return_index=True)
-    fresh = np.zeros(len(candidates), dtype=bool)
-    fresh[first] = True
+    hashes = pixel_hashes(pairs.images[np.stack([2 * candidates, 2 * candidates + 1], 1).reshape(-1)]).reshape(-1, 2)
+    shown, fresh = set(), np.zeros(len(candidates), dtype=bool)
+    for i, (ha, hb) in enumerate(hashes.tolist()):
+        if ha not in shown and hb not in shown:
+            fresh[i] = True
+            shown.update((ha, hb))
     idx = np.concatenate([candidates[fresh], candidates[~fresh]])[:n]
     return pairs.images[2 * idx], pairs.images[2 * idx + 1]
 
