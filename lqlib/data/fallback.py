@@ -71,9 +71,9 @@ def pair_faces(pairs, n: int = 4, same: bool = True):
     also "Name 1 4", "Name 2 4"), and a figure of four faces should show four photos in each column. Pairs
     repeating a photo fill in, in list order, only when there are too few others."""
     candidates = np.flatnonzero(pairs.issame.numpy() == same)
-    hashes = pixel_hashes(pairs.images[np.stack([2 * candidates, 2 * candidates + 1], 1).reshape(-1)]).reshape(-1, 2)
+    first, second = (pixel_hashes(pairs.images[2 * candidates + k]).tolist() for k in (0, 1))
     shown, fresh = set(), np.zeros(len(candidates), dtype=bool)
-    for i, (ha, hb) in enumerate(hashes.tolist()):
+    for i, (ha, hb) in enumerate(zip(first, second)):
         if ha not in shown and hb not in shown:
             fresh[i] = True
             shown.update((ha, hb))
