@@ -362,6 +362,21 @@ def block_status(preset: str):
     return pd.DataFrame(rows)
 
 
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def format_p(p):
+    """A p-value as a reader compares it with α: four decimals from 0.001 up (``0.0847``); below, two significant
+    digits and the power of ten (``8.3 × 10⁻⁶``), never ``0.0000``; ``—`` when there is none (NaN)."""
+    p = float(p)
+    if p != p:
+        return "—"
+    if p >= 1e-3 or p == 0.0:
+        return f"{p:.4f}"
+    mantissa, exponent = f"{p:.1e}".split("e")
+    return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
+
+
 def verdict_table(family):
     """The family's verdicts as a table for a README: one row per hypothesis — the comparison, the mean
     paired difference in points ± its sd over n seeds, raw and Holm p, the minimal detectable effect at the
@@ -372,7 +387,7 @@ def verdict_table(family):
     rows = [{"id": r.id, "comparison": f"{r.model} vs {r.baseline}", "scale": f"×{float(r.scale):g}",
              "eval mode": r.eval_mode, "direction": r.direction,
              "accuracy (model / baseline)": f"{r.acc:.2f} / {r.baseline_acc:.2f}", "Δ points (sd)": pm(r),
-             "p": f"{r.p:.4f}", "p (Holm)": f"{r.p_holm:.4f}", "MDE (80 %)": f"{r.mde:.2f}",
+             "p": format_p(r.p), "p (Holm)": format_p(r.p_holm), "MDE (80 %)": f"{r.mde:.2f}",
              "bootstrap 95 % CI": (f"[{r.boot_ci_low:+.2f}, {r.boot_ci_high:+.2f}]"
                                    if r.boot_ci_low == r.boot_ci_low else "—"),
              "verdict": r.verdict} for r in family.itertuples()]
@@ -381,4 +396,4 @@ def verdict_table(family):
 
 __all__ = ["pool_block_rows", "pooled_student_metrics", "attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
            "pooled_family_verdicts", "pooled_results", "packed_reader", "block_folders", "published",
-           "pooled_attention_measure", "pooled_teacher_metrics", "block_status", "verdict_table", "TEACHER_ON_LR"]
+           "pooled_attention_measure", "pooled_teacher_metrics", "block_status", "verdict_table", "format_p", "TEACHER_ON_LR"]

@@ -308,6 +308,10 @@ def test_verdict_table_states_each_hypothesis_with_its_numbers():
     assert r["p (Holm)"] == "0.0155" and r["MDE (80 %)"] == "1.23" and r["bootstrap 95 % CI"] == "[+0.40, +2.60]"
     assert r["accuracy (model / baseline)"] == "70.50 / 69.00" and r["verdict"] == "supported"
     assert t.iloc[1]["Δ points (sd)"] == "-2.50 (n=5)" and t.iloc[1]["bootstrap 95 % CI"] == "—"
+    assert r["p"] == "0.0031" and t.iloc[1]["p"] == "0.2000"
+    small = V.verdict_table(fam.assign(p=[8.31e-6, 3.7129e-4], p_holm=[4.2e-5, 1.0]))   # never "0.0000"
+    assert small["p"].tolist() == ["8.3 × 10⁻⁶", "3.7 × 10⁻⁴"] and small["p (Holm)"].tolist() == ["4.2 × 10⁻⁵", "1.0000"]
+    assert V.format_p(float("nan")) == "—" and V.format_p(0.001) == "0.0010" and V.format_p(9.96e-4) == "1.0 × 10⁻³"
 
 
 def test_student_curves_of_the_published_blocks_mark_rate_drops_and_the_kept_epoch(tmp_path):
