@@ -394,6 +394,53 @@ def verdict_table(family):
     return pd.DataFrame(rows)
 
 
+def families_side_by_side(studies, publish: Optional[str] = None):
+    """The registered families of several studies beside each other (e.g. the verdict study's 3-epoch students
+    and the converged study's): one row per comparison — hypothesis id, model vs baseline, scale, eval mode — and
+    for each study its accuracies, Δ ± sd (n), Holm p and verdict, "—" where that study did not test the
+    comparison. ``studies`` maps a label to a ``family.csv``, a results folder holding one, or a family frame
+    (:func:`pooled_family_verdicts`), in the column order wanted. With ``publish`` (a preset), the table is also
+    written to ``<its publish folder>/side_by_side.md``."""
+    key = ["id", "model", "baseline", "scale", "eval_mode"]
+    frames = {}
+    for label, fam in studies.items():
+        if not isinstance(fam, pd.DataFrame):
+            path = paths.resolve(str(fam))
+            path = path / "family.csv" if path.is_dir() else path
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no family.csv for {label!r} (a study's results folder after its "
+                                        "family was tested)")
+            fam = pd.read_csv(path)
+        missing = [c for c in key + ["acc", "baseline_acc", "delta", "delta_sd", "n", "p_holm", "verdict"]
+                   if c not in fam]
+        if missing:
+            raise ValueError(f"{label!r}: the family has no column(s) {missing}")
+        frames[label] = fam.assign(scale=fam["scale"].astype(float)).set_index(key)
+    order = list(dict.fromkeys(k for fam in frames.values() for k in fam.index))
+    rows = []
+    for k in order:
+        row = {"id": k[0], "comparison": f"{k[1]} vs {k[2]}", "scale": f"×{k[3]:g}", "eval mode": k[4]}
+        for label, fam in frames.items():
+            r = fam.loc[k] if k in fam.index else None
+            if isinstance(r, pd.DataFrame):
+                r = r.iloc[0]
+            sd = "" if r is None or r.delta_sd != r.delta_sd else f" ± {r.delta_sd:.2f}"
+            row.update({f"{label}: accuracy (model / baseline)": "—" if r is None else
+                        f"{r.acc:.2f} / {r.baseline_acc:.2f}",
+                        f"{label}: Δ points (sd)": "—" if r is None else f"{r.delta:+.2f}{sd} (n={int(r.n)})",
+                        f"{label}: p (Holm)": "—" if r is None else format_p(r.p_holm),
+                        f"{label}: verdict": "—" if r is None else r.verdict})
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if publish:
+        root = paths.resolve(load_preset(publish)["publish"])
+        with atomic_write(root / "side_by_side.md", "w", encoding="utf-8") as f:
+            f.write(f"# The registered families side by side: {', '.join(studies)} "
+                    f"(lqlib.verdict.families_side_by_side)\n\n{to_markdown(out, index=False)}\n")
+    return out
+
+
 __all__ = ["pool_block_rows", "pooled_student_metrics", "attention_measure_study", "save_attention_measure", "family_report", "family_verdicts", "publish_correctness",
            "pooled_family_verdicts", "pooled_results", "packed_reader", "block_folders", "published",
-           "pooled_attention_measure", "pooled_teacher_metrics", "block_status", "verdict_table", "format_p", "TEACHER_ON_LR"]
+           "pooled_attention_measure", "pooled_teacher_metrics", "block_status", "verdict_table", "format_p", "families_side_by_side",
+           "TEACHER_ON_LR"]

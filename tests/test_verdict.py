@@ -396,3 +396,44 @@ def test_pooled_family_tests_each_block_against_its_own_teacher(tmp_path, monkey
     assert (h6["boot_ci_low"], h6["boot_ci_high"], h6["boot_p"]) == pytest.approx(
         (want["ci_low"], want["ci_high"], want["p_value"]))
     assert out.loc["H1", "n"] == 3 and np.isfinite(out.loc["H1", "boot_p"])
+
+
+def test_families_side_by_side_match_comparisons_not_ids(tmp_path):
+    """Two studies' families beside each other: a row per comparison (an id re-used for another comparison is
+    its own row), "—" where a study did not test it; read from a results folder or a frame."""
+    import pandas as pd
+
+    def fam(rows):
+        base = {"scale": 8.0, "eval_mode": "both", "n": 5, "acc": 70.0, "baseline_acc": 68.0, "delta_sd": 1.0}
+        return pd.DataFrame([{**base, **r} for r in rows])
+
+    short = fam([{"id": "H1", "model": "logit", "baseline": "none", "delta": 1.59, "p_holm": 0.169,
+                  "verdict": "inconclusive"},
+                 {"id": "H5", "model": "sface", "baseline": "none", "delta": 9.93, "p_holm": 4.2e-5,
+                  "verdict": "supported"}])
+    (tmp_path / "cpu").mkdir()
+    short.to_csv(tmp_path / "cpu" / "family.csv", index=False)
+    long = fam([{"id": "H1", "model": "logit", "baseline": "none", "delta": -0.5, "delta_sd": float("nan"),
+                 "p_holm": 0.9, "verdict": "not supported", "acc": 87.1, "baseline_acc": 87.6},
+                {"id": "H5", "model": "attention", "baseline": "none", "delta": 0.2, "p_holm": 1.0,
+                 "verdict": "inconclusive"},
+                {"id": "H6", "model": "none", "baseline": "teacher", "delta": 9.4, "p_holm": 0.003,
+                 "verdict": "supported"}])
+    t = V.families_side_by_side({"3 epochs": tmp_path / "cpu", "converged": long})
+    assert t["id"].tolist() == ["H1", "H5", "H5", "H6"]
+    h1 = t.iloc[0]
+    assert h1["3 epochs: Δ points (sd)"] == "+1.59 ± 1.00 (n=5)" and h1["converged: Δ points (sd)"] == "-0.50 (n=5)"
+    assert h1["converged: accuracy (model / baseline)"] == "87.10 / 87.60" and h1["converged: verdict"] == "not supported"
+    assert t.iloc[1]["3 epochs: p (Holm)"] == "4.2 × 10⁻⁵" and t.iloc[1]["converged: verdict"] == "—"
+    assert t.iloc[2]["comparison"] == "attention vs none" and t.iloc[2]["3 epochs: verdict"] == "—"
+    assert t.iloc[3]["3 epochs: Δ points (sd)"] == "—" and t.iloc[3]["converged: p (Holm)"] == "0.0030"
+    preset, _ = _blocked_preset(tmp_path)
+    from lqlib.evaluation.tables import to_markdown
+    out = V.families_side_by_side({"3 epochs": tmp_path / "cpu" / "family.csv", "converged": long}, publish=preset)
+    written = (tmp_path / "pub" / "side_by_side.md").read_text(encoding="utf-8")
+    assert to_markdown(out, index=False) in written and "3 epochs, converged" in written
+    assert written.count("\n| H") == 4 and "| +9.40 ± 1.00 (n=5) | 0.0030 | supported |" in written
+    with pytest.raises(FileNotFoundError, match="no family.csv for 'later'"):
+        V.families_side_by_side({"later": tmp_path / "nothing"})
+    with pytest.raises(ValueError, match="'bad': the family has no column"):
+        V.families_side_by_side({"bad": short.drop(columns="p_holm")})
