@@ -424,12 +424,13 @@ def families_side_by_side(studies, publish: Optional[str] = None):
             r = fam.loc[k] if k in fam.index else None
             if isinstance(r, pd.DataFrame):
                 r = r.iloc[0]
-            sd = "" if r is None or r.delta_sd != r.delta_sd else f" ± {r.delta_sd:.2f}"
-            row.update({f"{label}: accuracy (model / baseline)": "—" if r is None else
-                        f"{r.acc:.2f} / {r.baseline_acc:.2f}",
-                        f"{label}: Δ points (sd)": "—" if r is None else f"{r.delta:+.2f}{sd} (n={int(r.n)})",
-                        f"{label}: p (Holm)": "—" if r is None else format_p(r.p_holm),
-                        f"{label}: verdict": "—" if r is None else r.verdict})
+            names = [f"{label}: {c}" for c in ("accuracy (model / baseline)", "Δ points (sd)", "p (Holm)", "verdict")]
+            if r is None:
+                row.update(dict.fromkeys(names, "—"))
+                continue
+            sd = "" if r.delta_sd != r.delta_sd else f" ± {r.delta_sd:.2f}"
+            row.update(zip(names, (f"{r.acc:.2f} / {r.baseline_acc:.2f}", f"{r.delta:+.2f}{sd} (n={int(r.n)})",
+                                   format_p(r.p_holm), r.verdict)))
         rows.append(row)
     out = pd.DataFrame(rows)
     if publish:
