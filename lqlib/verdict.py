@@ -35,7 +35,7 @@ from .evaluation.embedding import unique_images
 from .evaluation.correctness import load_correctness, pack_correctness
 from .evaluation.hierarchical import hierarchical_bootstrap, pair_identities
 from .evaluation.hypotheses import HypothesesError, family_tests, parse_family, require_registered
-from .evaluation.tables import to_markdown
+from .evaluation.tables import scale_label, to_markdown
 from .io import atomic_write, save_dataframe_csv
 from .model_key import EXTERNAL_TEACHER, OWN_TEACHER, ModelKey, reading_order
 from .presets import block_folders, block_spec, load_preset, published
@@ -377,16 +377,19 @@ def format_p(p):
     return f"{mantissa} × 10{str(int(exponent)).translate(_SUPERSCRIPT)}"
 
 
+def _delta_cell(r):
+    """A family row's mean paired difference as a table shows it: ``+1.50 ± 0.50 (n=5)``, no ``±`` without an sd."""
+    sd = f" ± {r.delta_sd:.2f}" if r.delta_sd == r.delta_sd else ""
+    return f"{r.delta:+.2f}{sd} (n={int(r.n)})"
+
+
 def verdict_table(family):
     """The family's verdicts as a table for a README: one row per hypothesis — the comparison, the mean
     paired difference in points ± its sd over n seeds, raw and Holm p, the minimal detectable effect at the
     preset's power (Holm's first step), the hierarchical bootstrap's interval, and the verdict."""
-    def pm(r):
-        return f"{r.delta:+.2f} ± {r.delta_sd:.2f} (n={int(r.n)})" if r.delta_sd == r.delta_sd else f"{r.delta:+.2f} (n={int(r.n)})"
-
-    rows = [{"id": r.id, "comparison": f"{r.model} vs {r.baseline}", "scale": f"×{float(r.scale):g}",
+    rows = [{"id": r.id, "comparison": f"{r.model} vs {r.baseline}", "scale": scale_label(r.scale),
              "eval mode": r.eval_mode, "direction": r.direction,
-             "accuracy (model / baseline)": f"{r.acc:.2f} / {r.baseline_acc:.2f}", "Δ points (sd)": pm(r),
+             "accuracy (model / baseline)": f"{r.acc:.2f} / {r.baseline_acc:.2f}", "Δ points (sd)": _delta_cell(r),
              "p": format_p(r.p), "p (Holm)": format_p(r.p_holm), "MDE (80 %)": f"{r.mde:.2f}",
              "bootstrap 95 % CI": (f"[{r.boot_ci_low:+.2f}, {r.boot_ci_high:+.2f}]"
                                    if r.boot_ci_low == r.boot_ci_low else "—"),
@@ -419,7 +422,7 @@ def families_side_by_side(studies, publish: Optional[str] = None):
     order = list(dict.fromkeys(k for fam in frames.values() for k in fam.index))
     rows = []
     for k in order:
-        row = {"id": k[0], "comparison": f"{k[1]} vs {k[2]}", "scale": f"×{k[3]:g}", "eval mode": k[4]}
+        row = {"id": k[0], "comparison": f"{k[1]} vs {k[2]}", "scale": scale_label(k[3]), "eval mode": k[4]}
         for label, fam in frames.items():
             r = fam.loc[k] if k in fam.index else None
             if isinstance(r, pd.DataFrame):
@@ -428,9 +431,8 @@ def families_side_by_side(studies, publish: Optional[str] = None):
             if r is None:
                 row.update(dict.fromkeys(names, "—"))
                 continue
-            sd = "" if r.delta_sd != r.delta_sd else f" ± {r.delta_sd:.2f}"
-            row.update(zip(names, (f"{r.acc:.2f} / {r.baseline_acc:.2f}", f"{r.delta:+.2f}{sd} (n={int(r.n)})",
-                                   format_p(r.p_holm), r.verdict)))
+            row.update(zip(names, (f"{r.acc:.2f} / {r.baseline_acc:.2f}", _delta_cell(r), format_p(r.p_holm),
+                                   r.verdict)))
         rows.append(row)
     out = pd.DataFrame(rows)
     if publish:
